@@ -1,0 +1,145 @@
+"""Command line: a thin Typer shell over blurcam.pipeline.
+
+Only this module turns BlurcamError into a one-line message and an exit code.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import BlurcamError, UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Remove faces from video, irreversibly, before anything is stored or sent.")
+log = logging.getLogger("blurcam")
+
+
+class Progress:
+    """One self-rewriting stderr line (frames, fps, ETA, faces); silent when stderr is not a terminal."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self.done = self.faces = 0
+        self.started = self._shown = time.perf_counter()
+
+    def __call__(self, record) -> None:
+        self.done += 1
+        self.faces += len(record.faces)
+        now = time.perf_counter()
+        if self.enabled and (now - self._shown > 0.25 or self.done == self.total):
+            self._shown = now
+            fps = self.done / max(now - self.started, 1e-9)
+            if self.total:
+                eta = (self.total - self.done) / max(fps, 1e-9)
+                head = f"{self.done}/{self.total} frames ({100 * self.done // self.total}%)  ETA {eta:4.0f}s"
+            else:
+                head = f"{self.done} frames"
+            sys.stderr.write(f"\r{head}  {fps:5.1f} fps  faces {self.faces}   ")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.done:
+            sys.stderr.write("\n")
+
+
+def _fail(exc: BlurcamError) -> None:
+    typer.echo(f"blurcam: error: {exc}", err=True)
+    raise typer.Exit(exc.exit_code)
+
+
+@app.command()
+def blur(
+    input: Annotated[Path, typer.Argument(help="Video (mp4, mov, mkv, ...) or image (jpg, png, webp).", show_default=False)],
+    output: Annotated[Optional[Path], typer.Argument(help="Where to write; default INPUT.blurred.EXT.", show_default=False)] = None,
+    mode: Annotated[str, typer.Option(help="blur (smoothed noisy cell means), pixelate or solid.")] = "blur",
+    threshold: Annotated[float, typer.Option(help="Detector confidence threshold, 0-1. Lower finds more faces.")] = 0.5,
+    pad: Annotated[float, typer.Option(help="Box growth about its centre (1.5 = 50% larger).")] = 1.5,
+    hold: Annotated[int, typer.Option(help="Frames a face stays redacted after its last detection.")] = 15,
+    lookback: Annotated[int, typer.Option(help="Frames before a face's first detection that are also redacted.")] = 15,
+    detector: Annotated[str, typer.Option(help="mediapipe, mediapipe-full or mediapipe-short.")] = "mediapipe",
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop audio instead of copying it.")] = False,
+    crf: Annotated[int, typer.Option(help="Encoder quality (x264: 0-51, lower is better).")] = 18,
+    preset: Annotated[str, typer.Option(help="Encoder speed preset (x264/x265).")] = "veryfast",
+    codec: Annotated[str, typer.Option(help="libx264, libx265, libvpx-vp9 or mpeg4.")] = "libx264",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")] = False,
+    report: Annotated[Optional[Path], typer.Option(help="Write a JSON report of every redacted box.", show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
+) -> None:
+    """Redact every face in a video or image file.
+
+    The output keeps resolution, frame count, timing, rotation and audio; subtitle,
+    data (GPS, telemetry) and attachment streams and all metadata are removed. It is
+    written under a temporary name and only renamed into place when complete.
+    """
+    from .io.sink import EncoderConfig
+    from .pipeline import PipelineConfig, default_output_path, is_image_path, redact_file, redact_image
+    from .redact import RedactConfig
+    from .report import ReportBuilder, write_report
+    from .track import TrackConfig
+
+    try:
+        try:
+            config = PipelineConfig(
+                detector=detector, threshold=threshold, audio=not no_audio,
+                redact=RedactConfig(mode=mode, pad=pad),
+                track=TrackConfig(hold_frames=hold, lookback_frames=lookback),
+                encoder=EncoderConfig(codec=codec, crf=crf, preset=preset))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        output = output or default_output_path(input)
+        if report is not None and report.exists() and not overwrite:
+            raise UsageError(f"{report}: already exists (use --overwrite)")
+        builder = ReportBuilder() if report else None
+        total = None
+        if not is_image_path(input):
+            total = _frame_count(input)
+        progress = Progress(total, enabled=not quiet and sys.stderr.isatty())
+
+        def on_frame(record) -> None:
+            progress(record)
+            if builder is not None:
+                builder.add(record)
+
+        job = redact_image if is_image_path(input) else redact_file
+        try:
+            stats = job(input, output, config, overwrite=overwrite, on_frame=on_frame)
+        finally:
+            progress.close()
+        if builder is not None:
+            write_report(report, builder.build(input_path=input, output_path=output, config=config, stats=stats))
+        if stats.frames_obscured_whole:
+            typer.echo(f"blurcam: warning: the detector failed on {stats.frames_obscured_whole} frames; "
+                       "they were obscured whole", err=True)
+        if not quiet:
+            typer.echo(f"{output}: {stats.frames} frames, {stats.faces_detected} face detections, "
+                       f"{stats.faces_carried} carried boxes, {stats.fps:.1f} fps", err=True)
+    except BlurcamError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.echo("blurcam: interrupted; partial output removed", err=True)
+        raise typer.Exit(130)
+
+
+def _frame_count(path: Path) -> int | None:
+    """Frame count from the container header, for the progress bar; None if unknown."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            return c.streams.video[0].frames or None
+    except Exception:  # the real open reports the problem properly
+        return None
+
+
+@app.callback()
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details to stderr.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="blurcam: %(message)s")
+
+
+def main() -> None:
+    app()

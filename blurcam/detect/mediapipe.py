@@ -1,0 +1,97 @@
+"""MediaPipe Tasks FaceDetector (BlazeFace) adapter, VIDEO running mode."""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+
+from ..errors import DetectorError
+from ..models import model_bytes
+from ..types import Faces
+
+# glog/absl and LiteRT print INFO lines on stderr at model load; keep the CLI's stderr for users.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MODELS = {
+    "short": "face_detection_short_range.tflite",  # 128x128 input: faces within ~2 m, large in frame
+    "full": "face_detection_full_range.tflite",  # 192x192 dense: faces up to ~5 m
+    "full_sparse": "face_detection_full_range_sparse.tflite",  # same task, sparse weights
+}
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence native libraries' stderr chatter (fd 2) for the duration."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class MediaPipeDetector:
+    """BlazeFace through ``mediapipe.tasks.vision.FaceDetector`` in VIDEO mode.
+
+    model: "short", "full" or "full_sparse" (see MODELS).
+    threshold: minimum detection confidence in [0, 1].
+    The model file is read once and checked against its SHA-256 before loading.
+    """
+
+    def __init__(self, model: str = "full", *, threshold: float = 0.5) -> None:
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
+        self.name = f"mediapipe-{model}"
+        self.model_file = MODELS[model]
+        data = model_bytes(self.model_file)
+        try:
+            import mediapipe as mp
+            from mediapipe.tasks.python import BaseOptions, vision
+        except ImportError as exc:
+            raise DetectorError(f"mediapipe is not installed: {exc}") from None
+        self._mp = mp
+        options = vision.FaceDetectorOptions(
+            base_options=BaseOptions(model_asset_buffer=data),
+            running_mode=vision.RunningMode.VIDEO,
+            min_detection_confidence=threshold,
+            min_suppression_threshold=0.3,
+        )
+        with _quiet_stderr():
+            try:
+                self._task = vision.FaceDetector.create_from_options(options)
+            except Exception as exc:
+                raise DetectorError(f"cannot load {self.model_file}: {exc}") from None
+            # The first call logs allocation warnings; make it here, on a blank image.
+            self._task.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB,
+                                                 data=np.zeros((64, 64, 3), np.uint8)), 0)
+        self._last_ms = 0
+
+    def detect(self, image: np.ndarray, timestamp_ms: int) -> Faces:
+        # MediaPipe demands strictly increasing timestamps; pts can repeat or start at 0.
+        self._last_ms = max(self._last_ms + 1, int(timestamp_ms) + 1)
+        mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=image)
+        result = self._task.detect_for_video(mp_image, self._last_ms)
+        n = len(result.detections)
+        if n == 0:
+            return Faces.empty()
+        xyxy = np.empty((n, 4), np.float32)
+        score = np.empty(n, np.float32)
+        for i, d in enumerate(result.detections):  # a handful per frame: a Python loop is fine here
+            b = d.bounding_box
+            xyxy[i] = (b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height)
+            score[i] = d.categories[0].score if d.categories else 1.0
+        return Faces.from_xyxy(xyxy, score)
+
+    def close(self) -> None:
+        task, self._task = getattr(self, "_task", None), None
+        if task is not None:
+            with _quiet_stderr():
+                task.close()

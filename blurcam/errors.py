@@ -1,0 +1,62 @@
+"""Error hierarchy. Library code raises these; only the CLI turns them into exit codes."""
+from __future__ import annotations
+
+
+class BlurcamError(Exception):
+    """Base of every error blurcam reports to a user. ``exit_code`` is the CLI's status."""
+
+    exit_code = 1
+
+
+class UsageError(BlurcamError):
+    """A bad option value or combination."""
+
+    exit_code = 2
+
+
+class SourceError(BlurcamError):
+    """The input cannot be opened, is not media, or breaks while reading."""
+
+    exit_code = 3
+
+
+class UnsupportedMediaError(SourceError):
+    """The input is media, but blurcam cannot decode its video."""
+
+    exit_code = 4
+
+
+class TruncatedInputError(SourceError):
+    """The input ends early or is corrupt part-way through."""
+
+    exit_code = 5
+
+
+class SinkError(BlurcamError):
+    """The output cannot be created or written."""
+
+    exit_code = 6
+
+
+class OutputExistsError(SinkError):
+    """The output already exists and ``--overwrite`` was not given."""
+
+    exit_code = 7
+
+
+class DiskFullError(SinkError):
+    """The disk (or a size limit) filled up while writing the output."""
+
+    exit_code = 8
+
+
+class DetectorError(BlurcamError):
+    """A detector failed to load or to run."""
+
+    exit_code = 9
+
+
+class ModelIntegrityError(DetectorError):
+    """A model file is missing or its SHA-256 differs from the manifest."""
+
+    exit_code = 10

@@ -1,0 +1,1 @@
+"""Sources (decode frames, pass audio packets through) and sinks (encode, mux, write)."""

@@ -1,0 +1,375 @@
+"""source -> detect -> track -> redact -> sink, with stages overlapped in threads.
+
+    reader thread     demux + decode (PyAV, frame threads)  -> frames queue (bounded)
+                      audio packets                          -> audio queue
+    detector thread   detector.detect(frame)                 -> detected queue (bounded)
+    caller's thread   persistence + look-back, redaction, encode + mux
+
+Bounded queues give back-pressure, so memory is bounded by their sizes plus the
+look-back buffer. A worker's exception stops every stage and is re-raised in the
+caller. If the detector raises on a frame, that frame is obscured whole: nothing
+unredacted ever reaches the sink.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .detect import Detector, make_detector
+from .errors import BlurcamError
+from .io.sink import EncoderConfig, FileSink
+from .io.source import MediaSource
+from .redact import RedactConfig, obscure_whole, redact_faces
+from .track import Persistence, TrackConfig, backfill_box
+from .types import Faces, Frame
+
+log = logging.getLogger(__name__)
+
+_END = object()  # end-of-stream sentinel on every queue
+_POLL_S = 0.1
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    """Everything one run needs besides input and output.
+
+    queue_frames: capacity of each inter-stage queue, in frames (>= 1).
+    """
+
+    detector: str = "mediapipe"
+    threshold: float = 0.5
+    redact: RedactConfig = field(default_factory=RedactConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    audio: bool = True
+    queue_frames: int = 8
+
+    def __post_init__(self) -> None:
+        if self.queue_frames < 1:
+            raise ValueError(f"queue_frames must be >= 1, got {self.queue_frames}")
+
+
+@dataclass
+class FrameRecord:
+    """What was done to one frame: the faces (detected and carried), the pixel
+    regions destroyed for them (N, 4) int32, and whether the frame was obscured whole."""
+
+    index: int
+    time_s: float | None
+    faces: Faces
+    regions: np.ndarray
+    obscured_whole: bool
+
+
+@dataclass
+class RunStats:
+    frames: int = 0
+    faces_detected: int = 0
+    faces_carried: int = 0
+    frames_obscured_whole: int = 0
+    seconds: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+class _Stop(Exception):
+    """Raised inside a stage when another stage failed and everything must stop."""
+
+
+class _Stages:
+    """Worker threads sharing one stop event; the first error is kept and re-raised."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.threads: list[threading.Thread] = []
+
+    def start(self, name: str, target: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                target()
+            except _Stop:
+                pass
+            except BaseException as exc:  # re-raised in the caller by check()
+                if self.error is None:
+                    self.error = exc
+                self.stop.set()
+
+        thread = threading.Thread(target=run, name=f"blurcam-{name}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def put(self, q: queue.Queue, item) -> None:
+        while True:
+            if self.stop.is_set():
+                raise _Stop
+            try:
+                q.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, q: queue.Queue):
+        while True:
+            self.check()
+            if self.stop.is_set():
+                raise _Stop
+            try:
+                return q.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def shutdown(self, queues: Iterable[queue.Queue]) -> None:
+        """Stop all workers, drain queues so blocked puts return, join threads."""
+        self.stop.set()
+        for thread in self.threads:
+            while thread.is_alive():
+                for q in queues:
+                    _drain(q)
+                thread.join(timeout=_POLL_S)
+
+
+def _drain(q: queue.Queue) -> list:
+    items = []
+    while True:
+        try:
+            items.append(q.get_nowait())
+        except queue.Empty:
+            return items
+
+
+def display_view(image: np.ndarray, rotation_deg: int) -> tuple[np.ndarray, int]:
+    """The image as a player shows it (detectors expect upright faces), and k, the
+    number of counter-clockwise quarter turns applied."""
+    k = round(rotation_deg / 90) % 4
+    if k == 0:
+        return image, 0
+    return np.ascontiguousarray(np.rot90(image, k)), k
+
+
+def boxes_to_stored(xyxy: np.ndarray, k: int, stored_wh: tuple[int, int]) -> np.ndarray:
+    """Map (N, 4) boxes found on ``np.rot90(image, k)`` back to the stored image."""
+    if k == 0 or len(xyxy) == 0:
+        return xyxy
+    w, h = stored_wh
+    x1, y1, x2, y2 = xyxy.T
+    if k == 1:  # display (xd, yd) <- stored (w - yd, xd)
+        out = np.stack([w - y2, x1, w - y1, x2], axis=1)
+    elif k == 2:
+        out = np.stack([w - x2, h - y2, w - x1, h - y1], axis=1)
+    else:  # k == 3: display (xd, yd) <- stored (yd, h - xd)
+        out = np.stack([y1, h - x2, y2, h - x1], axis=1)
+    return out.astype(np.float32)
+
+
+def detect_frame(detector: Detector, frame: Frame) -> Faces:
+    """Run ``detector`` on the frame as displayed; boxes come back in stored pixels."""
+    view, k = display_view(frame.image, frame.rotation_deg)
+    faces = detector.detect(view, frame.time_ms)
+    if k:
+        h, w = frame.image.shape[:2]
+        faces = Faces(boxes_to_stored(faces.xyxy, k, (w, h)), faces.score, faces.track_id, faces.carried)
+    return faces
+
+
+class _Pending:
+    """A detected frame waiting in the look-back buffer for back-filled boxes."""
+
+    __slots__ = ("frame", "faces", "extra", "obscure")
+
+    def __init__(self, frame: Frame, faces: Faces, obscure: bool) -> None:
+        self.frame, self.faces, self.obscure = frame, faces, obscure
+        self.extra: list[Faces] = []
+
+
+def run(source: MediaSource, sink, detector: Detector, config: PipelineConfig, *,
+        on_frame: Callable[[FrameRecord], None] | None = None) -> RunStats:
+    """Redact every frame of ``source`` into ``sink``; returns counts.
+
+    The sink gets frames in order, each exactly once, each already redacted; the
+    caller commits or aborts the sink. ``on_frame`` is called in the caller's
+    thread after each frame is written (progress, reports).
+    """
+    stages = _Stages()
+    frames_q: queue.Queue = queue.Queue(maxsize=config.queue_frames)
+    detected_q: queue.Queue = queue.Queue(maxsize=config.queue_frames)
+    audio_q: queue.Queue = queue.Queue()  # unbounded, but the reader is held back by frames_q
+    stats = RunStats()
+    rng = np.random.default_rng()
+    tracker = Persistence(config.track)
+    lookback = config.track.lookback_frames if not source.info.is_live else 0
+    buffer: deque[_Pending] = deque()
+    started = time.perf_counter()
+
+    def read() -> None:
+        try:
+            for item in source.items():
+                if isinstance(item, Frame):
+                    stages.put(frames_q, item)
+                else:
+                    audio_q.put(item)
+        finally:
+            if not stages.stop.is_set():
+                stages.put(frames_q, _END)
+
+    def detect() -> None:
+        while (frame := stages.get(frames_q)) is not _END:
+            try:
+                faces = detect_frame(detector, frame)
+            except Exception as exc:  # fail closed: this frame will be obscured whole
+                log.warning("detector failed on frame %d (%s); obscuring the whole frame", frame.index, exc)
+                faces = None
+            stages.put(detected_q, (frame, faces))
+        stages.put(detected_q, _END)
+
+    def emit(item: _Pending) -> None:
+        frame = item.frame
+        faces = Faces.concat([item.faces, *item.extra])
+        if item.obscure:
+            obscure_whole(frame.image, config.redact, rng)
+            regions = np.array([[0, 0, frame.image.shape[1], frame.image.shape[0]]], np.int32)
+            stats.frames_obscured_whole += 1
+        else:
+            regions = redact_faces(frame.image, faces.xyxy, config.redact, rng)
+        sink.write_frame(frame)
+        for packet in _drain(audio_q):
+            sink.write_audio(packet)
+        stats.frames += 1
+        stats.faces_detected += int((~faces.carried).sum())
+        stats.faces_carried += int(faces.carried.sum())
+        if on_frame is not None:
+            time_s = float(frame.pts * frame.time_base) if frame.pts is not None else None
+            on_frame(FrameRecord(frame.index, time_s, faces, regions, item.obscure))
+
+    stages.start("reader", read)
+    stages.start("detector", detect)
+    try:
+        while (got := stages.get(detected_q)) is not _END:
+            frame, detections = got
+            faces = tracker.update(detections)
+            births = tracker.births
+            if len(births) and lookback:
+                # A face seen for the first time was probably there, undetected, just before.
+                for back, pending in enumerate(reversed(buffer), start=1):
+                    grown = backfill_box(births.xyxy, back, config.track.growth_per_frame)
+                    pending.extra.append(Faces(grown, births.score, births.track_id,
+                                               np.ones(len(births), bool)))
+            buffer.append(_Pending(frame, faces, obscure=detections is None))
+            if len(buffer) > lookback:
+                emit(buffer.popleft())
+        while buffer:
+            emit(buffer.popleft())
+        for thread in stages.threads:
+            thread.join()
+        stages.check()
+        for packet in _drain(audio_q):
+            sink.write_audio(packet)
+    finally:
+        stages.shutdown([frames_q, detected_q])
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def default_output_path(input_path: str | Path) -> Path:
+    """INPUT's name + ``.blurred`` + its extension: clip.mp4 -> clip.blurred.mp4."""
+    p = Path(input_path)
+    return p.with_name(f"{p.stem}.blurred{p.suffix}")
+
+
+def redact_file(input_path: str | Path, output_path: str | Path | None = None,
+                config: PipelineConfig | None = None, *, overwrite: bool = False,
+                detector: Detector | None = None,
+                on_frame: Callable[[FrameRecord], None] | None = None) -> RunStats:
+    """Redact a video file into ``output_path`` (atomically: complete or absent).
+
+    ``detector`` overrides ``config.detector`` (tests inject failing detectors).
+    Raises a BlurcamError subclass for every user-facing failure.
+    """
+    config = config or PipelineConfig()
+    output_path = Path(output_path) if output_path else default_output_path(input_path)
+    if Path(output_path).resolve() == Path(input_path).resolve():
+        raise BlurcamError(f"{output_path}: output would overwrite the input")
+    source = MediaSource(input_path, audio=config.audio)
+    sink = None
+    own_detector = detector is None
+    try:
+        sink = FileSink(output_path, source.info, audio_streams=source.audio_streams,
+                        encoder=config.encoder, overwrite=overwrite)
+        if own_detector:
+            detector = make_detector(config.detector, threshold=config.threshold)
+        stats = run(source, sink, detector, config, on_frame=on_frame)
+        sink.commit()
+        return stats
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        raise
+    finally:
+        source.close()
+        if own_detector and detector is not None:
+            detector.close()
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def is_image_path(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def redact_image(input_path: str | Path, output_path: str | Path | None = None,
+                 config: PipelineConfig | None = None, *, overwrite: bool = False,
+                 detector: Detector | None = None,
+                 on_frame: Callable[[FrameRecord], None] | None = None) -> RunStats:
+    """Redact a still image. EXIF orientation is applied when reading; the output is
+    written from pixels alone, so EXIF (GPS, camera, time) and text chunks are gone."""
+    import cv2
+
+    from .errors import SinkError, SourceError
+    from .io.sink import check_output_path, write_atomically
+
+    config = config or PipelineConfig()
+    output_path = Path(output_path) if output_path else default_output_path(input_path)
+    input_path = Path(input_path)
+    if not input_path.exists():
+        raise SourceError(f"{input_path}: no such file")
+    if input_path.is_dir():
+        raise SourceError(f"{input_path}: is a directory, not a media file")
+    check_output_path(output_path, overwrite)
+    if not is_image_path(output_path):
+        raise SinkError(f"{output_path}: an image can only be written as {', '.join(IMAGE_EXTENSIONS)}")
+    started = time.perf_counter()
+    bgr = cv2.imdecode(np.fromfile(input_path, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SourceError(f"{input_path}: not an image blurcam can read")
+    frame = Frame(image=np.ascontiguousarray(bgr[:, :, ::-1]), index=0, pts=0, time_base=Fraction(1, 1000))
+    own_detector = detector is None
+    detector = detector or make_detector(config.detector, threshold=config.threshold)
+    try:
+        faces = detect_frame(detector, frame)
+    finally:
+        if own_detector:
+            detector.close()
+    regions = redact_faces(frame.image, faces.xyxy, config.redact)
+    ok, encoded = cv2.imencode(output_path.suffix.lower(), np.ascontiguousarray(frame.image[:, :, ::-1]))
+    if not ok:
+        raise SinkError(f"{output_path}: cannot encode image")
+    write_atomically(output_path, encoded.tobytes(), overwrite=overwrite)
+    if on_frame is not None:
+        on_frame(FrameRecord(0, 0.0, faces, regions, False))
+    return RunStats(frames=1, faces_detected=len(faces), seconds=time.perf_counter() - started)

@@ -1,0 +1,83 @@
+"""The --report JSON: what was redacted where, so a journalist can check the work.
+
+Schema (version 1):
+
+    {"schema": 1, "blurcam": "0.1.0", "input": str, "output": str,
+     "settings": {...PipelineConfig as plain values...},
+     "versions": {"python", "av", "ffmpeg", "mediapipe", "opencv", "numpy"},
+     "models": {file name: sha256},
+     "summary": {"frames", "faces_detected", "faces_carried", "frames_with_faces",
+                 "frames_obscured_whole", "seconds", "fps"},
+     "frames": [{"index": int, "time_s": float | null, "obscured_whole": bool,
+                 "faces": [{"box": [x1, y1, x2, y2],      # detector box, pixels
+                            "region": [x1, y1, x2, y2],   # destroyed pixels, int, x2/y2 exclusive
+                            "score": float, "track": int,
+                            "source": "detected" | "carried"}]}]}
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+from pathlib import Path
+
+from . import __version__
+from .models import manifest
+from .pipeline import FrameRecord, PipelineConfig, RunStats
+
+SCHEMA_VERSION = 1
+
+
+class ReportBuilder:
+    """Collects FrameRecords (pass ``add`` as the pipeline's ``on_frame``)."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict] = []
+
+    def add(self, record: FrameRecord) -> None:
+        f = record.faces
+        faces = [{"box": [round(v, 1) for v in f.xyxy[i].tolist()],
+                  "region": record.regions[i].tolist() if i < len(record.regions) else None,
+                  "score": round(float(f.score[i]), 3),
+                  "track": int(f.track_id[i]),
+                  "source": "carried" if f.carried[i] else "detected"} for i in range(len(f))]
+        self.frames.append({"index": record.index,
+                            "time_s": None if record.time_s is None else round(record.time_s, 6),
+                            "obscured_whole": record.obscured_whole, "faces": faces})
+
+    def build(self, *, input_path, output_path, config: PipelineConfig, stats: RunStats) -> dict:
+        return {
+            "schema": SCHEMA_VERSION,
+            "blurcam": __version__,
+            "input": str(input_path),
+            "output": str(output_path),
+            "settings": dataclasses.asdict(config),
+            "versions": versions(),
+            "models": {name: entry["sha256"] for name, entry in manifest().items()},
+            "summary": {
+                "frames": stats.frames,
+                "faces_detected": stats.faces_detected,
+                "faces_carried": stats.faces_carried,
+                "frames_with_faces": sum(1 for fr in self.frames if fr["faces"]),
+                "frames_obscured_whole": stats.frames_obscured_whole,
+                "seconds": round(stats.seconds, 3),
+                "fps": round(stats.fps, 2),
+            },
+            "frames": self.frames,
+        }
+
+
+def versions() -> dict[str, str]:
+    import av
+    import cv2
+    import mediapipe
+    import numpy
+
+    return {"python": platform.python_version(), "av": av.__version__,
+            "ffmpeg": ".".join(map(str, av.library_versions.get("libavcodec", ()))),
+            "mediapipe": getattr(mediapipe, "__version__", "?"), "opencv": cv2.__version__,
+            "numpy": numpy.__version__}
+
+
+def write_report(path: str | Path, report: dict) -> None:
+    Path(path).write_text(json.dumps(report, indent=1))

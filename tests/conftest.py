@@ -1,0 +1,73 @@
+"""Test media built in the test session from scikit-image photos (real faces), never from ../shared."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from blurcam.synth import Placement, background, registry_sprites, render, write_clip
+
+IDENTIFYING_TAGS = {
+    "title": "protest march", "comment": "camera serial 12345", "location": "+40.7128-074.0060/",
+    "com.apple.quicktime.location.ISO6709": "+40.7128-074.0060+010.000/",
+    "creation_time": "2026-05-01T12:00:00Z", "make": "Acme", "model": "Phone 9", "artist": "Jane Doe",
+}
+
+
+@dataclass
+class Clip:
+    path: Path
+    frames: list[np.ndarray]  # (H, W, 3) uint8 RGB, as encoded (before compression)
+    boxes: list[np.ndarray]  # per frame (N, 4) float32 exact face boxes
+
+
+def decode_rgb(path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def _clip(path: Path, placements, size_wh=(640, 360), n_frames=30, **kw) -> Clip:
+    frames, boxes = zip(*render(placements, background(size_wh), n_frames))
+    write_clip(path, frames, **kw)
+    return Clip(path, list(frames), list(boxes))
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def sprites():
+    return registry_sprites()
+
+
+@pytest.fixture(scope="session")
+def face_clip(media_dir, sprites) -> Clip:
+    """640x360, 30 frames at 30 fps, two frontal faces (~110 and ~60 px) moving,
+    AAC audio, identifying tags."""
+    astronaut, _ = sprites
+    placements = [Placement(astronaut, 200, (20, 80), (140, 40)),
+                  Placement(astronaut, 110, (420, 30), (480, 200))]
+    return _clip(media_dir / "faces.mp4", placements, metadata=IDENTIFYING_TAGS)
+
+
+@pytest.fixture(scope="session")
+def vfr_clip(media_dir, sprites) -> Clip:
+    """Variable frame rate: irregular timestamps in a 1/90000 time base."""
+    astronaut, _ = sprites
+    pts = np.cumsum([0] + [3000, 3000, 6000, 1500] * 5)[:20].tolist()
+    return _clip(media_dir / "vfr.mp4", [Placement(astronaut, 200, (40, 60), (200, 100))], n_frames=20,
+                 pts=pts, time_base=Fraction(1, 90000), audio=False)
+
+
+@pytest.fixture(scope="session")
+def gt_json(face_clip) -> Path:
+    path = face_clip.path.with_suffix(".gt.json")
+    path.write_text(json.dumps({"size": [640, 360], "frames": [b.tolist() for b in face_clip.boxes]}))
+    return path

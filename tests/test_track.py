@@ -1,0 +1,53 @@
+import numpy as np
+
+from blurcam.track import Persistence, TrackConfig
+from blurcam.types import Faces
+
+
+def faces(*boxes):
+    return Faces.from_xyxy(np.array(boxes, np.float32).reshape(-1, 4), np.full(len(boxes), 0.9))
+
+
+def test_detections_always_pass_through_untouched():
+    p = Persistence(TrackConfig(hold_frames=0))
+    det = faces([10, 10, 50, 50], [100, 100, 120, 130])
+    out = p.update(det)
+    np.testing.assert_array_equal(out.xyxy, det.xyxy)
+    assert not out.carried.any()
+
+
+def test_box_held_through_detector_blinks_then_released():
+    """Face seen in frames 0-4, missed in 5-7: still covered; gone after hold frames."""
+    p = Persistence(TrackConfig(hold_frames=3))
+    for t in range(5):
+        out = p.update(faces([10 + 2 * t, 10, 50 + 2 * t, 50]))
+        assert len(out) == 1 and not out.carried[0]
+    track = out.track_id[0]
+    for t in range(5, 8):
+        out = p.update(Faces.empty())
+        assert len(out) == 1 and out.carried[0] and out.track_id[0] == track
+        # moved on with the face's motion (2 px/frame to the right) and never shrinks
+        assert out.xyxy[0, 2] >= 50 + 2 * 4
+        assert out.xyxy[0, 0] <= 10 + 2 * 4
+    assert len(p.update(Faces.empty())) == 0
+
+
+def test_same_face_keeps_its_track_and_new_face_is_born():
+    p = Persistence()
+    a = p.update(faces([10, 10, 50, 50]))
+    assert len(p.births) == 1
+    b = p.update(faces([12, 10, 52, 50], [200, 200, 240, 240]))
+    assert b.track_id[0] == a.track_id[0]
+    assert len(p.births) == 1 and p.births.track_id[0] != a.track_id[0]
+
+
+def test_detector_failure_keeps_tracks_without_ageing():
+    p = Persistence(TrackConfig(hold_frames=1))
+    p.update(faces([10, 10, 50, 50]))
+    for _ in range(5):
+        assert len(p.update(None)) == 1  # no answer is not "no face"
+
+
+def test_empty_input_is_fine():
+    p = Persistence()
+    assert len(p.update(Faces.empty())) == 0

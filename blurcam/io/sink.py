@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import DiskFullError, OutputExistsError, SinkError
 from ..types import Frame, VideoInfo
+from .convert import rgb_to_frame
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class VideoEncoder:
         self.stream = stream
 
     def encode(self, frame: Frame) -> list[av.Packet]:
-        vf = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
+        vf = rgb_to_frame(frame.image, self.config.pix_fmt)
         vf.pts = frame.pts if frame.pts is not None else frame.index
         vf.time_base = frame.time_base
         return self.stream.encode(vf)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import SourceError, TruncatedInputError, UnsupportedMediaError
 from ..types import Frame, VideoInfo
+from .convert import frame_to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,8 @@ class MediaSource:
             raise TruncatedInputError(f"{self.url}: input is truncated: decoded {index} of {expected} frames")
 
     def _to_frame(self, frame: av.VideoFrame, index: int) -> Frame:
-        image = frame.to_ndarray(format="rgb24")
         rotation = int(round(frame.rotation or 0))
-        return Frame(image=np.ascontiguousarray(image), index=index, pts=frame.pts,
+        return Frame(image=frame_to_rgb(frame), index=index, pts=frame.pts,
                      time_base=frame.time_base or self.video.time_base, rotation_deg=rotation)
 
     def close(self) -> None:

@@ -57,11 +57,11 @@ def blur(
     input: Annotated[Path, typer.Argument(help="Video (mp4, mov, mkv, ...) or image (jpg, png, webp).", show_default=False)],
     output: Annotated[Optional[Path], typer.Argument(help="Where to write; default INPUT.blurred.EXT.", show_default=False)] = None,
     mode: Annotated[str, typer.Option(help="blur (smoothed noisy cell means), pixelate or solid.")] = "blur",
-    threshold: Annotated[float, typer.Option(help="Detector confidence threshold, 0-1. Lower finds more faces.")] = 0.5,
+    threshold: Annotated[Optional[float], typer.Option(help="Detector confidence, 0-1: lower finds more faces and redacts more background. Default: the preset's.", show_default=False)] = None,
     pad: Annotated[float, typer.Option(help="Box growth about its centre (1.5 = 50% larger).")] = 1.5,
     hold: Annotated[int, typer.Option(help="Frames a face stays redacted after its last detection.")] = 15,
     lookback: Annotated[int, typer.Option(help="Frames before a face's first detection that are also redacted.")] = 15,
-    detector: Annotated[str, typer.Option(help="mediapipe, mediapipe-full or mediapipe-short.")] = "mediapipe",
+    quality: Annotated[str, typer.Option("--quality", "--detector", help="Detector preset: fast, balanced, thorough or live (speed vs recall, see README); or one backend: mediapipe, mediapipe-full, mediapipe-short, centerface.")] = "balanced",
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop audio instead of copying it.")] = False,
     crf: Annotated[int, typer.Option(help="Encoder quality (x264: 0-51, lower is better).")] = 18,
     preset: Annotated[str, typer.Option(help="Encoder speed preset (x264/x265).")] = "veryfast",
@@ -72,9 +72,7 @@ def blur(
 ) -> None:
     """Redact every face in a video or image file.
 
-    The output keeps resolution, frame count, timing, rotation and audio; subtitle,
-    data (GPS, telemetry) and attachment streams and all metadata are removed. It is
-    written under a temporary name and only renamed into place when complete.
+    The output keeps resolution, frame count, timing, rotation and audio. Subtitle, data (GPS, telemetry) and attachment streams and all metadata are removed. It is written under a temporary name and renamed into place only when complete.
     """
     from .io.sink import EncoderConfig
     from .pipeline import PipelineConfig, default_output_path, is_image_path, redact_file, redact_image
@@ -85,7 +83,7 @@ def blur(
     try:
         try:
             config = PipelineConfig(
-                detector=detector, threshold=threshold, audio=not no_audio,
+                detector=quality, threshold=threshold, audio=not no_audio,
                 redact=RedactConfig(mode=mode, pad=pad),
                 track=TrackConfig(hold_frames=hold, lookback_frames=lookback),
                 encoder=EncoderConfig(codec=codec, crf=crf, preset=preset))

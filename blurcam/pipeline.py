@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .detect import Detector, make_detector
+from .detect import DEFAULT_FILE_PRESET, Detector, make_detector
 from .errors import BlurcamError
 from .io.sink import EncoderConfig, FileSink
 from .io.source import MediaSource
@@ -42,11 +42,14 @@ _POLL_S = 0.1
 class PipelineConfig:
     """Everything one run needs besides input and output.
 
+    detector: a quality preset (live, fast, balanced, thorough) or one backend name,
+        see :func:`blurcam.detect.make_detector`.
+    threshold: None keeps the preset's thresholds.
     queue_frames: capacity of each inter-stage queue, in frames (>= 1).
     """
 
-    detector: str = "mediapipe"
-    threshold: float = 0.5
+    detector: str = DEFAULT_FILE_PRESET
+    threshold: float | None = None
     redact: RedactConfig = field(default_factory=RedactConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)

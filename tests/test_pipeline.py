@@ -1,0 +1,224 @@
+"""End to end on clips of real faces: what a user would notice in the output file."""
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from blurcam.detect import make_detector
+from blurcam.pipeline import PipelineConfig, redact_file
+from blurcam.track import TrackConfig
+from blurcam.types import Faces
+from conftest import IDENTIFYING_TAGS, decode_rgb
+from leak import background_psnr, detail_kept
+
+
+def timestamps(path):
+    with av.open(str(path)) as c:
+        return [f.time for f in c.decode(video=0)]
+
+
+def audio_payloads(path):
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            return []
+        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+def all_tags(path):
+    with av.open(str(path)) as c:
+        tags = dict(c.metadata)
+        for s in c.streams:
+            tags.update({f"{s.type}:{k}": v for k, v in s.metadata.items()})
+        return tags
+
+
+@pytest.fixture(scope="module")
+def redacted(face_clip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "faces.blurred.mp4"
+    records = []
+    stats = redact_file(face_clip.path, out, on_frame=records.append)
+    return out, stats, records
+
+
+def test_every_face_destroyed_in_every_frame(face_clip, redacted):
+    out, _, _ = redacted
+    inp, res = decode_rgb(face_clip.path), decode_rgb(out)
+    worst = 0.0
+    for i, (a, b, boxes) in enumerate(zip(inp, res, face_clip.boxes)):
+        for box in boxes:
+            kept = detail_kept(a, b, box)
+            assert kept is not None and kept < 0.4, f"frame {i}: face {box.round()} keeps {kept:.2f} of its detail"
+            worst = max(worst, kept)
+    assert worst < 0.4
+
+
+def test_background_unchanged(face_clip, redacted):
+    out, _, _ = redacted
+    for a, b, boxes in zip(decode_rgb(face_clip.path), decode_rgb(out), face_clip.boxes):
+        assert background_psnr(a, b, boxes) > 35  # only re-encoding noise outside the faces
+
+
+def test_frames_timestamps_and_size_preserved(face_clip, redacted):
+    out, stats, _ = redacted
+    assert stats.frames == len(face_clip.frames)
+    assert timestamps(out) == timestamps(face_clip.path)
+    with av.open(str(out)) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (640, 360)
+
+
+def test_audio_copied_bit_identical(face_clip, redacted):
+    out, _, _ = redacted
+    original = audio_payloads(face_clip.path)
+    assert original and audio_payloads(out) == original
+
+
+def test_identifying_metadata_removed(face_clip, redacted):
+    out, _, _ = redacted
+    assert set(IDENTIFYING_TAGS) <= set(all_tags(face_clip.path))  # the input really has them
+    tags = all_tags(out)
+    for key in (*IDENTIFYING_TAGS, "encoder", "location-eng", "com.apple.quicktime.make"):
+        assert not any(k.split(":")[-1] == key for k in tags), f"{key} survived: {tags}"
+    assert not any(v for v in tags.values() if "40.7128" in v or "serial" in v)
+
+
+def test_no_audio_option_drops_audio(face_clip, tmp_path):
+    out = tmp_path / "silent.mp4"
+    redact_file(face_clip.path, out, PipelineConfig(audio=False))
+    with av.open(str(out)) as c:
+        assert [s.type for s in c.streams] == ["video"]
+
+
+def test_variable_frame_rate_timestamps_preserved(vfr_clip, tmp_path):
+    out = tmp_path / "vfr.mp4"
+    redact_file(vfr_clip.path, out)
+    assert timestamps(out) == timestamps(vfr_clip.path)
+    assert len(set(np.diff(timestamps(out)).round(4))) > 1  # really variable
+
+
+class BlinkingDetector:
+    """The real detector, except that it sees nothing on the given frames."""
+
+    def __init__(self, blind_frames):
+        self.inner = make_detector()
+        self.blind = set(blind_frames)
+        self.name = "blinking"
+        self.calls = 0
+
+    def detect(self, image, timestamp_ms):
+        i, self.calls = self.calls, self.calls + 1
+        faces = self.inner.detect(image, timestamp_ms)
+        return Faces.empty() if i in self.blind else faces
+
+    def close(self):
+        self.inner.close()
+
+
+def test_persistence_covers_frames_where_detector_blinks(face_clip, tmp_path):
+    out = tmp_path / "blink.mp4"
+    blind = {0, 1, 10, 11, 12, 20}  # first frames (look-back) and gaps (hold)
+    detector = BlinkingDetector(blind)
+    records = []
+    try:
+        redact_file(face_clip.path, out, detector=detector, on_frame=records.append)
+    finally:
+        detector.close()
+    inp, res = decode_rgb(face_clip.path), decode_rgb(out)
+    for i in sorted(blind):
+        assert records[i].faces.carried.all() and len(records[i].faces)
+        for box in face_clip.boxes[i]:
+            assert detail_kept(inp[i], res[i], box) < 0.4, f"frame {i} leaked while the detector was blind"
+
+
+def test_without_persistence_blink_frames_leak(face_clip, tmp_path):
+    """The control for the test above: it can fail."""
+    out = tmp_path / "blink_nohold.mp4"
+    detector = BlinkingDetector({10})
+    try:
+        redact_file(face_clip.path, out, PipelineConfig(track=TrackConfig(hold_frames=0, lookback_frames=0)),
+                    detector=detector)
+    finally:
+        detector.close()
+    a, b = decode_rgb(face_clip.path)[10], decode_rgb(out)[10]
+    assert max(detail_kept(a, b, box) for box in face_clip.boxes[10]) > 0.5
+
+
+class FailingDetector(BlinkingDetector):
+    """Raises on the given frames, like a crashed or timed-out model."""
+
+    def detect(self, image, timestamp_ms):
+        i = self.calls
+        if i in self.blind:
+            self.calls += 1
+            raise RuntimeError("model crashed")
+        return super().detect(image, timestamp_ms)
+
+
+def test_detector_failure_obscures_whole_frame(face_clip, tmp_path):
+    out = tmp_path / "fail.mp4"
+    detector = FailingDetector({5, 6})
+    records = []
+    try:
+        stats = redact_file(face_clip.path, out, PipelineConfig(track=TrackConfig(hold_frames=0, lookback_frames=0)),
+                            detector=detector, on_frame=records.append)
+    finally:
+        detector.close()
+    assert stats.frames_obscured_whole == 2
+    assert [r.index for r in records if r.obscured_whole] == [5, 6]
+    inp, res = decode_rgb(face_clip.path), decode_rgb(out)
+    for i in (5, 6):
+        assert background_psnr(inp[i], res[i], np.zeros((0, 4))) < 25  # the whole frame is gone
+        for box in face_clip.boxes[i]:
+            assert detail_kept(inp[i], res[i], box) < 0.4
+    assert background_psnr(inp[7], res[7], face_clip.boxes[7]) > 35  # and the next frame is normal
+
+
+def test_data_streams_dropped(face_clip, tmp_path):
+    """A GPS/telemetry data stream (KLV in MPEG-TS here) never reaches the output."""
+    from fractions import Fraction
+
+    src = tmp_path / "telemetry.ts"
+    frames = face_clip.frames[:10]
+    with av.open(str(src), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 640, 360, "yuv420p"
+        ds = out.add_data_stream("klv")
+        for i, img in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+            vf.pts = i
+            for p in vs.encode(vf):
+                out.mux(p)
+            gps = av.Packet(b"GPS +40.7128-074.0060 serial 12345")
+            gps.stream, gps.pts, gps.dts, gps.time_base = ds, i * 3000, i * 3000, Fraction(1, 90000)
+            out.mux(gps)
+        for p in vs.encode(None):
+            out.mux(p)
+    with av.open(str(src)) as c:
+        assert "data" in [s.type for s in c.streams]
+    dst = tmp_path / "telemetry.blurred.ts"
+    redact_file(src, dst)
+    with av.open(str(dst)) as c:
+        assert [s.type for s in c.streams] == ["video"]
+    assert b"40.7128" not in dst.read_bytes()
+
+
+@pytest.mark.parametrize("rotation", [90, -90])
+def test_rotated_phone_video(sprites, tmp_path, rotation):
+    """Pixels stored sideways with a display rotation: faces are found upright, the
+    output keeps the same stored size and rotation."""
+    from blurcam.synth import Placement, background, render, write_clip
+
+    upright = [f for f, _ in render([Placement(sprites[0], 220, (60, 100), (80, 100))], background((360, 640)), 6)]
+    boxes = [b for _, b in render([Placement(sprites[0], 220, (60, 100), (80, 100))], background((360, 640)), 6)]
+    k = round(rotation / 90) % 4
+    stored = [np.ascontiguousarray(np.rot90(f, -k)) for f in upright]  # what a phone writes
+    src, dst = tmp_path / "phone.mp4", tmp_path / "phone.blurred.mp4"
+    write_clip(src, stored, rotation_deg=rotation, audio=False)
+    redact_file(src, dst)
+    with av.open(str(dst)) as c:
+        frames = list(c.decode(video=0))
+    assert (frames[0].width, frames[0].height) == (640, 360)
+    assert round(frames[0].rotation) == rotation
+    for f, img, bx in zip(frames, upright, boxes):
+        shown = np.rot90(f.to_ndarray(format="rgb24"), k)
+        assert detail_kept(img, np.ascontiguousarray(shown), bx[0]) < 0.4

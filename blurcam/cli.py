@@ -123,6 +123,92 @@ def blur(
         raise typer.Exit(130)
 
 
+@app.command()
+def live(
+    source: Annotated[Optional[str], typer.Argument(help="URL (rtsp, rtmp, http, udp, tcp, srt), - for MPEG-TS/Matroska on stdin, a file, or nothing for the camera.", show_default=False)] = None,
+    to: Annotated[list[str], typer.Option("--to", help="Destination, repeatable: rtmp://host/app/key, udp://host:port, tcp://host:port, - (stdout, MPEG-TS), or a .ts/.mkv/.flv recording.")] = [],
+    camera: Annotated[int, typer.Option(help="Camera number when no SOURCE is given.")] = 0,
+    size: Annotated[Optional[str], typer.Option(help="Camera capture size, e.g. 1280x720.", show_default=False)] = None,
+    fps: Annotated[Optional[int], typer.Option(help="Camera capture frame rate.", show_default=False)] = None,
+    realtime: Annotated[bool, typer.Option("--realtime", help="Play a file SOURCE at its real pace (rehearsal).")] = False,
+    duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of source time.", show_default=False)] = None,
+    quality: Annotated[str, typer.Option("--quality", "--detector", help="Detector preset; live holds 720p30 on 2 cores (see README).")] = "live",
+    threshold: Annotated[Optional[float], typer.Option(help="Detector confidence, 0-1. Default: the preset's.", show_default=False)] = None,
+    mode: Annotated[str, typer.Option(help="blur, pixelate or solid.")] = "blur",
+    hold: Annotated[int, typer.Option(help="Frames a face stays redacted after its last detection.")] = 10,
+    detect_timeout_ms: Annotated[float, typer.Option(help="A frame whose detection takes longer is sent obscured whole.")] = 500.0,
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Send no audio.")] = False,
+    crf: Annotated[int, typer.Option(help="Encoder quality (x264: 0-51, lower is better).")] = 23,
+    preset: Annotated[str, typer.Option(help="x264 speed preset.")] = "veryfast",
+    keyframe_interval: Annotated[float, typer.Option(help="Seconds between keyframes (how long a new viewer waits).")] = 2.0,
+    reconnect_for: Annotated[float, typer.Option(help="Seconds to keep retrying a lost server before giving up.")] = 60.0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing recording file.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No stats line.")] = False,
+) -> None:
+    """Stream a camera or stream with every face removed, in real time, failing closed.
+
+    Frames the machine cannot keep up with are dropped, never sent raw. Until the detector has produced its first result, and for any frame it fails or is late on, the whole frame is obscured. Lost servers are reconnected with backoff; frames during the outage are discarded.
+    """
+    import threading
+
+    from .io.sink import EncoderConfig
+    from .io.stream import MultiSink, StreamConfig, StreamSink
+    from .live import LiveStats, live_config, open_live_source, run_live
+    from .redact import RedactConfig
+    from .track import TrackConfig
+
+    try:
+        if not to:
+            raise UsageError("give at least one destination with --to (rtmp://..., udp://..., -, or a .ts/.mkv file)")
+        try:
+            config = live_config(
+                detector=quality, threshold=threshold, audio=not no_audio, realtime=realtime,
+                max_seconds=duration, detect_timeout_ms=detect_timeout_ms,
+                redact=RedactConfig(mode=mode), track=TrackConfig(hold_frames=hold, lookback_frames=0),
+                encoder=EncoderConfig(crf=crf, preset=preset, live=True))
+            stream_config = StreamConfig(keyframe_interval_s=keyframe_interval, reconnect_for_s=reconnect_for)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        src = open_live_source(source, camera=camera, size=size, fps=fps, audio=not no_audio)
+        stats = LiveStats()
+        sinks = []
+        try:
+            for dest in to:
+                sinks.append(StreamSink(dest, src.info, audio_streams=src.audio_streams, encoder=config.encoder,
+                                        config=stream_config, overwrite=overwrite, on_sent=stats.sent))
+            sink = sinks[0] if len(sinks) == 1 else MultiSink(sinks)
+            show = not quiet and sys.stderr.isatty()
+
+            def tick(s: LiveStats) -> None:
+                if show:
+                    sys.stderr.write(f"\r{s.line()}   ")
+                    sys.stderr.flush()
+
+            stop = threading.Event()
+            interrupted = False
+            try:
+                run_live(src, sink, config, stats=stats, on_tick=tick, stop=stop)
+            except KeyboardInterrupt:
+                interrupted = True
+                stop.set()
+            sink.commit()
+        except BaseException:
+            for s_ in sinks:
+                s_.abort()
+            raise
+        finally:
+            src.close()
+        if show:
+            sys.stderr.write("\n")
+        why = "stopped (Ctrl-C)" if interrupted else "source ended"
+        if not quiet:
+            typer.echo(f"blurcam live: {why} after {stats.frames_in} frames: sent {stats.frames_out}, "
+                       f"dropped {stats.frames_dropped}, obscured whole {stats.frames_obscured}; {stats.line()}",
+                       err=True)
+    except BlurcamError as exc:
+        _fail(exc)
+
+
 def _frame_count(path: Path) -> int | None:
     """Frame count from the container header, for the progress bar; None if unknown."""
     import av

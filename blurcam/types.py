@@ -86,6 +86,7 @@ class Frame:
     index: 0-based decode order.
     pts: presentation timestamp in ``time_base`` units (None if the input had none).
     rotation_deg: display rotation, counter-clockwise degrees (0, 90, 180, -90).
+    captured_s: ``time.monotonic()`` when the source delivered it (live latency).
     """
 
     image: np.ndarray
@@ -93,6 +94,7 @@ class Frame:
     pts: int | None
     time_base: Fraction
     rotation_deg: int = 0
+    captured_s: float = 0.0
 
     @property
     def time_ms(self) -> int:

@@ -27,10 +27,11 @@ def _looks_like_mp4(path: Path) -> bool:
 def open_input(url: str | Path, *, format: str | None = None, options: dict | None = None,
                timeout_s: float | None = None) -> av.container.InputContainer:
     """Open a file, URL or device for reading; every failure becomes a SourceError."""
-    name = str(url)
+    name = str(url) if isinstance(url, (str, Path)) else "stdin"
+    target = str(url) if isinstance(url, (str, Path)) else url  # or a binary file object (stdin)
     try:
         kwargs = {"timeout": timeout_s} if timeout_s else {}
-        return av.open(name, "r", format=format, options=options or {}, **kwargs)
+        return av.open(target, "r", format=format, options=options or {}, **kwargs)
     except FileNotFoundError:
         raise SourceError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -56,7 +57,7 @@ class MediaSource:
 
     def __init__(self, url: str | Path, *, audio: bool = True, format: str | None = None,
                  options: dict | None = None, live: bool = False) -> None:
-        self.url = str(url)
+        self.url = str(url) if isinstance(url, (str, Path)) else "stdin"
         self.container = open_input(url, format=format, options=options)
         try:
             self.video = next(s for s in self.container.streams if s.type == "video"

@@ -1,0 +1,643 @@
+"""Live sinks: redacted video to an RTMP server, UDP/TCP, stdout or a local recording.
+
+    sink = StreamSink("rtmp://example.org/live/KEY", source.info, audio_streams=source.audio_streams)
+    for item in redacted_items:             # Frames and audio Packets, in demux order
+        ...write_frame / write_audio...
+    sink.commit()                           # or sink.abort() on error
+
+Destinations and containers:
+
+    rtmp://, rtmps://   FLV (H.264 + AAC), reconnects when the server goes away
+    tcp://              MPEG-TS, reconnects
+    udp://              MPEG-TS (a connectionless send rarely fails, so rarely reconnects)
+    -                   MPEG-TS on stdout; a closed pipe is fatal
+    *.ts, *.mkv, *.flv  a local recording of the same redacted frames, written as it goes
+                        (not atomically: a recording cut short by a crash stays playable)
+
+Threads: ``write_frame`` only hands the frame to a bounded queue; one sender thread
+encodes, muxes and (re)connects. So a stalled or vanished network never blocks the
+caller for long: at most ``max_block_s`` once per stall, then frames are dropped.
+(A local recording is the exception: it waits for the disk and drops nothing.)
+
+Disconnects: while a network destination is gone, frames are discarded and counted
+(never buffered to disk), and the sender reconnects with exponential backoff
+(``backoff_initial_s`` doubling up to ``backoff_max_s``). Each connection is a fresh
+container: new header, a new encoder (so a keyframe comes first), and timestamps
+rebased so the connection starts at 0 ms and stays strictly increasing. After
+``reconnect_for_s`` without a connection the sink gives up, and the next call raises
+SinkError.
+
+Audio: the first source audio stream is sent as AAC (FLV and most RTMP servers take
+nothing else): AAC packets are copied (ADTS AAC from an MPEG-TS source is untested);
+any other codec is decoded (each connection has its own decoder) and re-encoded to AAC.
+Audio and video share one time origin, so they stay in sync across reconnects.
+
+PyAV limits that shape this design (PyAV 18, FFmpeg 8): an output container takes no
+timeout (its interrupt callback is only installed for inputs) and opens the URL with
+no protocol options, so ``rw_timeout`` cannot be set; and the connect (``avio_open``
+plus the RTMP handshake, inside ``start_encoding``) and ``close`` hold the GIL, so a
+server that accepts TCP but never answers freezes the whole process, every thread.
+Hence, before each connect, Python connects with ``connect_timeout_s`` and, for RTMP,
+waits for the first handshake byte. Sends (``av_interleaved_write_frame``) release
+the GIL; one blocked longer than ``stall_timeout_s`` (no TCP reset ever comes when a
+phone loses signal) is cut by shutting down FFmpeg's socket, found by its peer
+address among the descriptors that appeared during the connect (Linux /proc).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from collections.abc import Callable
+
+import av
+
+from ..errors import SinkError
+from ..types import Frame, VideoInfo
+from .sink import EncoderConfig, VideoEncoder, _disk_error, check_output_path, scrub_metadata
+
+log = logging.getLogger(__name__)
+
+_MS = Fraction(1, 1000)
+_END = object()  # end-of-stream sentinel on the send queue
+_POLL_S = 0.1
+_JOIN_TIMEOUT_S = 10.0
+_RECORDING_FORMATS = {".ts": "mpegts", ".m2ts": "mpegts", ".mkv": "matroska", ".flv": "flv"}
+_DEFAULT_PORTS = {"rtmp": 1935, "rtmps": 443}
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamConfig:
+    """Live-output settings (times in seconds).
+
+    keyframe_interval_s: GOP length; a new viewer waits at most this long for a picture.
+    reconnect_for_s: give up (SinkError) after this long without a connection.
+    backoff_initial_s / backoff_max_s: wait before the first reconnect attempt, doubled
+        after each failure up to the maximum.
+    connect_timeout_s: TCP connect timeout for each attempt.
+    stall_timeout_s: a send blocked this long (network silently gone: no reset, no
+        error, as when a phone loses signal) counts as a disconnect.
+    queue_frames: frames waiting for the sender thread (bounded memory).
+    max_block_s: how long ``write_frame`` waits on a full queue before dropping;
+        after one such drop it does not wait again until the sender catches up.
+    """
+
+    keyframe_interval_s: float = 2.0
+    reconnect_for_s: float = 60.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 8.0
+    connect_timeout_s: float = 5.0
+    stall_timeout_s: float = 10.0
+    queue_frames: int = 8
+    max_block_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("keyframe_interval_s", "backoff_initial_s", "backoff_max_s", "connect_timeout_s",
+                     "stall_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("reconnect_for_s", "max_block_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError(f"backoff_max_s ({self.backoff_max_s}) must be >= "
+                             f"backoff_initial_s ({self.backoff_initial_s})")
+        if self.queue_frames < 1:
+            raise ValueError(f"queue_frames must be >= 1, got {self.queue_frames}")
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a StreamSink writes. ``shown`` is safe to log: RTMP stream keys are hidden."""
+
+    target: str
+    format: str
+    network: bool
+    shown: str
+
+    @classmethod
+    def parse(cls, destination: str | Path, format: str | None = None) -> Destination:
+        text = str(destination)
+        if text == "-":
+            return cls(text, format or "mpegts", False, "stdout")
+        scheme = urlsplit(text).scheme.lower() if "://" in text else ""
+        if scheme in ("rtmp", "rtmps"):
+            return cls(text, format or "flv", True, _hide_stream_key(text))
+        if scheme in ("udp", "tcp", "srt"):
+            return cls(text, format or "mpegts", True, text)
+        if scheme:
+            raise SinkError(f"{scheme}://: unsupported live destination (use rtmp://, udp://, tcp://, a file or -)")
+        fmt = format or _RECORDING_FORMATS.get(Path(text).suffix.lower())
+        if fmt is None:
+            raise SinkError(f"{text}: a live recording must be .ts, .mkv or .flv (a streamable container)")
+        return cls(text, fmt, False, text)
+
+    def tcp_address(self) -> tuple[str, int] | None:
+        """(host, port) to probe before connecting, or None (UDP, stdout, files)."""
+        parts = urlsplit(self.target)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+        if parts.scheme.lower() in ("rtmp", "rtmps", "tcp") and parts.hostname and port:
+            return parts.hostname, port
+        return None
+
+
+def _hide_stream_key(url: str) -> str:
+    """rtmp://host/app/KEY -> rtmp://host/app/***: the stream key is a credential."""
+    parts = urlsplit(url)
+    app = parts.path.rsplit("/", 1)[0] if parts.path.count("/") > 1 else parts.path
+    return f"{parts.scheme}://{parts.hostname or ''}{':%d' % parts.port if parts.port else ''}{app}/***"
+
+
+def _reason(exc: BaseException) -> str:
+    """The error without its filename: PyAV puts the full URL (stream key) there."""
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+def copy_packet(packet: av.Packet) -> av.Packet:
+    """A new packet with the same data, timestamps, time base and source stream.
+    Sinks rebase and restamp the packets they mux, so each needs its own."""
+    out = av.Packet(bytes(packet))
+    out.pts, out.dts, out.time_base = packet.pts, packet.dts, packet.time_base
+    out.is_keyframe = packet.is_keyframe
+    out.stream = packet.stream
+    return out
+
+
+def _probe(dest: Destination, address: tuple[str, int], timeout_s: float) -> tuple[str, int]:
+    """Connect with a timeout, and for RTMP see the server answer the handshake's first
+    step; returns the peer (ip, port). FFmpeg's own connect holds the GIL with no
+    timeout, so a server that accepts but never answers would freeze the process."""
+    try:
+        with socket.create_connection(address, timeout=timeout_s) as sock:
+            peer = sock.getpeername()[:2]
+            if dest.format == "flv" and not dest.target.lower().startswith("rtmps"):
+                sock.sendall(b"\x03" + bytes(1536))  # C0 (version 3) + C1 (time 0, zeros)
+                if not sock.recv(1):  # S0
+                    raise ConnectionResetError("closed during the RTMP handshake")
+    except OSError as exc:
+        raise SinkError(f"{dest.shown}: cannot connect: {_reason(exc)}") from None
+    return peer
+
+
+def _open_fds() -> set[int]:
+    try:
+        listed = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # not Linux: no stall cutting, the rest works
+        return set()
+    open_now = set()
+    for fd in listed:  # leave out the descriptor listdir itself used (closed by now, reusable)
+        try:
+            os.fstat(fd)
+            open_now.add(fd)
+        except OSError:
+            pass
+    return open_now
+
+
+def _sockets_to(peer: tuple[str, int], fds: set[int]) -> list[socket.socket]:
+    """Duplicates of the TCP sockets among ``fds`` connected to ``peer`` (FFmpeg's)."""
+    found = []
+    for fd in fds:
+        try:
+            dup = os.dup(fd)
+        except OSError:
+            continue
+        try:
+            sock = socket.socket(fileno=dup)
+        except OSError:  # not a socket
+            os.close(dup)
+            continue
+        try:
+            if sock.type == socket.SOCK_STREAM and sock.getpeername()[:2] == peer:
+                found.append(sock)
+                continue
+        except OSError:
+            pass
+        sock.close()
+    return found
+
+
+class _StdoutWriter:
+    """stdout for the muxer: unbuffered and not seekable, so each write leaves at once."""
+
+    def __init__(self) -> None:
+        self.file = sys.stdout.buffer
+
+    def write(self, data: bytes) -> int:
+        self.file.write(data)
+        self.file.flush()
+        return len(data)
+
+
+class _Connection:
+    """One container on one connection: its own encoders and time origin.
+
+    Timestamps: the first frame sent is 0 ms; audio is rebased by the same origin,
+    and audio from before it is dropped (it would precede the first keyframe).
+    """
+
+    def __init__(self, dest: Destination, info: VideoInfo, encoder: EncoderConfig,
+                 audio_stream: av.audio.stream.AudioStream | None, connect_timeout_s: float) -> None:
+        self.dest = dest
+        self.frame_rate = info.frame_rate or Fraction(30)
+        self.sockets: list[socket.socket] = []
+        address = dest.tcp_address()
+        peer = _probe(dest, address, connect_timeout_s) if address is not None else None
+        fds_before = _open_fds() if peer is not None else set()
+        container_options = {}
+        if dest.format == "flv":
+            container_options["flvflags"] = "no_duration_filesize"  # nothing to seek back to
+        if dest.network or dest.target == "-":
+            container_options["flush_packets"] = "1"
+        try:
+            target = _StdoutWriter() if dest.target == "-" else dest.target
+            self.container = av.open(target, "w", format=dest.format, container_options=container_options)
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise SinkError(f"{dest.shown}: cannot open: {_reason(exc)}") from None
+        try:
+            scrub_metadata(self.container)
+            self.video = VideoEncoder(self.container, encoder, replace(info, time_base=_MS))
+            self.decoder = None
+            self.audio_out = self._add_audio(audio_stream) if audio_stream is not None else None
+            self.container.start_encoding()  # connects and writes the header now, not at the first frame
+        except (av.FFmpegError, OSError) as exc:
+            self.close_quietly()
+            raise SinkError(f"{dest.shown}: cannot connect: {_reason(exc)}") from None
+        if peer is not None:
+            self.sockets = _sockets_to(peer, _open_fds() - fds_before)
+        self.origin_s: Fraction | None = None
+        self.last_ms = -1
+        self.last_audio_dts: int | None = None
+
+    def _add_audio(self, src: av.audio.stream.AudioStream) -> av.audio.stream.AudioStream:
+        ctx = src.codec_context
+        if ctx.name == "aac":
+            out = self.container.add_stream_from_template(src)
+        else:
+            # Our own decoder: the source's may be shared by other sinks (fan-out).
+            self.decoder = av.CodecContext.create(ctx.name, "r")
+            self.decoder.sample_rate, self.decoder.layout = ctx.sample_rate, ctx.layout
+            if ctx.extradata:
+                self.decoder.extradata = ctx.extradata
+            rate = ctx.sample_rate if ctx.sample_rate in _AAC_RATES else 48000
+            layout = "mono" if ctx.layout.nb_channels == 1 else "stereo"  # AAC-LC in FLV: at most stereo
+            out = self.container.add_stream("aac", rate=rate, layout=layout)
+            log.info("%s: re-encoding %s audio to AAC", self.dest.shown, ctx.name)
+        out.metadata.clear()
+        return out
+
+    def send_frame(self, frame: Frame) -> None:
+        t = frame.pts * frame.time_base if frame.pts is not None else frame.index / self.frame_rate
+        if self.origin_s is None:
+            self.origin_s = t
+        ms = max(round((t - self.origin_s) * 1000), self.last_ms + 1)
+        self.last_ms = ms
+        for packet in self.video.encode(replace(frame, pts=ms, time_base=_MS)):
+            self.container.mux(packet)
+
+    def send_audio(self, packet: av.Packet) -> None:
+        """Send ``packet`` (a private copy: its timestamps and stream are changed)."""
+        if self.audio_out is None or packet.pts is None or self.origin_s is None:
+            return
+        if packet.pts * packet.time_base < self.origin_s:
+            return
+        if self.decoder is not None:
+            self._transcode(packet)
+            return
+        offset = round(self.origin_s / packet.time_base)
+        dts = (packet.dts if packet.dts is not None else packet.pts) - offset
+        if self.last_audio_dts is not None and dts <= self.last_audio_dts:
+            return  # the muxer rejects non-increasing timestamps
+        self.last_audio_dts = dts
+        packet.pts, packet.dts = packet.pts - offset, dts
+        packet.stream = self.audio_out
+        self.container.mux(packet)
+
+    def _transcode(self, packet: av.Packet) -> None:
+        rate = self.audio_out.codec_context.sample_rate
+        for frame in self.decoder.decode(packet):
+            if frame.pts is None or frame.time_base is None:
+                continue
+            # Sample-exact timestamps, so the encoder's re-chunking into 1024-sample frames is gapless.
+            frame.pts = round((frame.pts * frame.time_base - self.origin_s) * rate)
+            frame.time_base = Fraction(1, rate)
+            self.container.mux(self.audio_out.encode(frame))
+
+    def finish(self) -> None:
+        """Flush the encoders and write the trailer."""
+        self.container.mux(self.video.flush())
+        if self.decoder is not None:
+            self.container.mux(self.audio_out.encode(None))
+        self.container.close()
+
+    def cut(self) -> None:
+        """Shut the connection down under FFmpeg's feet, from any thread: a send
+        blocked on a stalled network returns an error at once. No-op for non-TCP."""
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close_quietly(self) -> None:
+        for sock in self.sockets:
+            sock.close()  # our duplicate descriptors only
+        try:
+            self.container.close()
+        except Exception:  # the connection is already broken; nothing more to send
+            pass
+
+
+class StreamSink:
+    """Writes redacted frames (plus audio) to a live destination; see the module docstring.
+
+    Same calls as FileSink: ``write_frame`` in presentation order, ``write_audio``
+    with packets from ``audio_streams``, then exactly one of ``commit`` / ``abort``,
+    all from one thread. The sink takes ownership of ``frame.image``: do not modify
+    it after ``write_frame``. The first connection is made in the constructor
+    (SinkError if it fails); later failures of a network destination are retried,
+    others (stdout closed, disk full) raise SinkError from the next call.
+
+    Counters (read any time): frames_sent, frames_dropped (queue full or
+    disconnected), reconnects (successful ones).
+    """
+
+    def __init__(self, destination: str | Path, info: VideoInfo, *, audio_streams: list = (),
+                 encoder: EncoderConfig | None = None, config: StreamConfig | None = None,
+                 format: str | None = None, overwrite: bool = False,
+                 on_sent: Callable[[Frame], None] | None = None) -> None:
+        self.dest = Destination.parse(destination, format)
+        self.on_sent = on_sent  # called in the sender thread once a frame is muxed (latency stats)
+        if not self.dest.network and self.dest.target != "-":
+            check_output_path(Path(self.dest.target), overwrite)
+        self.info = info
+        self.config = config or StreamConfig()
+        fps = float(info.frame_rate or 30)
+        encoder = encoder or EncoderConfig(crf=23)
+        self.encoder = replace(encoder, live=True, keyframe_interval=encoder.keyframe_interval
+                               or max(1, round(fps * self.config.keyframe_interval_s)))
+        self.audio_stream = audio_streams[0] if audio_streams else None
+        self.frames_sent = 0
+        self.frames_dropped = 0
+        self.reconnects = 0
+        self._lock = threading.Lock()  # guards frames_dropped, written from both threads
+        self._queue: queue.Queue = queue.Queue(maxsize=self.config.queue_frames)
+        self._connected = threading.Event()
+        self._flowing = threading.Event()
+        self._stop = threading.Event()  # abort: quit now
+        self._ending = threading.Event()  # commit: send what is queued, then quit
+        self._wake = threading.Event()  # set with either, to cut a backoff wait short
+        self._error: SinkError | None = None
+        self._send_started: float | None = None  # monotonic time of the send in progress
+        self._closed = False
+        self._conn: _Connection | None = self._connect()
+        self._connected.set()
+        self._flowing.set()
+        self._thread = threading.Thread(target=self._send_loop, name="blurcam-stream-sender", daemon=True)
+        self._thread.start()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def write_frame(self, frame: Frame) -> None:
+        """Queue one frame; returns within ``max_block_s``. Drops it while disconnected."""
+        self._check()
+        self._cut_if_stalled()
+        if not (self._connected.is_set() and self._enqueue(frame)):
+            self._count_dropped(1)
+
+    def write_audio(self, packet: av.Packet) -> None:
+        """Queue a copy of one audio packet (none while disconnected or when the queue is full)."""
+        self._check()
+        if self._connected.is_set() and packet.stream is self.audio_stream and packet.size:
+            self._enqueue(copy_packet(packet))
+
+    def _enqueue(self, item: Frame | av.Packet) -> bool:
+        if not self.dest.network and self.dest.target != "-":
+            self._put_local(item)  # a recording keeps everything: back-pressure, no drops
+            return True
+        try:
+            if self._flowing.is_set():
+                self._queue.put(item, timeout=self.config.max_block_s)
+            else:
+                self._queue.put_nowait(item)
+            return True
+        except queue.Full:
+            self._flowing.clear()
+            return False
+
+    def commit(self) -> None:
+        """Send what is queued, flush the encoder, close the connection. Raises SinkError
+        if the sender failed (or gave up reconnecting)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._ending.set()
+        self._wake.set()
+        self._put_local(_END, timeout_s=_JOIN_TIMEOUT_S)
+        self._thread.join(timeout=_JOIN_TIMEOUT_S)
+        if self._thread.is_alive():
+            self._stop.set()
+            self._cut()
+            self._thread.join(timeout=_POLL_S * 10)
+            raise SinkError(f"{self.dest.shown}: timed out sending the end of the stream")
+        self._check()
+
+    def abort(self) -> None:
+        """Stop at once, discarding queued frames. Safe to call more than once."""
+        self._closed = True
+        self._stop.set()
+        self._wake.set()
+        self._drain()
+        self._thread.join(timeout=_JOIN_TIMEOUT_S)
+        if self._thread.is_alive():  # stuck in a blocking send
+            self._cut()
+            self._thread.join(timeout=_POLL_S * 10)
+        if self._thread.is_alive():
+            log.warning("%s: sender thread did not stop", self.dest.shown)
+
+    def _cut_if_stalled(self) -> None:
+        started = self._send_started
+        if started is not None and time.monotonic() - started > self.config.stall_timeout_s:
+            log.warning("%s: no progress for %.0f s, dropping the connection", self.dest.shown,
+                        time.monotonic() - started)
+            self._cut()
+
+    def _cut(self) -> None:
+        conn = self._conn  # may be replaced meanwhile: cutting a closed connection is harmless
+        if conn is not None:
+            conn.cut()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _count_dropped(self, n: int) -> None:
+        with self._lock:
+            self.frames_dropped += n
+
+    def _put_local(self, item, timeout_s: float | None = None) -> None:
+        """Wait for room in the queue while the sender lives (and for at most ``timeout_s``)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self._thread.is_alive() and (deadline is None or time.monotonic() < deadline):
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+        self._check()
+
+    def _drain(self) -> None:
+        dropped = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            dropped += isinstance(item, Frame)
+        self._count_dropped(dropped)
+
+    def _connect(self) -> _Connection:
+        return _Connection(self.dest, self.info, self.encoder, self.audio_stream, self.config.connect_timeout_s)
+
+    # ---- sender thread ---------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self._conn is None:
+                    if self._ending.is_set():
+                        return  # committed while disconnected: nothing left to flush
+                    self._reconnect()
+                    continue
+                try:
+                    item = self._queue.get(timeout=_POLL_S)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    self._finish()
+                    return
+                self._send(item)
+        except SinkError as exc:
+            self._error = exc
+        except Exception as exc:  # a bug, not a network failure: report it, never hang the caller
+            log.exception("%s: sender failed", self.dest.shown)
+            self._error = SinkError(f"{self.dest.shown}: sender failed: {exc}")
+        finally:
+            self._connected.clear()
+            if self._conn is not None:
+                self._conn.close_quietly()
+                self._conn = None
+
+    def _send(self, item: Frame | av.Packet) -> None:
+        self._send_started = time.monotonic()
+        try:
+            if isinstance(item, Frame):
+                self._conn.send_frame(item)
+                self.frames_sent += 1
+                self._flowing.set()
+                if self.on_sent is not None:
+                    self.on_sent(item)
+            else:
+                self._conn.send_audio(item)
+        except (av.FFmpegError, OSError) as exc:
+            if self.dest.target == "-":
+                raise SinkError(f"stdout: write failed: {_reason(exc)}") from None
+            if not self.dest.network:
+                raise _disk_error(exc, self.dest.shown) from None
+            log.warning("%s: connection lost (%s); frames are dropped until it is back",
+                        self.dest.shown, _reason(exc))
+            self._disconnect()
+            self._count_dropped(isinstance(item, Frame))
+        finally:
+            self._send_started = None
+
+    def _finish(self) -> None:
+        conn, self._conn = self._conn, None
+        try:
+            conn.finish()
+        except (av.FFmpegError, OSError) as exc:
+            conn.close_quietly()
+            if not self.dest.network:
+                raise SinkError(f"{self.dest.shown}: cannot finish the stream: {_reason(exc)}") from None
+            log.warning("%s: connection lost at the end of the stream (%s)", self.dest.shown, _reason(exc))
+
+    def _disconnect(self) -> None:
+        self._connected.clear()
+        self._conn.close_quietly()
+        self._conn = None
+        self._drain()
+
+    def _reconnect(self) -> None:
+        """Attempts with exponential backoff until connected, stopped or out of time."""
+        lost_at = time.monotonic()
+        delay = self.config.backoff_initial_s
+        while not self._wake.wait(delay):
+            try:
+                self._conn = self._connect()
+            except SinkError as exc:
+                waited = time.monotonic() - lost_at
+                if waited + delay > self.config.reconnect_for_s:
+                    raise SinkError(f"{self.dest.shown}: gave up reconnecting after {waited:.0f} s: {exc}") from None
+                log.info("%s: reconnect failed, next attempt in %.1f s", self.dest.shown, delay)
+                delay = min(delay * 2, self.config.backoff_max_s)
+                continue
+            self._drain()  # anything queued while reconnecting is stale
+            self.reconnects += 1
+            self._flowing.set()
+            self._connected.set()
+            log.warning("%s: reconnected after %.1f s", self.dest.shown, time.monotonic() - lost_at)
+            return
+
+
+class MultiSink:
+    """Fan-out: every frame and audio packet goes to each of ``sinks`` (StreamSink or
+    FileSink), e.g. two RTMP servers plus a local recording.
+
+    A sink that raises SinkError is aborted and left out from then on, and the others
+    go on; SinkError is raised only when no sink is left. Each sink gets its own copy
+    of each audio packet (sinks restamp them); frames are shared, and only read.
+    """
+
+    def __init__(self, sinks) -> None:
+        self.sinks = list(sinks)
+        if not self.sinks:
+            raise ValueError("MultiSink needs at least one sink")
+        self.failures: list[SinkError] = []
+
+    def write_frame(self, frame: Frame) -> None:
+        self._each(lambda sink: sink.write_frame(frame))
+
+    def write_audio(self, packet: av.Packet) -> None:
+        self._each(lambda sink: sink.write_audio(copy_packet(packet)))
+
+    def commit(self) -> None:
+        """Commit every sink; raises only if none succeeded (see ``failures``)."""
+        self._each(lambda sink: sink.commit())
+
+    def abort(self) -> None:
+        for sink in self.sinks:
+            sink.abort()
+
+    def _each(self, call) -> None:
+        for sink in list(self.sinks):
+            try:
+                call(sink)
+            except SinkError as exc:
+                log.error("one destination failed, the others go on: %s", exc)
+                self.failures.append(exc)
+                self.sinks.remove(sink)
+                sink.abort()
+        if not self.sinks:
+            raise self.failures[-1]

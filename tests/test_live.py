@@ -1,0 +1,197 @@
+"""blurcam live with real parts: nginx-rtmp on 127.0.0.1, a clip of real faces played
+at real time, the stream read back with PyAV. Every wait is bounded."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from rtmp_server import rtmp_server  # noqa: F401 (a fixture)
+
+from blurcam.detect import make_detector
+from blurcam.io.source import MediaSource
+from blurcam.io.stream import StreamSink
+from blurcam.live import LiveConfig, LiveStats, run_live
+from blurcam.synth import Placement, background, render, write_clip
+from conftest import Clip
+from leak import detail_kept
+
+SIZE_WH = (640, 360)
+N_FRAMES = 75  # 2.5 s at 30 fps
+
+
+@pytest.fixture(scope="module")
+def live_clip(tmp_path_factory, sprites) -> Clip:
+    astronaut, camera = sprites
+    placements = [Placement(astronaut, 200, (20, 80), (160, 40)), Placement(camera, 160, (460, 120), (400, 160))]
+    frames, boxes = zip(*render(placements, background(SIZE_WH), N_FRAMES))
+    path = tmp_path_factory.mktemp("live") / "faces.mp4"
+    write_clip(path, frames, fps=30)
+    return Clip(path, list(frames), list(boxes))
+
+
+@pytest.fixture(scope="module")
+def detector():
+    d = make_detector("live")
+    yield d
+    d.close()
+
+
+def match_input(clip: Clip, image: np.ndarray) -> int:
+    """Index of the input frame an output frame shows (frames may be dropped)."""
+    small = cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32)
+    diffs = [np.abs(cv2.resize(f, (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32) - small).mean()
+             for f in clip.frames]
+    return int(np.argmin(diffs))
+
+
+def assert_no_face_leaks(clip: Clip, images: list[np.ndarray]) -> None:
+    assert images, "no frame arrived"
+    for image in images:
+        i = match_input(clip, image)
+        for box in clip.boxes[i]:
+            kept = detail_kept(clip.frames[i], image, box)
+            assert kept is None or kept < 0.4, f"input frame {i}: face {box.round()} keeps {kept:.2f}"
+
+
+class Player(threading.Thread):
+    """Reads an RTMP stream back from the server, keeping decoded RGB frames."""
+
+    def __init__(self, url: str, until_frames: int) -> None:
+        super().__init__(daemon=True)
+        self.url, self.until_frames = url, until_frames
+        self.images: list[np.ndarray] = []
+        self.audio_packets = 0
+        self.start()
+
+    def run(self) -> None:
+        options = {"rtmp_live": "live", "analyzeduration": "500000", "probesize": "65536"}
+        try:
+            with av.open(self.url, options=options, timeout=(10.0, 3.0)) as c:
+                for packet in c.demux():
+                    if packet.stream.type == "video":
+                        self.images += [f.to_ndarray(format="rgb24") for f in packet.decode()]
+                        if len(self.images) >= self.until_frames:
+                            return
+                    elif packet.stream.type == "audio" and packet.size:
+                        self.audio_packets += 1
+        except (av.FFmpegError, OSError):  # the publisher stopped; FFmpeg's player only times out
+            pass
+
+
+def test_live_to_rtmp_faces_destroyed_audio_kept(rtmp_server, live_clip, detector):
+    url = rtmp_server.url("faces")
+    player = Player(url, until_frames=N_FRAMES - 15)
+    rtmp_server.wait_for_player("faces")
+    source = MediaSource(live_clip.path, live=True)
+    stats = LiveStats()
+    sink = StreamSink(url, source.info, audio_streams=source.audio_streams, on_sent=stats.sent)
+    try:
+        run_live(source, sink, LiveConfig(realtime=True), detector=detector, stats=stats)
+        sink.commit()
+    finally:
+        sink.abort()
+        source.close()
+    player.join(timeout=20)
+    assert stats.frames_in == N_FRAMES
+    assert stats.frames_out + stats.frames_dropped == N_FRAMES
+    assert stats.frames_obscured <= 3  # a loaded detector: only the real frames, not obscured ones
+    assert len(player.images) >= N_FRAMES // 2
+    assert player.audio_packets > 0
+    assert_no_face_leaks(live_clip, player.images)
+    p50, p95 = stats.percentiles()
+    assert p95 < 2000  # sanity only; the latency target is measured in bench/, not here
+
+
+class FaultyDetector:
+    """The live detector, but it raises on some frames and hangs on others."""
+
+    name = "faulty"
+
+    def __init__(self, inner, raise_on=(), hang_on=(), hang_s=1.0):
+        self.inner, self.raise_on, self.hang_on, self.hang_s = inner, set(raise_on), set(hang_on), hang_s
+        self.calls = 0
+
+    def detect(self, image, timestamp_ms):
+        i, self.calls = self.calls, self.calls + 1
+        if i in self.raise_on:
+            raise RuntimeError("model crashed")
+        if i in self.hang_on:
+            time.sleep(self.hang_s)
+        return self.inner.detect(image, timestamp_ms)
+
+    def close(self):
+        pass
+
+
+def _record(clip: Clip, tmp_path: Path, detector, **config) -> tuple[LiveStats, list[np.ndarray]]:
+    out = tmp_path / "rec.ts"
+    source = MediaSource(clip.path, live=True)
+    stats = LiveStats()
+    sink = StreamSink(out, source.info, audio_streams=source.audio_streams)
+    try:
+        run_live(source, sink, LiveConfig(**config), detector=detector, stats=stats)
+        sink.commit()
+    finally:
+        sink.abort()
+        source.close()
+    with av.open(str(out)) as c:
+        return stats, [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def test_detector_raising_sends_frames_obscured_never_raw(live_clip, tmp_path, detector):
+    faulty = FaultyDetector(detector, raise_on=range(10, 16))
+    stats, images = _record(live_clip, tmp_path, faulty, realtime=True, track=_no_hold())
+    assert stats.frames_obscured >= 6
+    assert_no_face_leaks(live_clip, images)
+
+
+def test_control_without_redaction_the_check_sees_faces(live_clip):
+    """The leak check above can fail: raw input frames count as leaks."""
+    with pytest.raises(AssertionError, match="keeps"):
+        assert_no_face_leaks(live_clip, live_clip.frames[:3])
+
+
+def test_detector_too_slow_frame_goes_out_obscured(live_clip, tmp_path, detector):
+    faulty = FaultyDetector(detector, hang_on={20}, hang_s=1.0)
+    stats, images = _record(live_clip, tmp_path, faulty, realtime=True, detect_timeout_ms=200, track=_no_hold())
+    assert stats.frames_obscured >= 1
+    assert stats.frames_dropped > 0  # the input kept coming while the detector hung
+    assert_no_face_leaks(live_clip, images)
+
+
+def test_stream_starts_obscured_while_the_model_loads(live_clip, tmp_path, detector):
+    def slow_factory():
+        time.sleep(0.5)
+        return detector
+
+    stats, images = _record(live_clip, tmp_path, slow_factory, realtime=True)
+    assert stats.frames_obscured >= 5  # ~0.5 s of frames went out obscured, not raw, not dropped
+    assert_no_face_leaks(live_clip, images)
+
+
+def _no_hold():
+    from blurcam.track import TrackConfig
+
+    return TrackConfig(hold_frames=0, lookback_frames=0)
+
+
+def test_cli_live_to_stdout_piped_into_a_player(live_clip):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "blurcam", "live", str(live_clip.path), "--to", "-", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        with av.open(proc.stdout, format="mpegts") as c:
+            images = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()
+    finally:
+        proc.kill()
+    assert len(images) > N_FRAMES // 2
+    assert_no_face_leaks(live_clip, images)

@@ -45,11 +45,13 @@ class PipelineConfig:
     detector: a quality preset (live, fast, balanced, thorough) or one backend name,
         see :func:`blurcam.detect.make_detector`.
     threshold: None keeps the preset's thresholds.
+    centerface_every: run CenterFace on every k-th frame (None: the preset's choice).
     queue_frames: capacity of each inter-stage queue, in frames (>= 1).
     """
 
     detector: str = DEFAULT_FILE_PRESET
     threshold: float | None = None
+    centerface_every: int | None = None
     redact: RedactConfig = field(default_factory=RedactConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -314,7 +316,8 @@ def redact_file(input_path: str | Path, output_path: str | Path | None = None,
         sink = FileSink(output_path, source.info, audio_streams=source.audio_streams,
                         encoder=config.encoder, overwrite=overwrite)
         if own_detector:
-            detector = make_detector(config.detector, threshold=config.threshold)
+            detector = make_detector(config.detector, threshold=config.threshold,
+                                     centerface_every=config.centerface_every)
         stats = run(source, sink, detector, config, on_frame=on_frame)
         sink.commit()
         return stats

@@ -36,50 +36,57 @@ class Detector(Protocol):
 # least small_px tall in the network input, a lower threshold below that (a false
 # small box costs little area; a missed small face is a leak), and min_px to leave
 # small faces to a finer pass. Numbers from bench/accuracy.py on WIDER (README).
-# MediaPipe: full range at 0.6, short range at 0.75 (below that, short range puts
-# boxes 3-4x too large on faces it was not made for: 0.60 on a 72 px face in tests).
+# MediaPipe full range runs in every preset (close, large faces; 5 ms a frame). Short
+# range does not: on WIDER it found no face CenterFace missed, and below 0.75 it puts
+# boxes 3-4x too large on faces it was not made for (0.60 on a 72 px face in tests).
+# Its boxes that duplicate a CenterFace box are dropped (see Ensemble).
+# "every": CenterFace runs on every k-th frame, persistence carries its boxes between.
 PRESETS: dict[str, dict] = {
-    "live": {"mediapipe": 0.6, "centerface": [
+    "live": {"mediapipe": 0.6, "every": 1, "centerface": [
         dict(input_long_side=512, threshold=0.15, small_threshold=0.1, small_px=16)]},
-    "fast": {"mediapipe": 0.6, "centerface": [
+    "fast": {"mediapipe": 0.6, "every": 1, "centerface": [
         dict(input_long_side=768, threshold=0.12, small_threshold=0.05, small_px=24)]},
-    "balanced": {"mediapipe": 0.6, "centerface": [
-        dict(input_long_side=1024, threshold=0.12, small_threshold=0.07, small_px=32),
-        dict(input_long_side=512, threshold=0.2, min_px=24)]},
-    "thorough": {"mediapipe": 0.6, "centerface": [
-        dict(input_long_side=1024, threshold=0.1, small_threshold=0.06, small_px=32),
-        dict(input_long_side=512, threshold=0.15, min_px=16)]},
+    "balanced": {"mediapipe": 0.6, "every": 1, "centerface": [
+        dict(input_long_side=1024, threshold=0.1, small_threshold=0.06, small_px=32, box_scale=0.92),
+        dict(input_long_side=512, threshold=0.15, min_px=16, box_scale=0.92)]},
+    "thorough": {"mediapipe": 0.6, "every": 1, "centerface": [
+        dict(input_long_side=1536, threshold=0.1, small_threshold=0.05, small_px=32),
+        dict(input_long_side=768, threshold=0.15, min_px=24)]},
 }
 BACKENDS = ("mediapipe", "mediapipe-full", "mediapipe-short", "centerface")
 DEFAULT_FILE_PRESET = "balanced"
 DEFAULT_LIVE_PRESET = "live"
 
 
-def make_detector(name: str = DEFAULT_FILE_PRESET, *, threshold: float | None = None) -> Detector:
+def make_detector(name: str = DEFAULT_FILE_PRESET, *, threshold: float | None = None,
+                  centerface_every: int | None = None) -> Detector:
     """Build a detector by CLI name: a preset (live, fast, balanced, thorough) or one backend.
 
     threshold: for a single backend, its minimum score in [0, 1] (default: MediaPipe
     0.5, CenterFace 0.2). For a preset, it replaces the threshold of the CenterFace
     passes for faces above their small-face size (the small-face threshold is capped
     at it); MediaPipe keeps the preset's.
+    centerface_every: run the CenterFace passes on every k-th frame only (MediaPipe
+    runs on every frame); None takes the preset's ``every`` (default 1).
     """
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UsageError(f"threshold must be in [0, 1], got {threshold}")
     from .centerface import CenterFaceDetector
-    from .ensemble import Ensemble
+    from .ensemble import Ensemble, EveryNth
     from .mediapipe import MediaPipeDetector
 
     if name in PRESETS:
         preset = PRESETS[name]
-        members: list[Detector] = [MediaPipeDetector("full", threshold=preset["mediapipe"]),
-                                   MediaPipeDetector("short", threshold=max(preset["mediapipe"], 0.75))]
+        members: list[Detector] = []
+        every = centerface_every or preset.get("every", 1)
         for options in preset["centerface"]:
             options = dict(options)
             if threshold is not None:
                 options["threshold"] = threshold
                 options["small_threshold"] = min(options.get("small_threshold", threshold), threshold)
-            members.append(CenterFaceDetector(**options))
-        return Ensemble(members, name=name)
+            cf = CenterFaceDetector(**options)
+            members.append(EveryNth(cf, every) if every > 1 else cf)
+        return Ensemble(members, name=name, secondary=[MediaPipeDetector("full", threshold=preset["mediapipe"])])
     mp_threshold = 0.5 if threshold is None else threshold
     if name == "mediapipe":
         return Ensemble([MediaPipeDetector("full", threshold=mp_threshold),

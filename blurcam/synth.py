@@ -6,7 +6,8 @@ needs nothing beyond numpy, OpenCV and PyAV.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -61,7 +62,7 @@ def render(placements: Sequence[Placement], background: np.ndarray, n_frames: in
         yield frame, np.array(boxes, np.float32).reshape(-1, 4)
 
 
-def write_clip(path: str | Path, frames: Iterator[np.ndarray] | Sequence[np.ndarray], *, fps: int = 30,
+def write_clip(path: str | Path, frames: Iterable[np.ndarray], *, fps: int = 30,
                audio: bool = True, metadata: dict[str, str] | None = None, crf: int = 18,
                pts: Sequence[int] | None = None, time_base: Fraction | None = None,
                rotation_deg: int = 0) -> None:
@@ -69,8 +70,9 @@ def write_clip(path: str | Path, frames: Iterator[np.ndarray] | Sequence[np.ndar
 
     pts/time_base: explicit timestamps (for variable frame rate clips); default 1/fps steps.
     """
-    frames = list(frames)
-    h, w = frames[0].shape[:2]
+    frames = iter(frames)
+    first = next(frames)
+    h, w = first.shape[:2]
     time_base = time_base or Fraction(1, fps)
     # use_metadata_tags: the MP4 muxer writes every tag (make, model, ISO6709...), not just known ones.
     options = {"movflags": "use_metadata_tags"} if metadata and str(path).endswith((".mp4", ".mov")) else {}
@@ -88,7 +90,7 @@ def write_clip(path: str | Path, frames: Iterator[np.ndarray] | Sequence[np.ndar
             as_ = out.add_stream("aac", rate=48000)
             as_.layout = "mono"
         spf = 48000 // fps
-        for i, img in enumerate(frames):
+        for i, img in enumerate(itertools.chain([first], frames)):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
             vf.pts = pts[i] if pts is not None else i
             vf.time_base = time_base

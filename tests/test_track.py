@@ -60,3 +60,17 @@ def test_split_detection_of_a_known_face_gets_no_lookback():
     assert len(p.births) == 0
     p.update(faces([14, 10, 54, 50], [300, 300, 340, 340]))  # a new face elsewhere
     assert len(p.births) == 1
+
+
+def test_duplicate_track_of_a_detected_face_adds_no_carried_box():
+    p = Persistence()
+    p.update(faces([10, 10, 50, 50], [12, 12, 52, 52]))  # two detectors on one face: two tracks
+    out = p.update(faces([11, 10, 51, 50]))  # one of them blinks, the face is still detected
+    assert len(out) == 1 and not out.carried.any()
+
+
+def test_lost_face_elsewhere_still_carried():
+    p = Persistence()
+    p.update(faces([10, 10, 50, 50], [200, 200, 240, 240]))
+    out = p.update(faces([11, 10, 51, 50]))  # the second face is missed
+    assert len(out) == 2 and out.carried.sum() == 1

@@ -29,8 +29,9 @@ from .detect import DEFAULT_LIVE_PRESET, Detector, make_detector
 from .errors import SourceError, UsageError
 from .io.sink import EncoderConfig
 from .io.source import MediaSource
-from .pipeline import _END, _drain, _Stages, _Stop, detect_frame
+from .pipeline import detect_frame
 from .redact import RedactConfig, obscure_whole, redact_faces
+from .stages import END, Stages, Stop, drain
 from .track import Persistence, TrackConfig
 from .types import Frame
 
@@ -70,7 +71,8 @@ class LiveConfig:
 
 @dataclass
 class LiveStats:
-    """Counters of a live run; latency is capture to mux, in ms, over the last 10 s."""
+    """Counters of a live run; latency is capture to mux, in ms (the stats line uses the
+    last 300 frames, benchmarks the whole run)."""
 
     frames_in: int = 0
     frames_out: int = 0
@@ -79,26 +81,38 @@ class LiveStats:
     faces: int = 0
     started_s: float = field(default_factory=time.monotonic)
     latency_ms: deque = field(default_factory=lambda: deque(maxlen=300))
+    all_latency_ms: list = field(default_factory=list)  # whole run, for benchmarks
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def sent(self, frame: Frame) -> None:
         """Record one frame leaving through a sink (called from sink threads)."""
         if frame.captured_s:
+            ms = (time.monotonic() - frame.captured_s) * 1000
             with self._lock:
-                self.latency_ms.append((time.monotonic() - frame.captured_s) * 1000)
+                self.latency_ms.append(ms)
+                self.all_latency_ms.append(ms)
 
     def percentiles(self) -> tuple[float, float]:
+        """Latency p50, p95 over the last 300 frames."""
         with self._lock:
-            values = np.array(self.latency_ms)
-        if len(values) == 0:
-            return float("nan"), float("nan")
-        return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+            return _p50_p95(np.array(self.latency_ms))
+
+    def percentiles_all(self) -> tuple[float, float]:
+        """Latency p50, p95 over the whole run."""
+        with self._lock:
+            return _p50_p95(np.array(self.all_latency_ms))
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started_s, 1e-9)
         p50, p95 = self.percentiles()
         return (f"{self.frames_out / elapsed:5.1f} fps  latency p50 {p50:4.0f} ms p95 {p95:4.0f} ms  "
                 f"dropped {self.frames_dropped}  obscured {self.frames_obscured}  faces {self.faces}")
+
+
+def _p50_p95(values: np.ndarray) -> tuple[float, float]:
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    return float(np.percentile(values, 50)), float(np.percentile(values, 95))
 
 
 def open_live_source(source: str | None, *, camera: int = 0, size: str | None = None, fps: int | None = None,
@@ -172,7 +186,7 @@ def run_live(source: MediaSource, sink, config: LiveConfig | None = None, *,
     config = config or LiveConfig()
     stats = stats or LiveStats()
     stop = stop or threading.Event()
-    stages = _Stages()
+    stages = Stages()
     frames_q: queue.Queue = queue.Queue(maxsize=config.queue_frames)
     detected_q: queue.Queue = queue.Queue(maxsize=config.queue_frames + 2)
     audio_q: queue.Queue = queue.Queue(maxsize=256)
@@ -198,7 +212,7 @@ def run_live(source: MediaSource, sink, config: LiveConfig | None = None, *,
                     except queue.Full:
                         pass
         finally:
-            stages.put(frames_q, _END)
+            stages.put(frames_q, END)
 
     loaded: list[Detector] = []  # filled by the loader thread once the model is ready
 
@@ -209,7 +223,7 @@ def run_live(source: MediaSource, sink, config: LiveConfig | None = None, *,
             log.error("detector failed to load (%s); every frame is obscured", exc)
 
     def detect() -> None:
-        while (frame := stages.get(frames_q)) is not _END:
+        while (frame := stages.get(frames_q)) is not END:
             if not loaded:  # the model is still loading: the stream starts obscured
                 stages.put(detected_q, (frame, None))
                 continue
@@ -224,7 +238,7 @@ def run_live(source: MediaSource, sink, config: LiveConfig | None = None, *,
                 late = inflight.emitted
                 inflight.frame = None
             stages.put(detected_q, (None if late else frame, faces))
-        stages.put(detected_q, _END)
+        stages.put(detected_q, END)
 
     def emit(frame: Frame, obscure: bool, faces=None) -> None:
         if obscure:
@@ -234,7 +248,7 @@ def run_live(source: MediaSource, sink, config: LiveConfig | None = None, *,
             redact_faces(frame.image, faces.xyxy, config.redact, rng)
             stats.faces += len(faces)
         sink.write_frame(frame)
-        for packet in _drain(audio_q):
+        for packet in drain(audio_q):
             sink.write_audio(packet)
         stats.frames_out += 1
 
@@ -262,7 +276,7 @@ def run_live(source: MediaSource, sink, config: LiveConfig | None = None, *,
             except queue.Empty:
                 watchdog()
                 got = None
-            if got is _END:
+            if got is END:
                 break
             if got is not None:
                 frame, detections = got
@@ -273,7 +287,7 @@ def run_live(source: MediaSource, sink, config: LiveConfig | None = None, *,
                 last_tick = time.monotonic()
                 on_tick(stats)
         stages.check()
-    except _Stop:
+    except Stop:
         stages.check()
     finally:
         stop.set()

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -30,12 +29,11 @@ from .io.sink import EncoderConfig, FileSink
 from .io.source import MediaSource
 from .redact import RedactConfig, obscure_whole, redact_faces
 from .track import Persistence, TrackConfig, backfill_box
+from .stages import END, Stages, drain
 from .types import Faces, Frame
 
 log = logging.getLogger(__name__)
 
-_END = object()  # end-of-stream sentinel on every queue
-_POLL_S = 0.1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,76 +84,6 @@ class RunStats:
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds else 0.0
-
-
-class _Stop(Exception):
-    """Raised inside a stage when another stage failed and everything must stop."""
-
-
-class _Stages:
-    """Worker threads sharing one stop event; the first error is kept and re-raised."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.threads: list[threading.Thread] = []
-
-    def start(self, name: str, target: Callable[[], None]) -> None:
-        def run() -> None:
-            try:
-                target()
-            except _Stop:
-                pass
-            except BaseException as exc:  # re-raised in the caller by check()
-                if self.error is None:
-                    self.error = exc
-                self.stop.set()
-
-        thread = threading.Thread(target=run, name=f"blurcam-{name}", daemon=True)
-        self.threads.append(thread)
-        thread.start()
-
-    def put(self, q: queue.Queue, item) -> None:
-        while True:
-            if self.stop.is_set():
-                raise _Stop
-            try:
-                q.put(item, timeout=_POLL_S)
-                return
-            except queue.Full:
-                continue
-
-    def get(self, q: queue.Queue):
-        while True:
-            self.check()
-            if self.stop.is_set():
-                raise _Stop
-            try:
-                return q.get(timeout=_POLL_S)
-            except queue.Empty:
-                continue
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def shutdown(self, queues: Iterable[queue.Queue]) -> None:
-        """Stop all workers, drain queues so blocked puts return, join threads."""
-        self.stop.set()
-        for thread in self.threads:
-            while thread.is_alive():
-                for q in queues:
-                    _drain(q)
-                thread.join(timeout=_POLL_S)
-
-
-def _drain(q: queue.Queue) -> list:
-    items = []
-    while True:
-        try:
-            items.append(q.get_nowait())
-        except queue.Empty:
-            return items
 
 
 def display_view(image: np.ndarray, rotation_deg: int) -> tuple[np.ndarray, int]:
@@ -210,7 +138,7 @@ def run(source: MediaSource, sink, detector: Detector, config: PipelineConfig, *
     caller commits or aborts the sink. ``on_frame`` is called in the caller's
     thread after each frame is written (progress, reports).
     """
-    stages = _Stages()
+    stages = Stages()
     frames_q: queue.Queue = queue.Queue(maxsize=config.queue_frames)
     detected_q: queue.Queue = queue.Queue(maxsize=config.queue_frames)
     audio_q: queue.Queue = queue.Queue()  # unbounded, but the reader is held back by frames_q
@@ -230,17 +158,17 @@ def run(source: MediaSource, sink, detector: Detector, config: PipelineConfig, *
                     audio_q.put(item)
         finally:
             if not stages.stop.is_set():
-                stages.put(frames_q, _END)
+                stages.put(frames_q, END)
 
     def detect() -> None:
-        while (frame := stages.get(frames_q)) is not _END:
+        while (frame := stages.get(frames_q)) is not END:
             try:
                 faces = detect_frame(detector, frame)
             except Exception as exc:  # fail closed: this frame will be obscured whole
                 log.warning("detector failed on frame %d (%s); obscuring the whole frame", frame.index, exc)
                 faces = None
             stages.put(detected_q, (frame, faces))
-        stages.put(detected_q, _END)
+        stages.put(detected_q, END)
 
     def emit(item: _Pending) -> None:
         frame = item.frame
@@ -252,7 +180,7 @@ def run(source: MediaSource, sink, detector: Detector, config: PipelineConfig, *
         else:
             regions = redact_faces(frame.image, faces.xyxy, config.redact, rng)
         sink.write_frame(frame)
-        for packet in _drain(audio_q):
+        for packet in drain(audio_q):
             sink.write_audio(packet)
         stats.frames += 1
         stats.faces_detected += int((~faces.carried).sum())
@@ -264,7 +192,7 @@ def run(source: MediaSource, sink, detector: Detector, config: PipelineConfig, *
     stages.start("reader", read)
     stages.start("detector", detect)
     try:
-        while (got := stages.get(detected_q)) is not _END:
+        while (got := stages.get(detected_q)) is not END:
             frame, detections = got
             faces = tracker.update(detections)
             births = tracker.births
@@ -282,7 +210,7 @@ def run(source: MediaSource, sink, detector: Detector, config: PipelineConfig, *
         for thread in stages.threads:
             thread.join()
         stages.check()
-        for packet in _drain(audio_q):
+        for packet in drain(audio_q):
             sink.write_audio(packet)
     finally:
         stages.shutdown([frames_q, detected_q])

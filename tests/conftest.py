@@ -12,6 +12,8 @@ import pytest
 
 from blurcam.synth import Placement, background, registry_sprites, render, write_clip
 
+pytest_plugins = ("rtmp_server",)  # the real nginx-rtmp fixture for the live tests
+
 IDENTIFYING_TAGS = {
     "title": "protest march", "comment": "camera serial 12345", "location": "+40.7128-074.0060/",
     "com.apple.quicktime.location.ISO6709": "+40.7128-074.0060+010.000/",

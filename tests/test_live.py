@@ -13,7 +13,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from rtmp_server import rtmp_server  # noqa: F401 (a fixture)
+
 
 from blurcam.detect import make_detector
 from blurcam.io.source import MediaSource

@@ -17,7 +17,7 @@ import av
 import numpy as np
 import pytest
 from conftest import IDENTIFYING_TAGS
-from rtmp_server import rtmp_server  # noqa: F401 (a fixture)
+
 
 from blurcam.errors import SinkError
 from blurcam.io.sink import EncoderConfig

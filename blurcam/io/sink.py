@@ -14,7 +14,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 
 from ..errors import DiskFullError, OutputExistsError, SinkError
 from ..types import Frame, VideoInfo

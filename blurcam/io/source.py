@@ -7,7 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import av
-import numpy as np
 
 from ..errors import SourceError, TruncatedInputError, UnsupportedMediaError
 from ..types import Frame, VideoInfo

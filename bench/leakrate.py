@@ -6,7 +6,8 @@ CLIPS_DIR holds clips made by ``../shared/tools/mkclip.py`` (each X.mp4 beside i
 X.gt.json); LEAKCHECK_PY is ``../shared/tools/leakcheck.py``. For every detector
 configuration, each clip is redacted with ``blurcam.pipeline.redact_file`` into a
 temporary folder and scored by leakcheck; the face-frames leaked per height bucket
-are summed over clips. Also prints fps (the whole file job, end to end).
+are summed over clips. Also prints fps (the whole file job, end to end, including
+model loading). ``--deface PATH`` scores deface the same way, for comparison.
 """
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import av
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -29,32 +33,50 @@ def main() -> None:
     ap.add_argument("--detector", action="append", help="preset or backend (repeatable); default balanced")
     ap.add_argument("--every", action="append", type=int, help="CenterFace every K frames (repeatable)")
     ap.add_argument("--threshold", type=float)
+    ap.add_argument("--deface", help="also score deface (its command; default settings, or --deface-thresh)")
+    ap.add_argument("--deface-thresh", type=float, action="append", help="deface --thresh values (repeatable)")
     args = ap.parse_args()
     clips = sorted(p for p in args.clips.glob("*.mp4") if p.with_suffix(".gt.json").exists())
     print("| config | " + " | ".join(["0-24", "24-48", "48-96", "96-up", "all >=24", "bg damaged", "fps"]) + " |")
     print("|---" * 8 + "|")
-    for detector in args.detector or ["balanced"]:
-        for every in args.every or [None]:
-            config = PipelineConfig(detector=detector, threshold=args.threshold, centerface_every=every)
-            leaked, total, damaged, frames, seconds = {}, {}, [], 0, 0.0
-            with tempfile.TemporaryDirectory() as tmp:
-                for clip in clips:
-                    out = Path(tmp) / clip.name
-                    stats = redact_file(clip, out, config)
-                    frames, seconds = frames + stats.frames, seconds + stats.seconds
-                    res = json.loads(subprocess.run([sys.executable, str(args.leakcheck), str(clip), str(out)],
-                                                    capture_output=True, text=True, check=True).stdout)
-                    for bucket, (n_leak, n) in res["by_height"].items():
-                        leaked[bucket] = leaked.get(bucket, 0) + n_leak
-                        total[bucket] = total.get(bucket, 0) + n
-                    damaged.append(res["background_damaged"])
-            cells = [f"{leaked[b] / max(1, total[b]):.3f} ({leaked[b]}/{total[b]})" for b in leaked]
-            big = [b for b in leaked if not b.startswith("0-")]
-            rate = sum(leaked[b] for b in big) / max(1, sum(total[b] for b in big))
-            name = detector + (f" every {every}" if every else "")
-            print(f"| {name} | " + " | ".join(cells) + f" | {rate:.3f} | {sum(damaged) / len(damaged):.3f} | "
-                  f"{frames / seconds:.1f} |", flush=True)
+    runs = [(f"{d}" + (f" every {k}" if k else ""), _blurcam(d, k, args.threshold))
+            for d in args.detector or ["balanced"] for k in args.every or [None]]
+    if args.deface:
+        runs += [(f"deface thresh {t}" if t else "deface", _deface(args.deface, t)) for t in args.deface_thresh or [None]]
+    for name, redact in runs:
+        leaked, total, damaged, frames, seconds = {}, {}, [], 0, 0.0
+        with tempfile.TemporaryDirectory() as tmp:
+            for clip in clips:
+                out = Path(tmp) / clip.name
+                started = time.perf_counter()
+                frames += redact(clip, out)
+                seconds += time.perf_counter() - started
+                res = json.loads(subprocess.run([sys.executable, str(args.leakcheck), str(clip), str(out)],
+                                                capture_output=True, text=True, check=True).stdout)
+                for bucket, (n_leak, n) in res["by_height"].items():
+                    leaked[bucket] = leaked.get(bucket, 0) + n_leak
+                    total[bucket] = total.get(bucket, 0) + n
+                damaged.append(res["background_damaged"])
+        cells = [f"{leaked[b] / max(1, total[b]):.3f} ({leaked[b]}/{total[b]})" for b in leaked]
+        big = [b for b in leaked if not b.startswith("0-")]
+        rate = sum(leaked[b] for b in big) / max(1, sum(total[b] for b in big))
+        print(f"| {name} | " + " | ".join(cells) + f" | {rate:.3f} | {sum(damaged) / len(damaged):.3f} | "
+              f"{frames / seconds:.1f} |", flush=True)
 
+
+def _blurcam(detector: str, every: int | None, threshold: float | None):
+    config = PipelineConfig(detector=detector, threshold=threshold, centerface_every=every)
+    return lambda clip, out: redact_file(clip, out, config).frames
+
+
+def _deface(exe: str, thresh: float | None):
+    """deface with its defaults (CenterFace at full size, threshold 0.2, mask scale 1.3, blur)."""
+    def run(clip: Path, out: Path) -> int:
+        extra = ["--thresh", str(thresh)] if thresh else []
+        subprocess.run([exe, str(clip), "-o", str(out), *extra], capture_output=True, check=True)
+        with av.open(str(out)) as c:
+            return sum(1 for _ in c.decode(video=0))
+    return run
 
 if __name__ == "__main__":
     main()

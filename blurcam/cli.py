@@ -62,6 +62,7 @@ def blur(
     hold: Annotated[int, typer.Option(help="Frames a face stays redacted after its last detection.")] = 15,
     lookback: Annotated[int, typer.Option(help="Frames before a face's first detection that are also redacted.")] = 15,
     quality: Annotated[str, typer.Option("--quality", "--detector", help="Detector preset: fast, balanced, thorough or live (speed vs recall, see README); or one backend: mediapipe, mediapipe-full, mediapipe-short, centerface.")] = "balanced",
+    detect_every: Annotated[Optional[int], typer.Option(help="Run CenterFace on every k-th frame only (MediaPipe and persistence cover the rest). Default: the preset's.", show_default=False)] = None,
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop audio instead of copying it.")] = False,
     crf: Annotated[int, typer.Option(help="Encoder quality (x264: 0-51, lower is better).")] = 18,
     preset: Annotated[str, typer.Option(help="Encoder speed preset (x264/x265).")] = "veryfast",
@@ -83,7 +84,7 @@ def blur(
     try:
         try:
             config = PipelineConfig(
-                detector=quality, threshold=threshold, audio=not no_audio,
+                detector=quality, threshold=threshold, audio=not no_audio, centerface_every=detect_every,
                 redact=RedactConfig(mode=mode, pad=pad),
                 track=TrackConfig(hold_frames=hold, lookback_frames=lookback),
                 encoder=EncoderConfig(codec=codec, crf=crf, preset=preset))

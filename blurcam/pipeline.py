@@ -57,6 +57,8 @@ class PipelineConfig:
     queue_frames: int = 8
 
     def __post_init__(self) -> None:
+        if self.centerface_every is not None and self.centerface_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {self.centerface_every}")
         if self.queue_frames < 1:
             raise ValueError(f"queue_frames must be >= 1, got {self.queue_frames}")
 

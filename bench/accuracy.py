@@ -67,7 +67,8 @@ def build_part(part: str, threshold: float | None) -> Detector:
         return CenterFaceDetector(**kwargs)
     if size or options:
         raise ValueError(f"{name} takes no @SIZE or /OPTIONS")
-    return make_detector(name) if threshold is None else make_detector(name, threshold=threshold)
+    # Still images: every image gets every detector (a preset's frame scheduling is for video).
+    return make_detector(name, threshold=threshold, centerface_every=1)
 
 
 def build_detector(spec: str, threshold: float | None) -> Detector:

@@ -199,11 +199,22 @@ def run(source: MediaSource, sink, detector: Detector, config: PipelineConfig, *
             faces = tracker.update(detections)
             births = tracker.births
             if len(births) and lookback:
-                # A face seen for the first time was probably there, undetected, just before.
+                # A new face, now seen twice, was probably there undetected before: cover
+                # the frames since its birth with the box spanning first and latest sight,
+                # and the frames before it with its first box, grown with distance.
+                ends = faces[np.isin(faces.track_id, births.track_id)]
                 for back, pending in enumerate(reversed(buffer), start=1):
-                    grown = backfill_box(births.xyxy, back, config.track.growth_per_frame)
-                    pending.extra.append(Faces(grown, births.score, births.track_id,
-                                               np.ones(len(births), bool)))
+                    boxes = []
+                    for i, age in enumerate(tracker.births_age.tolist()):
+                        first = births.xyxy[i:i + 1]
+                        if back < age:
+                            latest = ends.xyxy[ends.track_id == births.track_id[i]]
+                            both = np.concatenate([first, latest])
+                            boxes.append(np.concatenate([both[:, :2].min(0), both[:, 2:].max(0)])[None])
+                        else:
+                            boxes.append(backfill_box(first, back - age + 1, config.track.growth_per_frame))
+                    pending.extra.append(Faces(np.concatenate(boxes).astype(np.float32), births.score,
+                                               births.track_id, np.ones(len(births), bool)))
             buffer.append(_Pending(frame, faces, obscure=detections is None))
             if len(buffer) > lookback:
                 emit(buffer.popleft())

@@ -30,6 +30,8 @@ class TrackConfig:
     growth_per_frame: relative growth of a carried box per frame without detection,
         covering motion the velocity does not explain.
     velocity_decay: factor applied to a track's velocity every frame (damps drift).
+    confirm_hits: detections a new face needs before it is back-filled into the
+        frames before its birth.
     """
 
     hold_frames: int = 15
@@ -37,6 +39,7 @@ class TrackConfig:
     match_iou: float = 0.2
     growth_per_frame: float = 0.03
     velocity_decay: float = 0.85
+    confirm_hits: int = 2
 
     def __post_init__(self) -> None:
         if self.hold_frames < 0:
@@ -45,6 +48,8 @@ class TrackConfig:
             raise ValueError(f"lookback_frames must be >= 0, got {self.lookback_frames}")
         if not 0.0 < self.match_iou <= 1.0:
             raise ValueError(f"match_iou must be in (0, 1], got {self.match_iou}")
+        if self.confirm_hits < 1:
+            raise ValueError(f"confirm_hits must be >= 1, got {self.confirm_hits}")
         if not 0.0 <= self.velocity_decay <= 1.0:
             raise ValueError(f"velocity_decay must be in [0, 1], got {self.velocity_decay}")
         if not 0.0 <= self.growth_per_frame <= 0.5:
@@ -68,8 +73,15 @@ class Persistence:
         self.ids = np.zeros(0, np.int64)
         self.score = np.zeros(0, np.float32)
         self.last_seen = np.zeros((0, 4), np.float32)  # (T, 4) box at the last detection
+        self.hits = np.zeros(0, np.int64)  # (T,) detections so far
+        self.age = np.zeros(0, np.int64)  # (T,) updates since the track was born
+        self.first_box = np.zeros((0, 4), np.float32)  # (T, 4) box at birth
+        self.backfill = np.zeros(0, bool)  # (T,) a new face that still owes its look-back
         self._next_id = 0
-        self.births = Faces.empty()  # tracks started by the last update, with their first box
+        # Faces confirmed by the last update (second detection): their box at birth, and
+        # ``births_age``, how many frames before this one they were born.
+        self.births = Faces.empty()
+        self.births_age = np.zeros(0, np.int64)
 
     def update(self, detections: Faces | None) -> Faces:
         """Faces to redact in this frame: all ``detections`` (with track ids) plus
@@ -120,6 +132,9 @@ class Persistence:
         score[t_idx] = detections.score[matched]
         last_seen = self.last_seen.copy()
         last_seen[t_idx] = det[matched]
+        hits = self.hits.copy()
+        hits[t_idx] += 1
+        age = self.age + 1
 
         # Unmatched detections start new tracks.
         born = ~matched
@@ -134,16 +149,26 @@ class Persistence:
         self.ids = np.concatenate([self.ids, born_ids])
         self.score = np.concatenate([score, detections.score[born]])
         self.last_seen = np.concatenate([last_seen, det[born]])
-
-        out_detected = Faces(det.astype(np.float32), detections.score.astype(np.float32),
-                             self.ids[track_of_det], np.zeros(len(det), bool))
+        self.hits = np.concatenate([hits, np.ones(n_born, np.int64)])
+        self.age = np.concatenate([age, np.zeros(n_born, np.int64)])
+        self.first_box = np.concatenate([self.first_box, det[born]])
         # A birth that overlaps a live track is a split or duplicate of a known face,
-        # not a face appearing: it gets no look-back (it would paint the future position
+        # not a face appearing: it owes no look-back (it would paint the future position
         # over past frames).
         known = np.zeros(n_born, bool)
         if n_born and len(new_box):
             known = (box_iou(det[born], new_box) > 0).any(axis=1)
-        self.births = out_detected[born][~known]
+        self.backfill = np.concatenate([self.backfill, ~known])
+
+        out_detected = Faces(det.astype(np.float32), detections.score.astype(np.float32),
+                             self.ids[track_of_det], np.zeros(len(det), bool))
+        # Look-back waits for a second detection: a one-frame false positive (common at
+        # crowd-grade thresholds) would otherwise be painted over the frames before it.
+        confirmed = self.backfill & (self.hits >= self.config.confirm_hits)
+        self.births = Faces(self.first_box[confirmed], self.score[confirmed], self.ids[confirmed],
+                            np.ones(int(confirmed.sum()), bool))
+        self.births_age = self.age[confirmed]
+        self.backfill &= ~confirmed
 
         lost = (self.missed > 0) & (self.missed <= self.config.hold_frames)
         carried = self._carried(lost)
@@ -151,6 +176,8 @@ class Persistence:
         alive = self.missed <= self.config.hold_frames
         self.box, self.velocity, self.missed = self.box[alive], self.velocity[alive], self.missed[alive]
         self.ids, self.score, self.last_seen = self.ids[alive], self.score[alive], self.last_seen[alive]
+        self.hits, self.age, self.first_box = self.hits[alive], self.age[alive], self.first_box[alive]
+        self.backfill = self.backfill[alive]
         return Faces.concat([out_detected, carried])
 
     def _carried(self, which: np.ndarray) -> Faces:

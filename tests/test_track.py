@@ -32,13 +32,17 @@ def test_box_held_through_detector_blinks_then_released():
     assert len(p.update(Faces.empty())) == 0
 
 
-def test_same_face_keeps_its_track_and_new_face_is_born():
+def test_same_face_keeps_its_track_and_new_face_is_confirmed_on_second_sight():
     p = Persistence()
     a = p.update(faces([10, 10, 50, 50]))
-    assert len(p.births) == 1
+    assert len(p.births) == 0  # one sighting: not yet owed a look-back
     b = p.update(faces([12, 10, 52, 50], [200, 200, 240, 240]))
     assert b.track_id[0] == a.track_id[0]
-    assert len(p.births) == 1 and p.births.track_id[0] != a.track_id[0]
+    assert len(p.births) == 1 and p.births.track_id[0] == a.track_id[0]
+    np.testing.assert_array_equal(p.births.xyxy[0], [10, 10, 50, 50])  # its box at birth
+    assert p.births_age.tolist() == [1]
+    p.update(faces([14, 10, 54, 50], [201, 200, 241, 240]))
+    assert len(p.births) == 1 and p.births.track_id[0] == b.track_id[1]
 
 
 def test_detector_failure_keeps_tracks_without_ageing():
@@ -56,9 +60,12 @@ def test_empty_input_is_fine():
 def test_split_detection_of_a_known_face_gets_no_lookback():
     p = Persistence()
     p.update(faces([10, 10, 50, 50]))
-    p.update(faces([12, 10, 52, 50], [30, 30, 60, 60]))  # second box overlaps the known face
+    p.update(faces([12, 10, 52, 50]))
+    p.update(faces([14, 10, 54, 50], [30, 30, 60, 60]))  # second box overlaps the known face
+    p.update(faces([16, 10, 56, 50], [31, 30, 61, 60]))
     assert len(p.births) == 0
-    p.update(faces([14, 10, 54, 50], [300, 300, 340, 340]))  # a new face elsewhere
+    p.update(faces([18, 10, 58, 50], [300, 300, 340, 340]))  # a new face elsewhere
+    p.update(faces([20, 10, 60, 50], [301, 300, 341, 340]))
     assert len(p.births) == 1
 
 

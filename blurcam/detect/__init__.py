@@ -46,7 +46,7 @@ PRESETS: dict[str, dict] = {
         dict(input_long_side=512, threshold=0.15, small_threshold=0.1, small_px=16)]},
     "fast": {"mediapipe": 0.6, "every": 1, "centerface": [
         dict(input_long_side=768, threshold=0.12, small_threshold=0.05, small_px=24)]},
-    "balanced": {"mediapipe": 0.6, "every": 1, "centerface": [
+    "balanced": {"mediapipe": 0.6, "every": 2, "centerface": [
         dict(input_long_side=1024, threshold=0.1, small_threshold=0.06, small_px=32, box_scale=0.92),
         dict(input_long_side=512, threshold=0.15, min_px=16, box_scale=0.92)]},
     "thorough": {"mediapipe": 0.6, "every": 1, "centerface": [

@@ -70,8 +70,20 @@ def child_main(argv: list[str]) -> None:
     else:
         raise SystemExit(f"unknown measurement {kind!r}")
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-    print(json.dumps({"frames": frames, "seconds": seconds, "peak_rss_mb": peak}))
+    print(json.dumps({"frames": frames, "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}))
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS. /proc's VmHWM is per address space; getrusage's
+    ru_maxrss is not (Linux carries it across exec from the parent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)  # bytes on macOS, kB on Linux
 
 
 def _run_child(name: str, argv: list[str], timeout_s: float) -> Measurement:
@@ -92,14 +104,15 @@ def _deface_run(src: str, dst: str, timeout_s: float, exe: str | None = None) ->
     exe = exe or shutil.which("deface")
     if exe is None:
         return Measurement("deface", error="not installed")
+    # The wrapper's own RSS is tiny; RUSAGE_CHILDREN then reports deface's peak.
     script = ("import json,resource,subprocess,sys,time;t=time.perf_counter();"
               "r=subprocess.run(sys.argv[1:],capture_output=True);"
               "s=time.perf_counter()-t;"
               "m=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024;"
               "print(json.dumps({'rc':r.returncode,'seconds':s,'peak_rss_mb':m}))")
+    encoder = json.dumps({"codec": "libx264", "output_params": ["-crf", "18", "-preset", "veryfast"]})
     try:
-        proc = subprocess.run([sys.executable, "-c", script, exe, src, "-o", dst, "--keep-audio",
-                               "--ffmpeg-config", '{"codec": "libx264", "crf": "18", "preset": "veryfast"}'],
+        proc = subprocess.run([sys.executable, "-S", "-c", script, exe, src, "-o", dst, "--ffmpeg-config", encoder],
                               capture_output=True, text=True, timeout=timeout_s)
         result = json.loads(proc.stdout.strip().splitlines()[-1])
     except (subprocess.TimeoutExpired, ValueError, IndexError):
@@ -113,16 +126,18 @@ def _deface_run(src: str, dst: str, timeout_s: float, exe: str | None = None) ->
 
 def run_benchmark(clip: str | Path, presets: list[str], *, include_deface: bool = True,
                   deface_exe: str | None = None, timeout_s: float = 1800) -> list[Measurement]:
-    """Measure the floor, each preset and (optionally) deface on ``clip``, one after another."""
+    """Measure the floor, each preset and (optionally) deface on ``clip``, one after another.
+    A preset may be given as ``NAME:K`` to run CenterFace on every K-th frame."""
     clip = str(clip)
     results = []
     with tempfile.TemporaryDirectory(prefix="blurcam-bench-") as tmp:
         child = [sys.executable, "-m", "blurcam.benchmark"]
         results.append(_run_child("transcode floor", [*child, "floor", clip, f"{tmp}/floor.mp4"], timeout_s))
-        for preset in presets:
-            config = json.dumps({"detector": preset})
-            results.append(_run_child(f"blurcam {preset}", [*child, "blurcam", clip, f"{tmp}/{preset}.mp4", config],
-                                      timeout_s))
+        for i, spec in enumerate(presets):
+            preset, _, every = spec.partition(":")  # "balanced:1" = CenterFace on every frame
+            config = json.dumps({"detector": preset, "centerface_every": int(every) if every else None})
+            name = f"blurcam {preset}" + (f" (CenterFace every {every})" if every else "")
+            results.append(_run_child(name, [*child, "blurcam", clip, f"{tmp}/{i}.mp4", config], timeout_s))
         if include_deface:
             results.append(_deface_run(clip, f"{tmp}/deface.mp4", timeout_s, deface_exe))
     return results

@@ -231,7 +231,7 @@ def bench(
 
     try:
         for q in quality:
-            if q not in PRESETS:
+            if q.partition(":")[0] not in PRESETS:
                 raise UsageError(f"unknown preset {q!r}; choose from {', '.join(PRESETS)}")
         with tempfile.TemporaryDirectory(prefix="blurcam-bench-") as tmp:
             if clip is None:

@@ -58,7 +58,7 @@ class LiveConfig:
     detect_timeout_ms: float = 500.0
     realtime: bool = False
     max_seconds: float | None = None
-    queue_frames: int = 2
+    queue_frames: int = 4
 
     def __post_init__(self) -> None:
         if self.detect_timeout_ms <= 0:
@@ -218,7 +218,11 @@ def run_live(source: MediaSource, sink, config: LiveConfig | None = None, *,
 
     def load() -> None:
         try:
-            loaded.append(_load(detector, config))
+            active = _load(detector, config)
+            # One call at the stream's size first: the runtimes allocate on their first
+            # inference at a new size, and that stall would drop live frames.
+            active.detect(np.zeros((source.info.height, source.info.width, 3), np.uint8), 0)
+            loaded.append(active)
         except Exception as exc:  # stay obscured for the whole run, and say why
             log.error("detector failed to load (%s); every frame is obscured", exc)
 

@@ -54,7 +54,7 @@ class PipelineConfig:
     track: TrackConfig = field(default_factory=TrackConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     audio: bool = True
-    queue_frames: int = 8
+    queue_frames: int = 4
 
     def __post_init__(self) -> None:
         if self.centerface_every is not None and self.centerface_every < 1:

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from blurcam.detect import make_detector
 from blurcam.io.convert import frame_to_rgb, rgb_to_frame
 from blurcam.redact import RedactConfig, redact_faces
 from blurcam.synth import background
@@ -106,3 +107,37 @@ def test_rgb_to_encoder_frame(benchmark, size, route):
         out = benchmark(lambda: rgb_to_frame(rgb).reformat(format="yuv420p"))
     back = out.to_ndarray(format="rgb24").astype(np.int16)
     assert np.abs(back - rgb).mean() < 3
+
+
+@pytest.fixture(scope="module")
+def frame_720p():
+    """A fixed 1280x720 frame: the astronaut's face about 110 px high on the coffee background."""
+    from blurcam.synth import Placement, registry_sprites, render
+
+    (frame, boxes), = render([Placement(registry_sprites()[0], 300, (200, 150), (200, 150))], background((1280, 720)), 1)
+    return frame, boxes[0]
+
+
+@pytest.mark.parametrize("name, build", [
+    ("mediapipe-full", lambda: __import__("blurcam.detect.mediapipe", fromlist=["x"]).MediaPipeDetector("full")),
+    ("centerface@512", lambda: _centerface(512)),
+    ("centerface@1024", lambda: _centerface(1024)),
+    ("preset-live", lambda: make_detector("live", centerface_every=1)),
+    ("preset-balanced", lambda: make_detector("balanced", centerface_every=1)),
+])
+def test_detector_per_frame(benchmark, frame_720p, name, build):
+    frame, face = frame_720p
+    detector = build()
+    try:
+        faces = benchmark(detector.detect, frame, 0)
+    finally:
+        detector.close()
+    from blurcam.boxes import box_iou
+
+    assert len(faces) and box_iou(faces.xyxy, face[None]).max() > 0.3  # it found the face
+
+
+def _centerface(side):
+    from blurcam.detect.centerface import CenterFaceDetector
+
+    return CenterFaceDetector(input_long_side=side, threshold=0.2)

@@ -144,6 +144,7 @@ def live(
     keyframe_interval: Annotated[float, typer.Option(help="Seconds between keyframes (how long a new viewer waits).")] = 2.0,
     reconnect_for: Annotated[float, typer.Option(help="Seconds to keep retrying a lost server before giving up.")] = 60.0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing recording file.")] = False,
+    preview: Annotated[bool, typer.Option("--preview", help="Also show the redacted stream in a window.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No stats line.")] = False,
 ) -> None:
     """Stream a camera or stream with every face removed, in real time, failing closed.
@@ -159,7 +160,7 @@ def live(
     from .track import TrackConfig
 
     try:
-        if not to:
+        if not to and not preview:
             raise UsageError("give at least one destination with --to (rtmp://..., udp://..., -, or a .ts/.mkv file)")
         try:
             config = live_config(
@@ -177,6 +178,10 @@ def live(
             for dest in to:
                 sinks.append(StreamSink(dest, src.info, audio_streams=src.audio_streams, encoder=config.encoder,
                                         config=stream_config, overwrite=overwrite, on_sent=stats.sent))
+            if preview:
+                from .io.preview import PreviewSink
+
+                sinks.append(PreviewSink())
             sink = sinks[0] if len(sinks) == 1 else MultiSink(sinks)
             show = not quiet and sys.stderr.isatty()
 

@@ -178,3 +178,15 @@ def test_bench_reports_floor_and_preset(tmp_path, sprites):
     rows = json.loads((tmp_path / "b.json").read_text())
     assert [r["name"] for r in rows] == ["transcode floor", "blurcam live"]
     assert all(r["frames"] == 20 and r["fps"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
+
+
+def test_live_preview_without_a_display_is_a_clear_error(face_clip, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = runner.invoke(app, ["live", str(face_clip.path), "--preview"])
+    assert result.exit_code == 6 and "needs a display" in result.output
+
+
+def test_live_needs_a_destination(face_clip):
+    result = runner.invoke(app, ["live", str(face_clip.path)])
+    assert result.exit_code == 2 and "--to" in result.output

@@ -44,9 +44,10 @@ class Detector(Protocol):
 PRESETS: dict[str, dict] = {
     # MediaPipe alone: close-up faces only (interviews, a speaker); misses crowds.
     "fast": {"mediapipe": 0.5, "every": 1, "centerface": []},
-    # Holds 720p30 on 2 cores; finds faces down to ~30 px in 720p.
-    "live": {"mediapipe": 0.6, "every": 2, "centerface": [
-        dict(input_long_side=512, threshold=0.15, small_threshold=0.1, small_px=16)]},
+    # Holds 720p30 on 2 cores. Every frame: a stream has no look-back, so a face that
+    # appears on a frame CenterFace skipped would be sent unredacted.
+    "live": {"mediapipe": 0.6, "every": 1, "centerface": [
+        dict(input_long_side=448, threshold=0.15, small_threshold=0.1, small_px=16)]},
     # The default for files: crowd-grade recall (WIDER targets), CenterFace every 2nd frame.
     "balanced": {"mediapipe": 0.6, "every": 2, "centerface": [
         dict(input_long_side=1024, threshold=0.1, small_threshold=0.06, small_px=32, box_scale=0.92),

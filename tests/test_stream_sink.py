@@ -286,17 +286,22 @@ def test_stdout_mpegts_parses_from_pipe(live_clip):
     assert frames[0].shape == (SIZE_WH[1], SIZE_WH[0], 3)
 
 
-@pytest.mark.parametrize("suffix", [".ts", ".mkv"])
-def test_local_recording_keeps_every_frame_and_no_identifying_tags(tmp_path, face_clip, suffix):
-    path = tmp_path / f"rec{suffix}"
-    source = MediaSource(face_clip.path)
-    sink = StreamSink(path, source.info, audio_streams=source.audio_streams)
+def record(clip: Path, recording: Path) -> Path:
+    """Push a whole clip, as fast as it decodes, into a local recording."""
+    source = MediaSource(clip)
+    sink = StreamSink(recording, source.info, audio_streams=source.audio_streams)
     try:
         push(source, sink, pace=False)
         sink.commit()
     finally:
         sink.abort()
         source.close()
+    return recording
+
+
+@pytest.mark.parametrize("suffix", [".ts", ".mkv"])
+def test_local_recording_keeps_every_frame_and_no_identifying_tags(tmp_path, face_clip, suffix):
+    path = record(face_clip.path, tmp_path / f"rec{suffix}")
     with av.open(str(path)) as c:
         tags = dict(c.metadata)
         for s in c.streams:
@@ -326,15 +331,7 @@ def test_non_aac_audio_is_reencoded_to_aac(tmp_path):
             out.mux(audio.encode(samples))
         out.mux(video.encode(None))
         out.mux(audio.encode(None))
-    recording = tmp_path / "rec.ts"
-    source = MediaSource(opus_clip)
-    sink = StreamSink(recording, source.info, audio_streams=source.audio_streams)
-    try:
-        push(source, sink, pace=False)
-        sink.commit()
-    finally:
-        sink.abort()
-        source.close()
+    recording = record(opus_clip, tmp_path / "rec.ts")
     with av.open(str(recording)) as c:
         assert c.streams.audio[0].codec_context.name == "aac"
         samples = sum(f.samples for f in c.decode(audio=0))

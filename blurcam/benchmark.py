@@ -135,6 +135,8 @@ def run_benchmark(clip: str | Path, presets: list[str], *, include_deface: bool 
     A preset may be given as ``NAME:K`` to run CenterFace on every K-th frame."""
     clip = str(clip)
     results = []
+    # The temporary folder only ever holds blurcam's redacted outputs, and deface's when asked
+    # for; the floor's unredacted re-encode goes to the null muxer.
     with tempfile.TemporaryDirectory(prefix="blurcam-bench-") as tmp:
         child = [sys.executable, "-m", "blurcam.benchmark"]
         results.append(_run_child("transcode floor", [*child, "floor", clip, os.devnull], timeout_s))
@@ -151,7 +153,7 @@ def run_benchmark(clip: str | Path, presets: list[str], *, include_deface: bool 
 def format_table(results: list[Measurement]) -> str:
     """Markdown table: fps, ratio to the floor and to deface, peak RSS."""
     floor = next((m for m in results if m.name == "transcode floor" and not m.error), None)
-    deface = next((m for m in results if m.name == "deface" and not m.error), None)
+    deface = next((m for m in results if m.name == "deface" and not m.error and m.fps), None)
     rows = ["| run | frames | fps | x floor | x deface | peak RSS MB |", "|---|---|---|---|---|---|"]
     for m in results:
         if m.error:

@@ -219,7 +219,7 @@ def live(
 def bench(
     clip: Annotated[Optional[Path], typer.Argument(help="Video to measure on; default: a 10 s 720p clip made from samples/faces.mp4.", show_default=False)] = None,
     quality: Annotated[list[str], typer.Option("--quality", help="Presets to measure (repeatable).")] = ["fast", "balanced"],
-    deface: Annotated[bool, typer.Option("--deface/--no-deface", help="Also time deface, if it is installed.")] = True,
+    deface: Annotated[Optional[bool], typer.Option("--deface/--no-deface", help="Also time deface, if installed. Default: only on the generated sample clip, because deface's output of your own footage (written to a temporary folder, then deleted) can still show faces.", show_default=False)] = None,
     deface_exe: Annotated[Optional[str], typer.Option("--deface-exe", help="deface command, if not on PATH.", show_default=False)] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.", show_default=False)] = None,
 ) -> None:
@@ -244,8 +244,12 @@ def bench(
                 clip = sample_clip(Path(tmp) / "bench.mp4")
             elif not clip.exists():
                 raise UsageError(f"{clip}: no such file")
+            elif deface:
+                typer.echo("warning: deface's output of this clip is written to a temporary folder; "
+                           "it may still show faces", err=True)
             typer.echo(f"measuring on {clip} (each run in its own process) ...", err=True)
-            results = run_benchmark(clip, list(quality), include_deface=deface, deface_exe=deface_exe)
+            include_deface = deface if deface is not None else clip.parent == Path(tmp)
+            results = run_benchmark(clip, list(quality), include_deface=include_deface, deface_exe=deface_exe)
         typer.echo(format_table(results))
         if json_out is not None:
             json_out.write_text(json.dumps([{**dataclasses.asdict(m), "fps": m.fps} for m in results], indent=1))

@@ -190,3 +190,18 @@ def test_live_preview_without_a_display_is_a_clear_error(face_clip, monkeypatch)
 def test_live_needs_a_destination(face_clip):
     result = runner.invoke(app, ["live", str(face_clip.path)])
     assert result.exit_code == 2 and "--to" in result.output
+
+
+def test_bench_on_own_clip_runs_no_deface_unless_asked(tmp_path, sprites, monkeypatch):
+    """deface's output may still show faces: it is not written for a user's clip by default."""
+    from blurcam import benchmark
+
+    calls = []
+    monkeypatch.setattr(benchmark, "_deface_run", lambda *a, **k: calls.append(a) or benchmark.Measurement("deface", error="stub"))
+    monkeypatch.setattr(benchmark, "_run_child", lambda name, *a, **k: benchmark.Measurement(name, 1, 1.0, 1.0))
+    clip = tmp_path / "mine.mp4"
+    clip.write_bytes(b"x")
+    assert runner.invoke(app, ["bench", str(clip), "--quality", "live"]).exit_code == 0
+    assert calls == []
+    assert runner.invoke(app, ["bench", str(clip), "--quality", "live", "--deface"]).exit_code == 0
+    assert len(calls) == 1

@@ -1,6 +1,6 @@
 """End-to-end speed in one run: transcode floor, blurcam per preset, deface.
 
-    python bench/e2e.py [CLIP ...] [--quality fast --quality balanced ...] [--deface PATH]
+    python bench/e2e.py [CLIP ...] [--quality fast --quality balanced ...] [--deface PATH] [--before DIR]
 
 Without CLIP, uses the same 10 s 720p clip as ``blurcam bench`` (made from
 samples/faces.mp4) and a 1080p version of it. deface conflicts with blurcam's OpenCV
@@ -8,6 +8,10 @@ samples/faces.mp4) and a 1080p version of it. deface conflicts with blurcam's Op
 
     python -m venv /tmp/deface-venv && /tmp/deface-venv/bin/pip install deface==1.5.0 onnxruntime
     python bench/e2e.py --deface /tmp/deface-venv/bin/deface
+
+To measure a change before and after in one run, check out the earlier commit beside
+this one and pass it: ``git worktree add /tmp/before HEAD~1 && python bench/e2e.py
+--before /tmp/before``.
 """
 from __future__ import annotations
 
@@ -26,12 +30,17 @@ def main() -> None:
     ap.add_argument("clips", nargs="*", type=Path)
     ap.add_argument("--quality", action="append", help="preset (repeatable); default fast, balanced")
     ap.add_argument("--deface", help="deface command (default: deface on PATH, if any)")
+    ap.add_argument("--no-deface", action="store_true", help="skip deface")
+    ap.add_argument("--before", help="a checkout of an earlier blurcam to run each preset from too")
+    ap.add_argument("--size", action="append", default=[], metavar="WxH",
+                    help="sample clip size (repeatable; default 1280x720 and 1920x1080)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        clips = args.clips or [sample_clip(Path(tmp) / "720p.mp4"),
-                               sample_clip(Path(tmp) / "1080p.mp4", size_wh=(1920, 1080))]
+        sizes = [tuple(map(int, s.split("x"))) for s in args.size or ["1280x720", "1920x1080"]]
+        clips = args.clips or [sample_clip(Path(tmp) / f"{h}p.mp4", size_wh=(w, h)) for w, h in sizes]
         for clip in clips:
-            results = run_benchmark(clip, args.quality or ["fast", "balanced"], deface_exe=args.deface)
+            results = run_benchmark(clip, args.quality or ["fast", "balanced"], deface_exe=args.deface,
+                                    include_deface=not args.no_deface, before=args.before)
             print(f"\n{clip.name}\n{format_table(results)}", flush=True)
 
 

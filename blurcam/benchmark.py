@@ -91,9 +91,14 @@ def _peak_rss_mb() -> float:
     return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)  # bytes on macOS, kB on Linux
 
 
-def _run_child(name: str, argv: list[str], timeout_s: float) -> Measurement:
+def _run_child(name: str, argv: list[str], timeout_s: float, tree: str | Path | None = None) -> Measurement:
+    """Run one measurement subprocess; ``tree``: import blurcam from this checkout instead."""
+    env = cwd = None
+    if tree is not None:  # ``python -m`` puts the working directory first on sys.path
+        cwd = Path(tree).resolve()
+        env = {**os.environ, "PYTHONPATH": str(cwd)}
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=cwd)
     except subprocess.TimeoutExpired:
         return Measurement(name, error=f"timed out after {timeout_s:.0f} s")
     if proc.returncode != 0:
@@ -130,10 +135,13 @@ def _deface_run(src: str, dst: str, timeout_s: float, exe: str | None = None) ->
 
 
 def run_benchmark(clip: str | Path, presets: list[str], *, include_deface: bool = True,
-                  deface_exe: str | None = None, timeout_s: float = 1800) -> list[Measurement]:
+                  deface_exe: str | None = None, timeout_s: float = 1800,
+                  before: str | Path | None = None) -> list[Measurement]:
     """Measure the floor, each preset and (optionally) deface on ``clip``, one after another.
-    A preset may be given as ``NAME:K`` to run CenterFace on every K-th frame."""
-    clip = str(clip)
+    A preset may be given as ``NAME:K`` to run CenterFace on every K-th frame.
+    ``before``: a checkout of an earlier blurcam; each preset is also run from it (rows
+    named "before: ..."), so a change is measured before and after in one run."""
+    clip = str(Path(clip).resolve())
     results = []
     # The temporary folder only ever holds blurcam's redacted outputs, and deface's when asked
     # for; the floor's unredacted re-encode goes to the null muxer.
@@ -144,6 +152,9 @@ def run_benchmark(clip: str | Path, presets: list[str], *, include_deface: bool 
             preset, _, every = spec.partition(":")  # "balanced:1" = CenterFace on every frame
             config = json.dumps({"detector": preset, "centerface_every": int(every) if every else None})
             name = f"blurcam {preset}" + (f" (CenterFace every {every})" if every else "")
+            if before is not None:
+                results.append(_run_child(f"before: {name}", [*child, "blurcam", clip, f"{tmp}/b{i}.mp4", config],
+                                          timeout_s, before))
             results.append(_run_child(name, [*child, "blurcam", clip, f"{tmp}/{i}.mp4", config], timeout_s))
         if include_deface:
             results.append(_deface_run(clip, f"{tmp}/deface.mp4", timeout_s, deface_exe))

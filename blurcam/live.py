@@ -21,12 +21,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .detect import DEFAULT_LIVE_PRESET, Detector, make_detector
+from .detect import DEFAULT_LIVE_PRESET, Detector, make_detector, view_side
 from .errors import SourceError, UsageError
+from .io.convert import view_size
 from .io.sink import EncoderConfig
 from .io.source import MediaSource
 from .pipeline import detect_frame
@@ -221,7 +222,8 @@ def run_live(source: MediaSource, sink, config: LiveConfig | None = None, *,
             active = _load(detector, config)
             # One call at the stream's size first: the runtimes allocate on their first
             # inference at a new size, and that stall would drop live frames.
-            active.detect(np.zeros((source.info.height, source.info.width, 3), np.uint8), 0)
+            w, h = view_size(source.info.width, source.info.height, view_side(active))
+            active.detect(np.zeros((h, w, 3) if source.info.rotation_deg % 180 == 0 else (w, h, 3), np.uint8), 0)
             loaded.append(active)
         except Exception as exc:  # stay obscured for the whole run, and say why
             log.error("detector failed to load (%s); every frame is obscured", exc)
@@ -246,10 +248,10 @@ def run_live(source: MediaSource, sink, config: LiveConfig | None = None, *,
 
     def emit(frame: Frame, obscure: bool, faces=None) -> None:
         if obscure:
-            obscure_whole(frame.image, config.redact, rng)
+            obscure_whole(frame.planes, config.redact, rng)
             stats.frames_obscured += 1
         else:
-            redact_faces(frame.image, faces.xyxy, config.redact, rng)
+            redact_faces(frame.planes, faces.xyxy, config.redact, rng)
             stats.faces += len(faces)
         sink.write_frame(frame)
         for packet in drain(audio_q):
@@ -263,9 +265,10 @@ def run_live(source: MediaSource, sink, config: LiveConfig | None = None, *,
             if frame is None or inflight.emitted or time.monotonic() - inflight.started_s < timeout_s:
                 return
             inflight.emitted = True
-            copy = replace(frame, image=frame.image.copy())  # the detector may still be reading it
         log.warning("detection of frame %d took over %.0f ms; sent obscured", frame.index, config.detect_timeout_ms)
-        emit(copy, obscure=True)
+        # The detector reads the frame's view, never its planes, and a late result is
+        # not emitted again: the planes can be obscured and sent as they are.
+        emit(frame, obscure=True)
 
     loader = threading.Thread(target=load, name="blurcam-live-loader", daemon=True)
     loader.start()

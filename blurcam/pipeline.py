@@ -18,14 +18,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from .detect import DEFAULT_FILE_PRESET, Detector, make_detector
+from .detect import DEFAULT_FILE_PRESET, Detector, make_detector, view_side
 from .errors import BlurcamError
 from .io.sink import EncoderConfig, FileSink
+from .io.convert import planes_to_view, view_size
 from .io.source import MediaSource
 from .redact import RedactConfig, obscure_whole, redact_faces
 from .track import Persistence, TrackConfig, backfill_box
@@ -88,17 +88,22 @@ class RunStats:
         return self.frames / self.seconds if self.seconds else 0.0
 
 
-def display_view(image: np.ndarray, rotation_deg: int) -> tuple[np.ndarray, int]:
-    """The image as a player shows it (detectors expect upright faces), and k, the
-    number of counter-clockwise quarter turns applied."""
-    k = round(rotation_deg / 90) % 4
-    if k == 0:
-        return image, 0
-    return np.ascontiguousarray(np.rot90(image, k)), k
+def quarter_turns(rotation_deg: int) -> int:
+    """Counter-clockwise quarter turns (0-3) that show a stored frame as displayed."""
+    return round(rotation_deg / 90) % 4
+
+
+def make_view(frame: Frame, long_side: int | None) -> np.ndarray:
+    """The detector's input for ``frame``: (h, w, 3) uint8 RGB as displayed (detectors
+    expect upright faces), its long side at most ``long_side`` (None: full size)."""
+    view = planes_to_view(frame.planes, view_size(frame.width, frame.height, long_side))
+    k = quarter_turns(frame.rotation_deg)
+    return np.ascontiguousarray(np.rot90(view, k)) if k else view
 
 
 def boxes_to_stored(xyxy: np.ndarray, k: int, stored_wh: tuple[int, int]) -> np.ndarray:
-    """Map (N, 4) boxes found on ``np.rot90(image, k)`` back to the stored image."""
+    """Map (N, 4) boxes found on ``np.rot90(image, k)`` back to the stored image,
+    whose (width, height) is ``stored_wh``."""
     if k == 0 or len(xyxy) == 0:
         return xyxy
     w, h = stored_wh
@@ -112,14 +117,24 @@ def boxes_to_stored(xyxy: np.ndarray, k: int, stored_wh: tuple[int, int]) -> np.
     return out.astype(np.float32)
 
 
+def view_to_frame(faces: Faces, view_shape: tuple[int, ...], k: int, frame_wh: tuple[int, int]) -> Faces:
+    """Boxes found on a view (display orientation, ``k`` quarter turns, scaled) -> frame pixels."""
+    if len(faces) == 0:
+        return faces
+    vh, vw = view_shape[:2]
+    stored_view_wh = (vw, vh) if k % 2 == 0 else (vh, vw)
+    xyxy = boxes_to_stored(faces.xyxy, k, stored_view_wh)
+    scale = np.array([frame_wh[0] / stored_view_wh[0], frame_wh[1] / stored_view_wh[1]] * 2, np.float32)
+    return Faces((xyxy * scale).astype(np.float32), faces.score, faces.track_id, faces.carried)
+
+
 def detect_frame(detector: Detector, frame: Frame) -> Faces:
-    """Run ``detector`` on the frame as displayed; boxes come back in stored pixels."""
-    view, k = display_view(frame.image, frame.rotation_deg)
+    """Run ``detector`` on the frame's view (made now if the reader did not); boxes come
+    back in frame pixels. The view is released: only the planes stay buffered."""
+    view = frame.view if frame.view is not None else make_view(frame, view_side(detector))
+    frame.view = None
     faces = detector.detect(view, frame.time_ms)
-    if k:
-        h, w = frame.image.shape[:2]
-        faces = Faces(boxes_to_stored(faces.xyxy, k, (w, h)), faces.score, faces.track_id, faces.carried)
-    return faces
+    return view_to_frame(faces, view.shape, quarter_turns(frame.rotation_deg), (frame.width, frame.height))
 
 
 class _Pending:
@@ -151,10 +166,13 @@ def run(source: MediaSource, sink, detector: Detector, config: PipelineConfig, *
     buffer: deque[_Pending] = deque()
     started = time.perf_counter()
 
+    side = view_side(detector)
+
     def read() -> None:
         try:
             for item in source.items():
                 if isinstance(item, Frame):
+                    item.view = make_view(item, side)  # here, off the detector's thread
                     stages.put(frames_q, item)
                 else:
                     audio_q.put(item)
@@ -176,11 +194,11 @@ def run(source: MediaSource, sink, detector: Detector, config: PipelineConfig, *
         frame = item.frame
         faces = Faces.concat([item.faces, *item.extra])
         if item.obscure:
-            obscure_whole(frame.image, config.redact, rng)
-            regions = np.array([[0, 0, frame.image.shape[1], frame.image.shape[0]]], np.int32)
+            obscure_whole(frame.planes, config.redact, rng)
+            regions = np.array([[0, 0, frame.width, frame.height]], np.int32)
             stats.frames_obscured_whole += 1
         else:
-            regions = redact_faces(frame.image, faces.xyxy, config.redact, rng)
+            regions = redact_faces(frame.planes, faces.xyxy, config.redact, rng)
         sink.write_frame(frame)
         for packet in drain(audio_q):
             sink.write_audio(packet)
@@ -304,16 +322,20 @@ def redact_image(input_path: str | Path, output_path: str | Path | None = None,
     bgr = cv2.imdecode(np.fromfile(input_path, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise SourceError(f"{input_path}: not an image blurcam can read")
-    frame = Frame(image=np.ascontiguousarray(bgr[:, :, ::-1]), index=0, pts=0, time_base=Fraction(1, 1000))
     own_detector = detector is None
     detector = detector or make_detector(config.detector, threshold=config.threshold)
     try:
-        faces = detect_frame(detector, frame)
+        # Stills are redacted in RGB (no 4:2:0 colour loss); the detector sees the same
+        # kind of view as on video.
+        height, width = bgr.shape[:2]
+        view_wh = view_size(width, height, view_side(detector))
+        view = cv2.cvtColor(cv2.resize(bgr, view_wh, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        faces = view_to_frame(detector.detect(view, 0), view.shape, 0, (width, height))
     finally:
         if own_detector:
             detector.close()
-    regions = redact_faces(frame.image, faces.xyxy, config.redact)
-    ok, encoded = cv2.imencode(output_path.suffix.lower(), np.ascontiguousarray(frame.image[:, :, ::-1]))
+    regions = redact_faces(bgr, faces.xyxy, config.redact)
+    ok, encoded = cv2.imencode(output_path.suffix.lower(), bgr)
     if not ok:
         raise SinkError(f"{output_path}: cannot encode image")
     write_atomically(output_path, encoded.tobytes(), overwrite=overwrite)

@@ -67,56 +67,87 @@ def _cell_grid(w: int, h: int, config: RedactConfig) -> tuple[int, int]:
     return max(1, min(config.max_cells, round(w / cell))), max(1, min(config.max_cells, round(h / cell)))
 
 
-def redact_regions(image: np.ndarray, regions: np.ndarray, config: RedactConfig,
-                   rng: np.random.Generator | None = None) -> None:
-    """Destroy ``image[y1:y2, x1:x2]`` for every row of ``regions`` (N, 4) int, in place.
+Picture = np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]
+"""What redaction writes into: an (H, W, C) uint8 image, or a frame's 4:2:0 planes
+(Y (H, W), Cb, Cr (ceil(H/2), ceil(W/2)), see :class:`blurcam.types.Frame`)."""
 
-    image: (H, W, C) uint8, written in place. Empty regions are skipped; overlapping
-    regions are fine (each pass only destroys more). Cost is O(region pixels): one
-    area-average down, one resize up, whatever the face size.
+# Solid fill: black. Y 16 and Cb = Cr = 128 is black in limited-range 4:2:0.
+_BLACK_RGB, _BLACK_Y, _NEUTRAL_C = 0, 16, 128
+
+
+def _destroy(roi: np.ndarray, cells_x: int, cells_y: int, config: RedactConfig,
+             noise: np.ndarray | None, black: int) -> None:
+    """Replace ``roi`` (h, w) or (h, w, C), in place, by its cells_x x cells_y area means
+    plus ``noise`` (cells_y, cells_x), upsampled in the mode's style."""
+    if config.mode == "solid":
+        roi[...] = black
+        return
+    # INTER_AREA gives true cell means: the only information kept from the region.
+    cells = cv2.resize(roi, (cells_x, cells_y), interpolation=cv2.INTER_AREA).astype(np.float32)
+    cells = cells.reshape(cells_y, cells_x, -1)
+    if noise is not None:
+        cells += noise[:, :, None]  # one value per cell for all channels: brightness, not confetti
+    cells = np.clip(cells, 0, 255).astype(np.uint8)
+    style = cv2.INTER_NEAREST if config.mode == "pixelate" else cv2.INTER_CUBIC
+    if config.mode == "blur" and (cells_x == 1 or cells_y == 1):
+        style = cv2.INTER_LINEAR  # cubic on a 1-cell axis is the same flat colour
+    roi[...] = cv2.resize(cells, (roi.shape[1], roi.shape[0]), interpolation=style).reshape(roi.shape)
+
+
+def redact_regions(picture: Picture, regions: np.ndarray, config: RedactConfig,
+                   rng: np.random.Generator | None = None) -> None:
+    """Destroy ``[y1:y2, x1:x2]`` for every row of ``regions`` (N, 4) int, in place.
+
+    Regions are in image (luma) pixels. For 4:2:0 planes the chroma region is every
+    chroma sample that touches it, reduced to the same cell grid; the noise goes on
+    luma. Empty regions are skipped; overlapping regions are fine (each pass only
+    destroys more). Cost is O(region pixels): one area-average down and one resize
+    up per plane, whatever the face size.
     """
     if rng is None:
         rng = np.random.default_rng()
+    planes = isinstance(picture, tuple)
     for x1, y1, x2, y2 in np.asarray(regions, np.int64).reshape(-1, 4).tolist():
         w, h = x2 - x1, y2 - y1
         if w <= 0 or h <= 0:
             continue
-        roi = image[y1:y2, x1:x2]
-        if config.mode == "solid":
-            roi[...] = 0
-            continue
         cells_x, cells_y = _cell_grid(w, h, config)
-        # INTER_AREA gives true cell means: the only information kept from the region.
-        cells = cv2.resize(roi, (cells_x, cells_y), interpolation=cv2.INTER_AREA).astype(np.float32)
-        cells = cells.reshape(cells_y, cells_x, -1)
-        if config.noise:
-            # One noise value per cell for all channels: brightness noise, not confetti.
-            cells += rng.normal(0.0, config.noise, (cells_y, cells_x, 1)).astype(np.float32)
-        cells = np.clip(cells, 0, 255).astype(np.uint8)
-        style = cv2.INTER_NEAREST if config.mode == "pixelate" else cv2.INTER_CUBIC
-        if config.mode == "blur" and (cells_x == 1 or cells_y == 1):
-            style = cv2.INTER_LINEAR  # cubic on a 1-cell axis is the same flat colour
-        roi[...] = cv2.resize(cells, (w, h), interpolation=style).reshape(roi.shape)
+        noise = rng.normal(0.0, config.noise, (cells_y, cells_x)).astype(np.float32) if config.noise else None
+        if not planes:
+            _destroy(picture[y1:y2, x1:x2], cells_x, cells_y, config, noise, _BLACK_RGB)
+            continue
+        luma, cb, cr = picture
+        _destroy(luma[y1:y2, x1:x2], cells_x, cells_y, config, noise, _BLACK_Y)
+        cx1, cy1, cx2, cy2 = x1 // 2, y1 // 2, -(-x2 // 2), -(-y2 // 2)
+        for chroma in (cb, cr):
+            _destroy(chroma[cy1:cy2, cx1:cx2], min(cells_x, cx2 - cx1), min(cells_y, cy2 - cy1),
+                     config, None, _NEUTRAL_C)
 
 
-def redact_faces(image: np.ndarray, xyxy: np.ndarray, config: RedactConfig,
+def picture_size(picture: Picture) -> tuple[int, int]:
+    """(width, height) in pixels of an image or of 4:2:0 planes."""
+    shape = picture[0].shape if isinstance(picture, tuple) else picture.shape
+    return shape[1], shape[0]
+
+
+def redact_faces(picture: Picture, xyxy: np.ndarray, config: RedactConfig,
                  rng: np.random.Generator | None = None) -> np.ndarray:
-    """Pad, clip and destroy every face box (N, 4) float xyxy in ``image``, in place.
+    """Pad, clip and destroy every face box (N, 4) float xyxy in ``picture``, in place.
 
     Returns the (N, 4) int32 regions that were destroyed.
     """
-    regions = regions_for(xyxy, (image.shape[1], image.shape[0]), config)
-    redact_regions(image, regions, config, rng)
+    regions = regions_for(xyxy, picture_size(picture), config)
+    redact_regions(picture, regions, config, rng)
     return regions
 
 
 WHOLE_FRAME_CELLS = 4
 
 
-def obscure_whole(image: np.ndarray, config: RedactConfig, rng: np.random.Generator | None = None) -> None:
+def obscure_whole(picture: Picture, config: RedactConfig, rng: np.random.Generator | None = None) -> None:
     """Destroy the whole frame (fail-closed path), in place: at most 4 cells across,
     so even a face filling half the frame keeps no structure."""
-    h, w = image.shape[:2]
+    w, h = picture_size(picture)
     coarse = RedactConfig(mode=config.mode, pad=1.0, pad_top=0.0, noise=config.noise,
                           max_cells=min(config.max_cells, WHOLE_FRAME_CELLS), min_cell_px=config.min_cell_px)
-    redact_regions(image, np.array([[0, 0, w, h]]), coarse, rng)
+    redact_regions(picture, np.array([[0, 0, w, h]]), coarse, rng)

@@ -66,6 +66,8 @@ class VideoInfo:
     rotation_deg: display rotation (counter-clockwise degrees, as ffmpeg reports it)
         that players apply; pixels are stored unrotated.
     frame_rate: nominal rate (None if unknown); timestamps, not this, define timing.
+    color: the first frame's colour tags as (name, FFmpeg enum value) pairs
+        (color_range, colorspace, color_primaries, color_trc); 0 is unspecified.
     """
 
     width: int
@@ -75,26 +77,40 @@ class VideoInfo:
     frames: int | None
     rotation_deg: int = 0
     is_live: bool = False
+    color: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
 class Frame:
     """One decoded video frame on its way through the pipeline.
 
-    image: (H, W, 3) uint8 RGB, C-contiguous, in stored (not display) orientation.
-        Owned by the pipeline: redaction writes into it in place.
+    planes: the picture as 8-bit 4:2:0 YCbCr, the layout decoders produce and
+        encoders take, so no full-frame colour conversion is ever made: Y (H, W),
+        Cb and Cr (ceil(H/2), ceil(W/2)) uint8, in stored (not display) orientation.
+        Owned by the pipeline: redaction writes into them in place.
     index: 0-based decode order.
     pts: presentation timestamp in ``time_base`` units (None if the input had none).
     rotation_deg: display rotation, counter-clockwise degrees (0, 90, 180, -90).
     captured_s: ``time.monotonic()`` when the source delivered it (live latency).
+    view: what the detector sees, made by the pipeline: (h, w, 3) uint8 RGB, the
+        frame as displayed, scaled to the detector's input size; None once detected.
     """
 
-    image: np.ndarray
+    planes: tuple[np.ndarray, np.ndarray, np.ndarray]
     index: int
     pts: int | None
     time_base: Fraction
     rotation_deg: int = 0
     captured_s: float = 0.0
+    view: np.ndarray | None = None
+
+    @property
+    def width(self) -> int:
+        return self.planes[0].shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.planes[0].shape[0]
 
     @property
     def time_ms(self) -> int:
@@ -102,3 +118,17 @@ class Frame:
         if self.pts is None:
             return round(self.index * 1000 / 30)
         return round(float(self.pts * self.time_base) * 1000)
+
+    @classmethod
+    def from_rgb(cls, rgb: np.ndarray, index: int = 0, pts: int | None = None,
+                 time_base: Fraction = Fraction(1, 30), **kwargs) -> Frame:
+        """A Frame from an (H, W, 3) uint8 RGB image (stills, tests, generated clips)."""
+        from .io.convert import rgb_to_planes
+
+        return cls(rgb_to_planes(rgb), index, index if pts is None else pts, time_base, **kwargs)
+
+    def to_rgb(self) -> np.ndarray:
+        """The picture as a new (H, W, 3) uint8 RGB array (stored orientation)."""
+        from .io.convert import planes_to_rgb
+
+        return planes_to_rgb(self.planes)

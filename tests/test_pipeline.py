@@ -222,3 +222,58 @@ def test_rotated_phone_video(sprites, tmp_path, rotation):
     for f, img, bx in zip(frames, upright, boxes):
         shown = np.rot90(f.to_ndarray(format="rgb24"), k)
         assert detail_kept(img, np.ascontiguousarray(shown), bx[0]) < 0.4
+
+
+def test_colour_tags_kept_and_background_not_shifted(sprites, tmp_path):
+    """Pixels pass through as YCbCr: a BT.709 clip comes out tagged BT.709, and the
+    background's levels are the input's, not a colour-converted version of them."""
+    from blurcam.synth import Placement, background, render
+
+    frames, boxes = zip(*render([Placement(sprites[0], 160, (40, 60), (120, 80))], background((640, 360)), 8))
+    src, dst = tmp_path / "bt709.mp4", tmp_path / "bt709.blurred.mp4"
+    with av.open(str(src), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 640, 360, "yuv420p"
+        vs.codec_context.colorspace = vs.codec_context.color_primaries = vs.codec_context.color_trc = 1  # BT.709
+        vs.codec_context.color_range = 1  # limited
+        vs.codec_context.options = {"crf": "12"}
+        for i, img in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+            vf.pts = i
+            for p in vs.encode(vf):
+                out.mux(p)
+        for p in vs.encode(None):
+            out.mux(p)
+    redact_file(src, dst)
+    with av.open(str(src)) as a, av.open(str(dst)) as b:
+        ca, cb = a.streams.video[0].codec_context, b.streams.video[0].codec_context
+        assert (cb.colorspace, cb.color_primaries, cb.color_trc, cb.color_range) == (1, 1, 1, 1)
+        luma_in = [f.to_ndarray(format="gray").astype(float) for f in a.decode(video=0)]
+        luma_out = [f.to_ndarray(format="gray").astype(float) for f in b.decode(video=0)]
+    for y_in, y_out, bx in zip(luma_in, luma_out, boxes):
+        keep = np.ones(y_in.shape, bool)
+        for x1, y1, x2, y2 in bx.astype(int):
+            keep[max(0, y1 - 60):y2 + 40, max(0, x1 - 40):x2 + 40] = False
+        assert abs(y_in[keep].mean() - y_out[keep].mean()) < 0.5  # same levels
+        assert np.abs(y_in[keep] - y_out[keep]).mean() < 2  # re-encoding noise only
+
+
+def test_odd_sized_video_loses_one_row_and_column(tmp_path):
+    src, dst = tmp_path / "odd.mkv", tmp_path / "odd.blurred.mkv"
+    with av.open(str(src), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 321, 181, "yuv444p"  # 4:4:4 may be odd-sized; 4:2:0 may not
+        for i in range(5):
+            vf = av.VideoFrame.from_ndarray(np.full((181, 321, 3), 40 * i, np.uint8), format="rgb24")
+            vf = vf.reformat(format="yuv444p")
+            vf.pts = i
+            for p in vs.encode(vf):
+                out.mux(p)
+        for p in vs.encode(None):
+            out.mux(p)
+    stats = redact_file(src, dst, PipelineConfig(detector="fast"))
+    assert stats.frames == 5
+    with av.open(str(dst)) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) == 5 and (frames[0].width, frames[0].height) == (320, 180)
+

@@ -224,7 +224,7 @@ def test_stalled_connection_is_cut_and_reconnected(rtmp_server, live_clip):
     sink = StreamSink(rtmp_server.url("stall"), source.info, config=config,
                       encoder=EncoderConfig(crf=10, preset="ultrafast"))
     rng = np.random.default_rng(0)
-    noise = [rng.integers(0, 256, (SIZE_WH[1], SIZE_WH[0], 3), np.uint8) for _ in range(8)]
+    noise = [Frame.from_rgb(rng.integers(0, 256, (SIZE_WH[1], SIZE_WH[0], 3), np.uint8)).planes for _ in range(8)]
     durations = []
     try:
         rtmp_server.pause()
@@ -233,7 +233,7 @@ def test_stalled_connection_is_cut_and_reconnected(rtmp_server, live_clip):
         while sink.frames_dropped == 0 or sink.connected:  # until the stall was noticed and cut
             assert time.monotonic() < deadline, "the stall was never detected"
             start = time.monotonic()
-            sink.write_frame(Frame(noise[index % 8].copy(), index, index, Fraction(1, FPS)))
+            sink.write_frame(Frame(tuple(p.copy() for p in noise[index % 8]), index, index, Fraction(1, FPS)))
             durations.append(time.monotonic() - start)
             index += 1
             time.sleep(0.005)
@@ -241,7 +241,7 @@ def test_stalled_connection_is_cut_and_reconnected(rtmp_server, live_clip):
         assert wait_until(lambda: sink.reconnects >= 1, 10.0), rtmp_server.log_tail()
         sent_before = sink.frames_sent
         for i in range(index, index + 10):
-            sink.write_frame(Frame(noise[i % 8].copy(), i, i, Fraction(1, FPS)))
+            sink.write_frame(Frame(tuple(p.copy() for p in noise[i % 8]), i, i, Fraction(1, FPS)))
             time.sleep(1 / FPS)
         sink.commit()
     finally:
@@ -403,4 +403,4 @@ def test_multisink_one_failing_destination_does_not_stop_the_others(tmp_path, li
 def test_multisink_raises_when_every_destination_failed():
     sink = MultiSink([_BrokenSink(), _BrokenSink()])
     with pytest.raises(SinkError, match="broken destination"):
-        sink.write_frame(Frame(np.zeros((2, 2, 3), np.uint8), 0, 0, Fraction(1, FPS)))
+        sink.write_frame(Frame.from_rgb(np.zeros((2, 2, 3), np.uint8), time_base=Fraction(1, FPS)))

@@ -22,13 +22,30 @@ class Detector(Protocol):
     one stream; images use their index). It returns every face at or above the
     detector's threshold, possibly none. It raises on failure: the pipeline then
     obscures the whole frame, it never passes it through.
+
+    ``max_side``: the longest image side, in pixels, the detector makes use of (its
+    network input size), or None for full resolution. The pipeline scales each frame
+    down to it before ``detect``: a smaller view is cheaper to make and to pass.
     """
 
     name: str
+    max_side: int | None
 
     def detect(self, image: np.ndarray, timestamp_ms: int) -> Faces: ...
 
     def close(self) -> None: ...
+
+
+def view_side(detector: Detector) -> int | None:
+    """The long side, in pixels, of the views to give ``detector`` (None: full size).
+    A detector that does not say gets full-size views."""
+    return getattr(detector, "max_side", None)
+
+
+def largest_side(detectors) -> int | None:
+    """The view size that serves all of ``detectors``: the largest any asks for."""
+    sides = [view_side(d) for d in detectors]
+    return None if not sides or None in sides else max(sides)
 
 
 # Quality presets: MediaPipe BlazeFace (near faces) plus CenterFace passes sized for

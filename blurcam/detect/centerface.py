@@ -93,6 +93,7 @@ class CenterFaceDetector:
         self.box_scale = float(box_scale)
         self.input_long_side = input_long_side
         self.input_scale = float(input_scale)
+        self.max_side = input_long_side  # views larger than the network input only cost time
         data = _free_spatial_dims(model_bytes(MODEL_FILE))
         try:
             import onnxruntime as ort

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..boxes import box_iou
 from ..types import Faces
-from . import Detector
+from . import Detector, largest_side, view_side
 
 
 class Ensemble:
@@ -28,6 +28,7 @@ class Ensemble:
         self.secondary = list(secondary)
         self.duplicate_iou = duplicate_iou
         self.name = name
+        self.max_side = largest_side([*self.detectors, *self.secondary])
 
     def detect(self, image: np.ndarray, timestamp_ms: int) -> Faces:
         primary = Faces.concat([d.detect(image, timestamp_ms) for d in self.detectors])
@@ -56,6 +57,7 @@ class EveryNth:
             raise ValueError(f"every must be >= 1, got {every}")
         self.detector, self.every = detector, every
         self.name = f"{detector.name}/{every}"
+        self.max_side = view_side(detector)
         self._calls = 0
 
     def detect(self, image: np.ndarray, timestamp_ms: int) -> Faces:

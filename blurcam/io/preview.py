@@ -22,7 +22,7 @@ class PreviewSink:
         self.frames_sent = 0
 
     def write_frame(self, frame: Frame) -> None:
-        self._cv2.imshow(self.title, frame.image[:, :, ::-1])
+        self._cv2.imshow(self.title, frame.to_rgb()[:, :, ::-1])
         self._cv2.waitKey(1)  # lets the window draw; key presses are ignored
         self.frames_sent += 1
 

@@ -17,7 +17,7 @@ import av
 
 from ..errors import DiskFullError, OutputExistsError, SinkError
 from ..types import Frame, VideoInfo
-from .convert import rgb_to_frame
+from .convert import planes_to_videoframe
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,19 @@ class VideoEncoder:
 
     Frames keep their source pts and time base, so variable frame rate and the
     input's timing survive exactly; the display rotation is copied to the stream.
+    4:2:0 cannot be encoded at an odd width or height: such a frame loses its last
+    column or row.
     """
 
     def __init__(self, container: av.container.OutputContainer, config: EncoderConfig, info: VideoInfo) -> None:
         self.config = config
+        self.width, self.height = info.width, info.height
+        if config.pix_fmt == "yuv420p" and (info.width % 2 or info.height % 2):
+            self.width, self.height = info.width - info.width % 2, info.height - info.height % 2
+            log.warning("%dx%d is odd-sized; 4:2:0 output is cropped to %dx%d",
+                        info.width, info.height, self.width, self.height)
         stream = container.add_stream(config.codec, rate=info.frame_rate or Fraction(30))
-        stream.width, stream.height, stream.pix_fmt = info.width, info.height, config.pix_fmt
+        stream.width, stream.height, stream.pix_fmt = self.width, self.height, config.pix_fmt
         stream.time_base = info.time_base
         stream.codec_context.time_base = info.time_base
         options = {"crf": str(config.crf)}
@@ -88,13 +95,19 @@ class VideoEncoder:
             stream.codec_context.gop_size = config.keyframe_interval
         stream.codec_context.options = options
         stream.thread_type = "AUTO"
+        for name, value in info.color:  # the planes pass through untouched, so do their tags
+            setattr(stream.codec_context, name, value)
         if info.rotation_deg:
             stream.set_display_rotation(info.rotation_deg)
         stream.metadata.clear()
         self.stream = stream
 
     def encode(self, frame: Frame) -> list[av.Packet]:
-        vf = rgb_to_frame(frame.image, self.config.pix_fmt)
+        planes = frame.planes
+        if (frame.width, frame.height) != (self.width, self.height):
+            w, h = self.width, self.height
+            planes = (planes[0][:h, :w], planes[1][:h // 2, :w // 2], planes[2][:h // 2, :w // 2])
+        vf = planes_to_videoframe(planes, self.config.pix_fmt)
         vf.pts = frame.pts if frame.pts is not None else frame.index
         vf.time_base = frame.time_base
         return self.stream.encode(vf)

@@ -1,4 +1,4 @@
-"""Media sources: demux with PyAV, decode video to RGB Frames, pass audio packets through."""
+"""Media sources: demux with PyAV, decode video to 4:2:0 Frames, pass audio packets through."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +10,7 @@ import av
 
 from ..errors import SourceError, TruncatedInputError, UnsupportedMediaError
 from ..types import Frame, VideoInfo
-from .convert import frame_to_rgb
+from .convert import COLOR_TAGS, videoframe_to_planes
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class MediaSource:
                 s.discard = av.stream.Discard.all  # the demuxer drops its packets unread
         cc = self.video.codec_context
         self.frames_decoded = 0
+        self._color: tuple = ()
         self.info = VideoInfo(width=cc.width, height=cc.height, time_base=self.video.time_base,
                               frame_rate=self.video.average_rate or self.video.guessed_rate,
                               frames=self.video.frames or None, is_live=live)
@@ -84,8 +85,8 @@ class MediaSource:
             for item in self._rest:
                 self._head.append(item)
                 if isinstance(item, Frame):
-                    h, w = item.image.shape[:2]
-                    self.info = replace(self.info, width=w, height=h, rotation_deg=item.rotation_deg)
+                    self.info = replace(self.info, width=item.width, height=item.height,
+                                        rotation_deg=item.rotation_deg, color=self._color)
                     break
         except BaseException:
             self.container.close()
@@ -124,7 +125,14 @@ class MediaSource:
 
     def _to_frame(self, frame: av.VideoFrame, index: int) -> Frame:
         rotation = int(round(frame.rotation or 0))
-        return Frame(image=frame_to_rgb(frame), index=index, pts=frame.pts,
+        if index == 0:
+            # Pixels pass through as YCbCr; the encoder tags them as the source was tagged
+            # (a converted format comes out of swscale as limited range).
+            tags = {name: int(getattr(frame, name) or 0) for name in COLOR_TAGS}
+            if frame.format.name != "yuv420p":
+                tags["color_range"] = 0
+            self._color = tuple(tags.items())
+        return Frame(planes=videoframe_to_planes(frame), index=index, pts=frame.pts,
                      time_base=frame.time_base or self.video.time_base, rotation_deg=rotation)
 
     def close(self) -> None:

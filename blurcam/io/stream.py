@@ -363,8 +363,8 @@ class StreamSink:
 
     Same calls as FileSink: ``write_frame`` in presentation order, ``write_audio``
     with packets from ``audio_streams``, then exactly one of ``commit`` / ``abort``,
-    all from one thread. The sink takes ownership of ``frame.image``: do not modify
-    it after ``write_frame``. The first connection is made in the constructor
+    all from one thread. The sink takes ownership of ``frame.planes``: do not modify
+    them after ``write_frame``. The first connection is made in the constructor
     (SinkError if it fails); later failures of a network destination are retried,
     others (stdout closed, disk full) raise SinkError from the next call.
 

@@ -28,7 +28,7 @@ from .io.sink import EncoderConfig, FileSink
 from .io.convert import planes_to_view, view_size
 from .io.source import MediaSource
 from .redact import RedactConfig, obscure_whole, redact_faces
-from .track import Persistence, TrackConfig, backfill_box
+from .track import Persistence, TrackConfig, backfill_box, bridge_boxes
 from .stages import END, Stages, drain
 from .types import Faces, Frame
 
@@ -233,6 +233,18 @@ def run(source: MediaSource, sink, detector: Detector, config: PipelineConfig, *
                             boxes.append(backfill_box(first, back - age + 1, config.track.growth_per_frame))
                     pending.extra.append(Faces(np.concatenate(boxes).astype(np.float32), births.score,
                                                births.track_id, np.ones(len(births), bool)))
+            if len(tracker.gaps) and lookback:
+                # Faces found again after frames without a detection (CenterFace runs on
+                # every k-th frame; detectors blink): the frames in between are still
+                # buffered, so they also get the straight path between both sightings.
+                for back, pending in enumerate(reversed(buffer), start=1):
+                    if back >= tracker.gaps.max():
+                        break
+                    inside = tracker.gaps > back
+                    boxes = bridge_boxes(tracker.gap_from, tracker.gap_to, tracker.gaps, back,
+                                         config.track.growth_per_frame)
+                    pending.extra.append(Faces(boxes, np.ones(len(boxes), np.float32), tracker.gap_ids[inside],
+                                               np.ones(len(boxes), bool)))
             buffer.append(_Pending(frame, faces, obscure=detections is None))
             if len(buffer) > lookback:
                 emit(buffer.popleft())

@@ -32,6 +32,8 @@ class TrackConfig:
     velocity_decay: factor applied to a track's velocity every frame (damps drift).
     confirm_hits: detections a new face needs before it is back-filled into the
         frames before its birth.
+    reach_per_frame: how far a face unseen for k frames may have moved and still be
+        matched, in box sizes per frame (at most 1.5 box sizes in all).
     """
 
     hold_frames: int = 15
@@ -40,6 +42,7 @@ class TrackConfig:
     growth_per_frame: float = 0.03
     velocity_decay: float = 0.85
     confirm_hits: int = 2
+    reach_per_frame: float = 0.25
 
     def __post_init__(self) -> None:
         if self.hold_frames < 0:
@@ -82,6 +85,12 @@ class Persistence:
         # ``births_age``, how many frames before this one they were born.
         self.births = Faces.empty()
         self.births_age = np.zeros(0, np.int64)
+        # Tracks found again by the last update after ``gaps`` (N,) frames unseen: their
+        # boxes at the previous and at this detection, (N, 4) each (see ``bridge_boxes``).
+        self.gap_from = np.zeros((0, 4), np.float32)
+        self.gap_to = np.zeros((0, 4), np.float32)
+        self.gaps = np.zeros(0, np.int64)
+        self.gap_ids = np.zeros(0, np.int64)
 
     def update(self, detections: Faces | None) -> Faces:
         """Faces to redact in this frame: all ``detections`` (with track ids) plus
@@ -101,24 +110,41 @@ class Persistence:
         track_of_det = np.full(len(det), -1, np.int64)
         if len(det) and len(predicted):
             iou = box_iou(det, predicted)
-            # Greedy one-to-one assignment, best pairs first; at most min(D, T) rounds.
-            while True:
-                d, t = np.unravel_index(np.argmax(iou), iou.shape)
-                if iou[d, t] < self.config.match_iou:
-                    break
-                track_of_det[d] = t
-                iou[d, :] = -1
-                iou[:, t] = -1
+            _assign_greedy(np.where(iou >= self.config.match_iou, -iou, np.inf), track_of_det)
+            # A face unseen for a few frames (a detector run on every k-th frame, a blink)
+            # can move out of IoU reach: match what is left by centre distance, within a
+            # radius that grows with the frames unseen, between boxes of similar size.
+            free_d, free_t = np.flatnonzero(track_of_det < 0), np.setdiff1d(np.arange(len(predicted)), track_of_det)
+            if len(free_d) and len(free_t):
+                seen = self.last_seen[free_t]
+                size_t = (seen[:, 2:] - seen[:, :2]).max(axis=1)
+                size_d = (det[free_d, 2:] - det[free_d, :2]).max(axis=1)
+                centre_t = (predicted[free_t, :2] + predicted[free_t, 2:]) / 2
+                centre_d = (det[free_d, :2] + det[free_d, 2:]) / 2
+                dist = np.linalg.norm(centre_d[:, None] - centre_t[None], axis=2) / np.maximum(size_t, 1)[None]
+                ratio = size_d[:, None] / np.maximum(size_t, 1)[None]
+                radius = np.minimum(self.config.reach_per_frame * (self.missed[free_t] + 1), 1.5)
+                ok = (dist <= radius[None]) & (ratio > 2 / 3) & (ratio < 1.5)
+                sub = np.full(len(free_d), -1, np.int64)
+                _assign_greedy(np.where(ok, dist, np.inf), sub)
+                track_of_det[free_d[sub >= 0]] = free_t[sub[sub >= 0]]
         matched = track_of_det >= 0
         hit = np.zeros(len(self.ids), bool)
         hit[track_of_det[matched]] = True
+        t_hit, d_hit = track_of_det[matched], np.flatnonzero(matched)
+        refound = self.missed[t_hit] > 0
+        self.gap_from = self.last_seen[t_hit[refound]]
+        self.gap_to = det[d_hit[refound]].astype(np.float32)
+        self.gaps = self.missed[t_hit[refound]] + 1
+        self.gap_ids = self.ids[t_hit[refound]]
 
         # Matched tracks: update box and smoothed velocity. Unmatched: predict, age.
         new_box = predicted.copy()
         new_vel = self.velocity.copy()
         t_idx = track_of_det[matched]
-        # self.box is last frame's estimate (detected or predicted), so this is a one-frame step.
-        step = det[matched] - self.box[t_idx]
+        # Per-frame motion since the last sighting: a face re-found after k frames unseen
+        # (a detector run on every k-th frame) moved k frames' worth.
+        step = (det[matched] - self.last_seen[t_idx]) / (self.missed[t_idx] + 1)[:, None].astype(np.float32)
         new_vel[t_idx] = 0.5 * self.velocity[t_idx] + 0.5 * step
         new_box[t_idx] = det[matched]
         missed = np.where(hit, 0, self.missed + 1)
@@ -192,6 +218,39 @@ class Persistence:
         half = (box[:, 2:] - box[:, :2]) / 2 * grow[:, None]
         xyxy = np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
         return Faces(xyxy, self.score[which], self.ids[which], np.ones(int(which.sum()), bool))
+
+
+def _assign_greedy(cost: np.ndarray, out: np.ndarray) -> None:
+    """Greedy one-to-one assignment on a (D, T) cost (inf: not allowed), cheapest pairs
+    first; writes the chosen column of each row into ``out`` (D,), leaving -1 for none."""
+    cost = cost.copy()
+    for _ in range(min(cost.shape)):
+        d, t = np.unravel_index(np.argmin(cost), cost.shape)
+        if not np.isfinite(cost[d, t]):
+            return
+        out[d] = t
+        cost[d, :] = np.inf
+        cost[:, t] = np.inf
+
+
+def bridge_boxes(gap_from: np.ndarray, gap_to: np.ndarray, gaps: np.ndarray, back: int,
+                 growth_per_frame: float) -> np.ndarray:
+    """Boxes for the frame ``back`` frames before a re-detection, for faces unseen for
+    ``gaps`` (N,) frames between boxes ``gap_from`` and ``gap_to`` (N, 4): the straight
+    path between the two sightings, grown by the distance to the nearer one. Only rows
+    with ``gaps > back`` lie in the gap; returns those, (M, 4) float32.
+
+    Carried boxes guess forward from the last sighting; once the face is seen again,
+    the look-back buffer still holds the frames in between, and this fills them from
+    both ends (what makes detecting every k-th frame safe).
+    """
+    inside = gaps > back
+    start, end, gap = gap_from[inside], gap_to[inside], gaps[inside].astype(np.float32)
+    t = ((gap - back) / gap)[:, None]  # 0 at the earlier sighting, 1 at this one
+    box = start + (end - start) * t
+    grow = 1.0 + growth_per_frame * np.minimum(gap - back, back)[:, None]
+    centre, half = (box[:, :2] + box[:, 2:]) / 2, (box[:, 2:] - box[:, :2]) / 2 * grow
+    return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
 
 
 def backfill_box(first: np.ndarray, frames_before: int, growth_per_frame: float) -> np.ndarray:

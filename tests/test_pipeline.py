@@ -277,3 +277,40 @@ def test_odd_sized_video_loses_one_row_and_column(tmp_path):
         frames = list(c.decode(video=0))
     assert len(frames) == 5 and (frames[0].width, frames[0].height) == (320, 180)
 
+
+class EveryFourthFrame(BlinkingDetector):
+    """The real detector, run on every 4th frame only (a sparse schedule)."""
+
+    def __init__(self):
+        super().__init__(())
+
+    def detect(self, image, timestamp_ms):
+        i = self.calls
+        faces = super().detect(image, timestamp_ms)
+        return faces if i % 4 == 0 else Faces.empty()
+
+
+def test_sparse_detection_bridged_between_sightings(sprites, tmp_path):
+    """A face crossing the frame at 7 px a frame, detected on every 4th frame only: the
+    frames between two sightings get a box on the path between them, and leak nothing."""
+    from blurcam.synth import Placement, background, render, write_clip
+
+    frames, boxes = zip(*render([Placement(sprites[0], 150, (20, 100), (180, 140))], background((640, 360)), 24))
+    src, dst = tmp_path / "fast.mp4", tmp_path / "fast.blurred.mp4"
+    write_clip(src, frames, audio=False)
+    detector = EveryFourthFrame()
+    records = []
+    try:
+        redact_file(src, dst, detector=detector, on_frame=records.append)
+    finally:
+        detector.close()
+    res = decode_rgb(dst)
+    for i in range(4, 20):  # between sightings 4, 8, ..., 20
+        if i % 4:
+            true = boxes[i][0]
+            carried = records[i].faces[records[i].faces.carried].xyxy
+            off = np.abs((carried[:, :2] + carried[:, 2:]) / 2 - (true[:2] + true[2:]) / 2).max(axis=1).min()
+            assert off < 0.15 * (true[2] - true[0]), f"frame {i}: no carried box centred on the face ({off:.0f} px off)"
+        for box in boxes[i]:
+            assert detail_kept(frames[i], res[i], box) < 0.4, f"frame {i} leaked"
+

@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from blurcam.track import Persistence, TrackConfig
+from blurcam.track import Persistence, TrackConfig, bridge_boxes
 from blurcam.types import Faces
 
 
@@ -81,3 +82,44 @@ def test_lost_face_elsewhere_still_carried():
     p.update(faces([10, 10, 50, 50], [200, 200, 240, 240]))
     out = p.update(faces([11, 10, 51, 50]))  # the second face is missed
     assert len(out) == 2 and out.carried.sum() == 1
+
+
+def test_face_found_again_reports_the_gap_and_its_two_sightings():
+    """Seen at frame 0, unseen 1-3, seen again at 4 (a detector run every 4th frame)."""
+    p = Persistence(TrackConfig(hold_frames=5))
+    p.update(faces([0, 0, 40, 40]))
+    for _ in range(3):
+        p.update(Faces.empty())
+        assert len(p.gaps) == 0
+    p.update(faces([24, 0, 64, 40]))
+    assert p.gaps.tolist() == [4]
+    np.testing.assert_array_equal(p.gap_from, [[0, 0, 40, 40]])
+    np.testing.assert_array_equal(p.gap_to, [[24, 0, 64, 40]])
+    p.update(faces([30, 0, 70, 40]))  # seen on consecutive frames: no gap
+    assert len(p.gaps) == 0
+
+
+def test_bridge_boxes_follow_the_straight_path_between_sightings():
+    start, end = np.array([[0, 0, 40, 40]], np.float32), np.array([[24, 0, 64, 40]], np.float32)
+    gaps = np.array([4])
+    mid = bridge_boxes(start, end, gaps, back=2, growth_per_frame=0.0)
+    np.testing.assert_allclose(mid, [[12, 0, 52, 40]])
+    one_before = bridge_boxes(start, end, gaps, back=1, growth_per_frame=0.05)
+    np.testing.assert_allclose((one_before[0, :2] + one_before[0, 2:]) / 2, [38, 20])  # 3/4 of the way
+    assert one_before[0, 2] - one_before[0, 0] == pytest.approx(40 * 1.05)  # grown by its 1 frame from a sighting
+    assert len(bridge_boxes(start, end, gaps, back=4, growth_per_frame=0.0)) == 0  # frame 0 was a sighting
+
+
+def test_face_unseen_for_frames_is_matched_beyond_iou_reach():
+    """Moved 30 px (0.75 of its size) in 4 frames: no overlap left, still the same face."""
+    p = Persistence(TrackConfig(hold_frames=5))
+    first = p.update(faces([0, 0, 40, 40]))
+    for _ in range(3):
+        p.update(Faces.empty())
+    again = p.update(faces([30, 0, 70, 40]))
+    assert again.track_id[0] == first.track_id[0] and p.gaps.tolist() == [4]
+    stranger = Persistence(TrackConfig(hold_frames=5))
+    first = stranger.update(faces([0, 0, 40, 40]))
+    stranger.update(Faces.empty())
+    far = stranger.update(faces([200, 0, 240, 40]))  # too far for 2 frames: a different face
+    assert far.track_id[0] != first.track_id[0]

@@ -64,6 +64,9 @@ def transcode_floor(src: str, *, crf: int = 18, preset: str = "veryfast") -> int
 
 def child_main(argv: list[str]) -> None:
     """Entry point of one measurement subprocess: ``KIND SRC DST [CONFIG_JSON]``; prints JSON."""
+    from .memory import tune_allocator
+
+    tune_allocator()  # as the CLI does
     kind, src, dst = argv[:3]
     started = time.perf_counter()
     if kind == "floor":

@@ -274,4 +274,7 @@ def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log det
 
 
 def main() -> None:
+    from .memory import tune_allocator
+
+    tune_allocator()
     app()

@@ -17,12 +17,12 @@ import queue
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .detect import DEFAULT_FILE_PRESET, Detector, make_detector, view_side
+from .detect import DEFAULT_FILE_PRESET, PRESETS, Detector, make_detector, view_side
 from .errors import BlurcamError
 from .io.sink import EncoderConfig, FileSink
 from .io.convert import planes_to_view, view_size
@@ -284,8 +284,11 @@ def redact_file(input_path: str | Path, output_path: str | Path | None = None,
     sink = None
     own_detector = detector is None
     try:
+        encoder = config.encoder
+        if encoder.threads is None and config.detector in PRESETS:
+            encoder = replace(encoder, threads=PRESETS[config.detector]["encode_threads"])
         sink = FileSink(output_path, source.info, audio_streams=source.audio_streams,
-                        encoder=config.encoder, overwrite=overwrite)
+                        encoder=encoder, overwrite=overwrite)
         if own_detector:
             detector = make_detector(config.detector, threshold=config.threshold,
                                      centerface_every=config.centerface_every)

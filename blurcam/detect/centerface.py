@@ -14,6 +14,7 @@ size, so the graph's declared input and output shapes are rewritten in memory (s
 from __future__ import annotations
 
 import os
+import threading
 
 import cv2
 import numpy as np
@@ -94,21 +95,7 @@ class CenterFaceDetector:
         self.input_long_side = input_long_side
         self.input_scale = float(input_scale)
         self.max_side = input_long_side  # views larger than the network input only cost time
-        data = _free_spatial_dims(model_bytes(MODEL_FILE))
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise DetectorError(f"onnxruntime is not installed: {exc}") from None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or default_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # the graph's load-time warnings are not the user's concern
-        # Idle ORT threads spin for a while by default, stealing the cores that decode and encode need.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise DetectorError(f"cannot load {MODEL_FILE}: {exc}") from None
+        self._session = _shared_session(threads or default_threads())
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         """Network input (width, height) before padding, for a width x height frame."""
@@ -136,7 +123,48 @@ class CenterFaceDetector:
         return Faces.from_xyxy(xyxy, score)
 
     def close(self) -> None:
-        self._session = None
+        self._session = None  # the shared session stays for the process's next detector
+
+
+_sessions: dict[int, object] = {}
+_sessions_lock = threading.Lock()
+
+
+def _shared_session(threads: int):
+    """The process's CenterFace onnxruntime session for ``threads`` intra-op threads.
+
+    Every pass (presets run two input sizes) shares one session: one copy of the
+    weights and one arena. The arena grows by what is asked for, not to the next power
+    of two, and memory patterns (a plan kept per input shape) are off: together
+    -100 MB of peak RSS at the same speed (two passes, 1024 + 512 px; `bench/e2e.py`).
+    """
+    with _sessions_lock:
+        if threads in _sessions:
+            return _sessions[threads]
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise DetectorError(f"onnxruntime is not installed: {exc}") from None
+        data = _free_spatial_dims(model_bytes(MODEL_FILE))
+        if not _sessions:
+            same_as_requested = 1  # arena_extend_strategy: kSameAsRequested
+            ort.create_and_register_allocator(
+                ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT),
+                ort.OrtArenaCfg(0, same_as_requested, -1, -1))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # the graph's load-time warnings are not the user's concern
+        options.enable_mem_pattern = False
+        options.add_session_config_entry("session.use_env_allocators", "1")
+        # Idle ORT threads spin for a while by default, stealing the cores that decode and encode need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise DetectorError(f"cannot load {MODEL_FILE}: {exc}") from None
+        _sessions[threads] = session
+        return session
 
 
 def _to_blob(image: np.ndarray, in_w: int, in_h: int) -> np.ndarray:

@@ -28,7 +28,8 @@ VIDEO_CODECS = ("libx264", "libx265", "libvpx-vp9", "mpeg4")
 @dataclass(frozen=True, kw_only=True)
 class EncoderConfig:
     """Video encoder settings. crf: constant quality (lower is better, 0-51 for x264).
-    preset: x264/x265 speed preset. live: low-latency tuning (no B-frames, zerolatency)."""
+    preset: x264/x265 speed preset. live: low-latency tuning (no B-frames, zerolatency).
+    threads: encoder threads (None: FFmpeg's choice, about 1.5 per core)."""
 
     codec: str = "libx264"
     crf: int = 18
@@ -36,12 +37,15 @@ class EncoderConfig:
     pix_fmt: str = "yuv420p"
     keyframe_interval: int | None = None
     live: bool = False
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.codec not in VIDEO_CODECS:
             raise ValueError(f"codec must be one of {', '.join(VIDEO_CODECS)}, got {self.codec!r}")
         if not 0 <= self.crf <= 63:
             raise ValueError(f"crf must be in [0, 63], got {self.crf}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
 
 
 def _disk_error(exc: BaseException, where: str) -> Exception:
@@ -95,6 +99,8 @@ class VideoEncoder:
             stream.codec_context.gop_size = config.keyframe_interval
         stream.codec_context.options = options
         stream.thread_type = "AUTO"
+        if config.threads:
+            stream.codec_context.thread_count = config.threads
         for name, value in info.color:  # the planes pass through untouched, so do their tags
             setattr(stream.codec_context, name, value)
         if info.rotation_deg:

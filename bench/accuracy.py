@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from bench.wider_eval import HEIGHT_BUCKETS, find_dataset, score_image, summarise  # noqa: E402
 from blurcam.detect import Detector, make_detector  # noqa: E402
 from blurcam.detect.ensemble import Ensemble  # noqa: E402
+from blurcam.pipeline import detect_image  # noqa: E402
 
 CENTERFACE_OPTIONS = {"small_thr": "small_threshold", "small_px": "small_px", "min_px": "min_px"}
 COLUMNS = ("all", "easy", *(label for label, _, _ in HEIGHT_BUCKETS), "area_masked")
@@ -117,7 +118,7 @@ def evaluate(detector: Detector, truths, images_dir: Path, detections: dict | No
             raise FileNotFoundError(f"cannot read image {images_dir / truth.name}")
         rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         t0 = time.perf_counter()
-        faces = detector.detect(rgb, index * 1000)
+        faces = detect_image(detector, rgb, index * 1000)  # the view the pipeline would give it
         detect_ms += (time.perf_counter() - t0) * 1000
         if detections is not None:
             detections[truth.name] = np.concatenate([faces.xyxy, faces.score[:, None]], axis=1)

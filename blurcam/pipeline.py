@@ -137,6 +137,17 @@ def detect_frame(detector: Detector, frame: Frame) -> Faces:
     return view_to_frame(faces, view.shape, quarter_turns(frame.rotation_deg), (frame.width, frame.height))
 
 
+def detect_image(detector: Detector, rgb: np.ndarray, time_ms: int) -> Faces:
+    """Run ``detector`` on a still (H, W, 3) uint8 RGB image through the same kind of view
+    as video frames get (area-averaged to its ``max_side``); boxes in image pixels."""
+    import cv2
+
+    height, width = rgb.shape[:2]
+    view_wh = view_size(width, height, view_side(detector))
+    view = rgb if view_wh == (width, height) else cv2.resize(rgb, view_wh, interpolation=cv2.INTER_AREA)
+    return view_to_frame(detector.detect(np.ascontiguousarray(view), time_ms), view.shape, 0, (width, height))
+
+
 class _Pending:
     """A detected frame waiting in the look-back buffer for back-filled boxes."""
 
@@ -340,12 +351,8 @@ def redact_image(input_path: str | Path, output_path: str | Path | None = None,
     own_detector = detector is None
     detector = detector or make_detector(config.detector, threshold=config.threshold)
     try:
-        # Stills are redacted in RGB (no 4:2:0 colour loss); the detector sees the same
-        # kind of view as on video.
-        height, width = bgr.shape[:2]
-        view_wh = view_size(width, height, view_side(detector))
-        view = cv2.cvtColor(cv2.resize(bgr, view_wh, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-        faces = view_to_frame(detector.detect(view, 0), view.shape, 0, (width, height))
+        # Stills are redacted in BGR as read (no 4:2:0 colour loss).
+        faces = detect_image(detector, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), 0)
     finally:
         if own_detector:
             detector.close()

@@ -143,7 +143,7 @@ def detect_image(detector: Detector, rgb: np.ndarray, time_ms: int) -> Faces:
     import cv2
 
     height, width = rgb.shape[:2]
-    view_wh = view_size(width, height, view_side(detector))
+    view_wh = view_size(width, height, view_side(detector), even=False)
     view = rgb if view_wh == (width, height) else cv2.resize(rgb, view_wh, interpolation=cv2.INTER_AREA)
     return view_to_frame(detector.detect(np.ascontiguousarray(view), time_ms), view.shape, 0, (width, height))
 

@@ -64,10 +64,13 @@ def planes_to_rgb(planes: Planes) -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)[:h, :w])
 
 
-def view_size(width: int, height: int, long_side: int | None) -> tuple[int, int]:
+def view_size(width: int, height: int, long_side: int | None, *, even: bool = True) -> tuple[int, int]:
     """(w, h) of a detector view of a width x height frame: the long side at most
-    ``long_side`` (None: full size), aspect kept, both even (for 4:2:0)."""
+    ``long_side`` (None: full size), aspect kept; both even when ``even`` (views made
+    from 4:2:0 planes), else a picture that needs no shrinking keeps its size."""
     scale = 1.0 if long_side is None else min(1.0, long_side / max(width, height))
+    if not even:
+        return max(1, round(width * scale)), max(1, round(height * scale))
     return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
 
 

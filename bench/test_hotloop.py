@@ -13,12 +13,13 @@ import cv2
 import numpy as np
 import pytest
 
-from blurcam.detect import make_detector
-from blurcam.io.convert import frame_to_rgb, rgb_to_frame
+from blurcam.detect import make_detector, view_side
+from blurcam.io.convert import planes_to_videoframe, planes_to_view, rgb_to_planes, shrink, videoframe_to_planes
+from blurcam.pipeline import make_view, view_to_frame
 from blurcam.redact import RedactConfig, redact_faces
 from blurcam.synth import background
 from blurcam.track import Persistence
-from blurcam.types import Faces
+from blurcam.types import Faces, Frame
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
@@ -34,21 +35,25 @@ def face_grid(n: int, size_wh: tuple[int, int], rng: np.random.Generator) -> np.
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("n_faces", [1, 10, 50])
-def test_redact(benchmark, size, n_faces):
+@pytest.mark.parametrize("layout", ["yuv420p", "rgb"])
+def test_redact(benchmark, size, n_faces, layout):
+    """Video frames are redacted as 4:2:0 planes, stills as RGB."""
     rng = np.random.default_rng(0)
     w, h = SIZES[size]
-    frame = rng.integers(0, 256, (h, w, 3), np.uint8)
+    rgb = rng.integers(0, 256, (h, w, 3), np.uint8)
     boxes = face_grid(n_faces, (w, h), rng)
     config = RedactConfig()
-    work = frame.copy()
+    original = rgb_to_planes(rgb) if layout == "yuv420p" else (rgb,)
+    work = tuple(p.copy() for p in original)
 
     def run():
-        work[...] = frame
-        return redact_faces(work, boxes, config, rng)
+        for dst, src in zip(work, original):
+            dst[...] = src
+        return redact_faces(work if layout == "yuv420p" else work[0], boxes, config, rng)
 
     regions = benchmark(run)
     x1, y1, x2, y2 = regions[0]
-    assert (work[y1:y2, x1:x2] != frame[y1:y2, x1:x2]).mean() > 0.9
+    assert (work[0][y1:y2, x1:x2] != original[0][y1:y2, x1:x2]).mean() > 0.9
 
 
 def test_persistence_update_50_boxes(benchmark):
@@ -83,30 +88,47 @@ def _yuv_frame(size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("route", ["swscale", "opencv"])
-def test_decoded_frame_to_rgb(benchmark, size, route):
-    """Both routes in one run; blurcam uses swscale here (equal once warm)."""
+def test_decoded_frame_to_planes(benchmark, size):
     frame = _yuv_frame(size)
-    if route == "swscale":
-        rgb = benchmark(frame_to_rgb, frame)
-    else:
-        rgb = benchmark(lambda: cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420))
-    reference = frame.to_ndarray(format="rgb24").astype(np.int16)
-    assert rgb.shape == reference.shape
-    assert np.abs(rgb.astype(np.int16) - reference).mean() < 2
+    y, cb, cr = benchmark(videoframe_to_planes, frame)
+    reference = frame.to_ndarray(format="yuv420p")
+    h, w = y.shape
+    assert np.array_equal(y, reference[:h]) and cb.shape == cr.shape == (h // 2, w // 2)
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("route", ["swscale", "blurcam"])
-def test_rgb_to_encoder_frame(benchmark, size, route):
-    """Before (swscale) and after (blurcam.io.convert: OpenCV I420) in one run."""
-    rgb = _yuv_frame(size).to_ndarray(format="rgb24")
-    if route == "swscale":
-        out = benchmark(lambda: av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p"))
+def test_planes_to_encoder_frame(benchmark, size):
+    planes = videoframe_to_planes(_yuv_frame(size))
+    out = benchmark(planes_to_videoframe, planes)
+    assert np.array_equal(out.to_ndarray(format="yuv420p")[:planes[0].shape[0]], planes[0])
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("side", [1024, 640])
+@pytest.mark.parametrize("route", ["area", "blurcam"])
+def test_detector_view(benchmark, size, side, route):
+    """A detector's RGB view from the planes: one area resize per plane (before) and
+    blurcam's shrink (2x2 means, then bilinear) in one run."""
+    from blurcam.io.convert import view_size
+
+    planes = videoframe_to_planes(_yuv_frame(size))
+    wh = view_size(planes[0].shape[1], planes[0].shape[0], side)
+    if route == "area":
+        def area():
+            y = cv2.resize(planes[0], wh, interpolation=cv2.INTER_AREA)
+            c = [cv2.resize(p, (wh[0] // 2, wh[1] // 2), interpolation=cv2.INTER_AREA) for p in planes[1:]]
+            return cv2.cvtColor(np.concatenate([y.ravel(), c[0].ravel(), c[1].ravel()]).reshape(-1, wh[0]),
+                                cv2.COLOR_YUV2RGB_I420)
+        view = benchmark(area)
     else:
-        out = benchmark(lambda: rgb_to_frame(rgb).reformat(format="yuv420p"))
-    back = out.to_ndarray(format="rgb24").astype(np.int16)
-    assert np.abs(back - rgb).mean() < 3
+        view = benchmark(planes_to_view, planes, wh)
+    reference = cv2.resize(Frame(planes, 0, 0, Fraction(1, 30)).to_rgb(), wh, interpolation=cv2.INTER_AREA)
+    assert view.shape == reference.shape and np.abs(view.astype(int) - reference).mean() < 3
+
+
+def test_shrink_is_exact_for_halving():
+    plane = np.arange(16, dtype=np.uint8).reshape(4, 4) * 10
+    np.testing.assert_array_equal(shrink(plane, (2, 2)), [[25, 45], [105, 125]])
 
 
 @pytest.fixture(scope="module")
@@ -126,14 +148,17 @@ def frame_720p():
     ("preset-balanced", lambda: make_detector("balanced", centerface_every=1)),
 ])
 def test_detector_per_frame(benchmark, frame_720p, name, build):
+    """Each detector on the view the pipeline gives it for a 1280x720 frame."""
     frame, face = frame_720p
     detector = build()
     try:
-        faces = benchmark(detector.detect, frame, 0)
+        view = make_view(Frame.from_rgb(frame), view_side(detector))
+        faces = benchmark(detector.detect, view, 0)
     finally:
         detector.close()
     from blurcam.boxes import box_iou
 
+    faces = view_to_frame(faces, view.shape, 0, (1280, 720))
     assert len(faces) and box_iou(faces.xyxy, face[None]).max() > 0.3  # it found the face
 
 

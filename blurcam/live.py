@@ -30,7 +30,7 @@ from .errors import SourceError, UsageError
 from .io.convert import view_size
 from .io.sink import EncoderConfig
 from .io.source import MediaSource
-from .pipeline import detect_frame
+from .pipeline import detect_frame, make_view
 from .redact import RedactConfig, obscure_whole, redact_faces
 from .stages import END, Stages, Stop, drain
 from .track import Persistence, TrackConfig
@@ -203,6 +203,8 @@ def run_live(source: MediaSource, sink, config: LiveConfig | None = None, *,
                     return
                 if isinstance(item, Frame):
                     stats.frames_in += 1
+                    if loaded:  # made here, off the detector's thread (before loading, frames are obscured)
+                        item.view = make_view(item, view_side(loaded[0]))
                     try:
                         frames_q.put_nowait(item)
                     except queue.Full:  # behind real time: drop at the input, never pass it raw
@@ -266,8 +268,9 @@ def run_live(source: MediaSource, sink, config: LiveConfig | None = None, *,
                 return
             inflight.emitted = True
         log.warning("detection of frame %d took over %.0f ms; sent obscured", frame.index, config.detect_timeout_ms)
-        # The detector reads the frame's view, never its planes, and a late result is
-        # not emitted again: the planes can be obscured and sent as they are.
+        # The detector reads the frame's view (made by the reader once the model is
+        # loaded), not its planes, and a late result is not emitted again: the planes
+        # can be obscured and sent as they are.
         emit(frame, obscure=True)
 
     loader = threading.Thread(target=load, name="blurcam-live-loader", daemon=True)

@@ -7,9 +7,12 @@ in t+2. For redaction a miss is a leak, so persistence here only ever ADDS boxes
     output(t) = every detection of frame t
               + the predicted box of every track lost less than ``hold_frames`` ago
 
-Tracks are matched greedily by IoU against their predicted boxes; a track's
-velocity is a smoothed per-frame change of its box. The files pipeline also
-back-fills a newly seen face into the frames before it (see ``births``).
+Tracks are matched greedily by IoU against their predicted boxes, then what is
+left by centre distance (a face unseen for frames can move out of IoU reach); a
+track's velocity is a smoothed per-frame change of its box. The files pipeline also
+back-fills a newly seen face into the frames before it (``births``) and gives the
+frames between two sightings of a face the path between them (``gaps``,
+:func:`bridge_boxes`).
 """
 from __future__ import annotations
 
@@ -19,6 +22,10 @@ import numpy as np
 
 from .boxes import box_iou, scale_about_centre
 from .types import Faces
+
+
+MAX_REACH = 1.5  # box sizes: the farthest a face unseen for frames is matched
+MAX_SIZE_RATIO = 1.5  # a distance match needs boxes within this size ratio
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +62,8 @@ class TrackConfig:
             raise ValueError(f"confirm_hits must be >= 1, got {self.confirm_hits}")
         if not 0.0 <= self.velocity_decay <= 1.0:
             raise ValueError(f"velocity_decay must be in [0, 1], got {self.velocity_decay}")
+        if not 0.0 < self.reach_per_frame <= MAX_REACH:
+            raise ValueError(f"reach_per_frame must be in (0, {MAX_REACH}], got {self.reach_per_frame}")
         if not 0.0 <= self.growth_per_frame <= 0.5:
             raise ValueError(f"growth_per_frame must be in [0, 0.5], got {self.growth_per_frame}")
 
@@ -98,7 +107,12 @@ class Persistence:
 
         ``detections=None`` means the detector had no answer for this frame (failure):
         tracks are predicted forward but not aged, and nothing is born.
+        ``births``/``births_age`` and ``gaps``/``gap_from``/``gap_to``/``gap_ids``
+        describe this call only.
         """
+        self.births, self.births_age = Faces.empty(), np.zeros(0, np.int64)
+        self.gap_from = self.gap_to = np.zeros((0, 4), np.float32)
+        self.gaps, self.gap_ids = np.zeros(0, np.int64), np.zeros(0, np.int64)
         predicted = self.box + self.velocity
         # A prediction is a guess that worsens with time: damp it so a jittery
         # velocity cannot carry a box off a face that has stopped.
@@ -108,6 +122,7 @@ class Persistence:
             return self._carried(np.ones(len(self.ids), bool))
         det = detections.xyxy
         track_of_det = np.full(len(det), -1, np.int64)
+        reached = np.zeros(len(det), bool)  # matched by distance, not overlap
         if len(det) and len(predicted):
             iou = box_iou(det, predicted)
             _assign_greedy(np.where(iou >= self.config.match_iou, -iou, np.inf), track_of_det)
@@ -123,11 +138,12 @@ class Persistence:
                 centre_d = (det[free_d, :2] + det[free_d, 2:]) / 2
                 dist = np.linalg.norm(centre_d[:, None] - centre_t[None], axis=2) / np.maximum(size_t, 1)[None]
                 ratio = size_d[:, None] / np.maximum(size_t, 1)[None]
-                radius = np.minimum(self.config.reach_per_frame * (self.missed[free_t] + 1), 1.5)
-                ok = (dist <= radius[None]) & (ratio > 2 / 3) & (ratio < 1.5)
+                radius = np.minimum(self.config.reach_per_frame * (self.missed[free_t] + 1), MAX_REACH)
+                ok = (dist <= radius[None]) & (ratio > 1 / MAX_SIZE_RATIO) & (ratio < MAX_SIZE_RATIO)
                 sub = np.full(len(free_d), -1, np.int64)
                 _assign_greedy(np.where(ok, dist, np.inf), sub)
                 track_of_det[free_d[sub >= 0]] = free_t[sub[sub >= 0]]
+                reached[free_d[sub >= 0]] = True
         matched = track_of_det >= 0
         hit = np.zeros(len(self.ids), bool)
         hit[track_of_det[matched]] = True
@@ -185,6 +201,14 @@ class Persistence:
         if n_born and len(new_box):
             known = (box_iou(det[born], new_box) > 0).any(axis=1)
         self.backfill = np.concatenate([self.backfill, ~known])
+        # A match by distance may be a different face that appeared where one was lost:
+        # it keeps the track (and its bridge) but also owes the look-back of a new face,
+        # from this box, once seen again.
+        t_reached = track_of_det[reached]
+        self.backfill[t_reached] = True
+        self.first_box[t_reached] = det[reached]
+        self.hits[t_reached] = 1
+        self.age[t_reached] = 0
 
         out_detected = Faces(det.astype(np.float32), detections.score.astype(np.float32),
                              self.ids[track_of_det], np.zeros(len(det), bool))

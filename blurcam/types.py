@@ -66,8 +66,8 @@ class VideoInfo:
     rotation_deg: display rotation (counter-clockwise degrees, as ffmpeg reports it)
         that players apply; pixels are stored unrotated.
     frame_rate: nominal rate (None if unknown); timestamps, not this, define timing.
-    color: the first frame's colour tags as (name, FFmpeg enum value) pairs
-        (color_range, colorspace, color_primaries, color_trc); 0 is unspecified.
+    color: colour tags of the decoded planes as (name, FFmpeg enum value) pairs
+        (color_range, colorspace, color_primaries, color_trc), for the encoder.
     """
 
     width: int

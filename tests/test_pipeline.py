@@ -314,3 +314,29 @@ def test_sparse_detection_bridged_between_sightings(sprites, tmp_path):
         for box in boxes[i]:
             assert detail_kept(frames[i], res[i], box) < 0.4, f"frame {i} leaked"
 
+
+
+def test_full_range_444_source_comes_out_limited_range_and_tagged_so(tmp_path):
+    """A converted format is re-levelled to limited range and tagged that way, so black
+    stays black and white stays white in players (not clipped or washed out)."""
+    src, dst = tmp_path / "full444.mkv", tmp_path / "full444.blurred.mkv"
+    ramp = np.tile(np.linspace(0, 255, 320).astype(np.uint8)[None, :, None], (180, 1, 3))
+    with av.open(str(src), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 320, 180, "yuv444p"
+        vs.codec_context.color_range = 2  # full
+        vs.codec_context.options = {"crf": "0"}
+        for i in range(3):
+            vf = av.VideoFrame.from_ndarray(ramp, format="rgb24").reformat(format="yuv444p", dst_color_range="JPEG")
+            vf.color_range, vf.pts = 2, i
+            for p in vs.encode(vf):
+                out.mux(p)
+        for p in vs.encode(None):
+            out.mux(p)
+    with av.open(str(src)) as c:
+        assert next(c.decode(video=0)).color_range == 2
+    redact_file(src, dst, PipelineConfig(detector="fast"))
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].codec_context.color_range == 1
+        luma = next(c.decode(video=0)).to_ndarray(format="yuv420p")[:180]
+    assert 14 <= luma.min() <= 18 and 233 <= luma.max() <= 237

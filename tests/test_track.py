@@ -123,3 +123,28 @@ def test_face_unseen_for_frames_is_matched_beyond_iou_reach():
     stranger.update(Faces.empty())
     far = stranger.update(faces([200, 0, 240, 40]))  # too far for 2 frames: a different face
     assert far.track_id[0] != first.track_id[0]
+
+
+def test_failed_frame_does_not_repeat_the_last_births_or_bridges():
+    p = Persistence(TrackConfig(hold_frames=5))
+    p.update(faces([0, 0, 40, 40]))
+    p.update(Faces.empty())
+    p.update(faces([2, 0, 42, 40]))  # second sighting after a gap: a birth and a bridge
+    assert len(p.births) == 1 and len(p.gaps) == 1
+    p.update(None)  # detector failed: nothing new was learnt
+    assert len(p.births) == 0 and len(p.gaps) == 0
+
+
+def test_face_matched_by_distance_still_gets_the_lookback_of_a_new_face():
+    """A face appearing near where another was lost inherits its track, but may be a
+    different person: once seen again it is back-filled from where it appeared."""
+    p = Persistence(TrackConfig(hold_frames=8))
+    p.update(faces([0, 0, 40, 40]))
+    p.update(faces([0, 0, 40, 40]))
+    for _ in range(3):
+        p.update(Faces.empty())
+    p.update(faces([50, 0, 90, 40]))  # 50 px away after 4 frames: matched by distance
+    assert len(p.births) == 0
+    p.update(faces([51, 0, 91, 40]))
+    assert len(p.births) == 1
+    np.testing.assert_array_equal(p.births.xyxy, [[50, 0, 90, 40]])

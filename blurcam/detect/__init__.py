@@ -23,9 +23,10 @@ class Detector(Protocol):
     detector's threshold, possibly none. It raises on failure: the pipeline then
     obscures the whole frame, it never passes it through.
 
-    ``max_side``: the longest image side, in pixels, the detector makes use of (its
-    network input size), or None for full resolution. The pipeline scales each frame
-    down to it before ``detect``: a smaller view is cheaper to make and to pass.
+    ``max_side`` (optional): the longest image side, in pixels, the detector makes use
+    of (its network input size), or None (or absent) for full resolution. The pipeline
+    gives it a view of each frame scaled to that size (never larger than the frame,
+    apart from rounding to even sizes): a smaller view is cheaper to make and to pass.
     """
 
     name: str
@@ -58,22 +59,22 @@ def largest_side(detectors) -> int | None:
 # boxes 3-4x too large on faces it was not made for (0.60 on a 72 px face in tests).
 # Its boxes that duplicate a CenterFace box are dropped (see Ensemble).
 # "every": CenterFace runs on every k-th frame, persistence carries its boxes between.
-# "encode_threads": the CenterFace presets are detector-bound, so the encoder gets one
-# thread and onnxruntime the spare time of both cores (1080p balanced, one run: 14.8
-# -> 15.9 fps, peak RSS -60 MB); fast is encoder-bound and keeps FFmpeg's choice.
+# "encode_threads": True for the detector-bound CenterFace presets: the encoder gets the
+# cores onnxruntime does not use, at least one (2 cores, 1080p balanced, one run: 14.8
+# -> 15.9 fps, peak RSS -60 MB); fast and live keep FFmpeg's choice.
 PRESETS: dict[str, dict] = {
     # MediaPipe alone: close-up faces only (interviews, a speaker); misses crowds.
-    "fast": {"mediapipe": 0.5, "every": 1, "encode_threads": None, "centerface": []},
+    "fast": {"mediapipe": 0.5, "every": 1, "encode_threads": False, "centerface": []},
     # Holds 720p30 on 2 cores. Every frame: a stream has no look-back, so a face that
     # appears on a frame CenterFace skipped would be sent unredacted.
-    "live": {"mediapipe": 0.6, "every": 1, "encode_threads": None, "centerface": [
+    "live": {"mediapipe": 0.6, "every": 1, "encode_threads": False, "centerface": [
         dict(input_long_side=448, threshold=0.15, small_threshold=0.1, small_px=16)]},
     # The default for files: crowd-grade recall (WIDER targets), CenterFace every 2nd frame.
-    "balanced": {"mediapipe": 0.6, "every": 2, "encode_threads": 1, "centerface": [
+    "balanced": {"mediapipe": 0.6, "every": 2, "encode_threads": True, "centerface": [
         dict(input_long_side=1024, threshold=0.1, small_threshold=0.06, small_px=32, box_scale=0.92),
         dict(input_long_side=512, threshold=0.15, min_px=16, box_scale=0.92)]},
     # Faces under 16 px too; about 2x balanced's detection cost.
-    "thorough": {"mediapipe": 0.6, "every": 1, "encode_threads": 1, "centerface": [
+    "thorough": {"mediapipe": 0.6, "every": 1, "encode_threads": True, "centerface": [
         dict(input_long_side=1536, threshold=0.1, small_threshold=0.05, small_px=32),
         dict(input_long_side=768, threshold=0.15, min_px=24)]},
 }

@@ -123,7 +123,9 @@ class CenterFaceDetector:
         return Faces.from_xyxy(xyxy, score)
 
     def close(self) -> None:
-        self._session = None  # the shared session stays for the process's next detector
+        """Drop this detector's handle. The shared session (weights and arena) stays
+        for the rest of the process, for the next detector."""
+        self._session = None
 
 
 _sessions: dict[int, object] = {}
@@ -148,9 +150,12 @@ def _shared_session(threads: int):
         data = _free_spatial_dims(model_bytes(MODEL_FILE))
         if not _sessions:
             same_as_requested = 1  # arena_extend_strategy: kSameAsRequested
-            ort.create_and_register_allocator(
-                ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT),
-                ort.OrtArenaCfg(0, same_as_requested, -1, -1))
+            try:
+                ort.create_and_register_allocator(
+                    ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT),
+                    ort.OrtArenaCfg(0, same_as_requested, -1, -1))
+            except Exception as exc:
+                raise DetectorError(f"onnxruntime cannot set up its CPU allocator: {exc}") from None
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

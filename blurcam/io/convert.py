@@ -21,15 +21,34 @@ def videoframe_to_planes(frame: av.VideoFrame) -> Planes:
     """Decoded frame -> new (Y, Cb, Cr) uint8 arrays: Y (H, W), Cb, Cr (ceil(H/2), ceil(W/2)).
 
     yuv420p is copied as is (the decoder may still reference its buffers); any other
-    format (10-bit, 4:2:2, 4:4:4, full-range yuvj420p, RGB) is converted by swscale.
+    format (10-bit, 4:2:2, 4:4:4, full-range yuvj420p, RGB) is converted by swscale to
+    limited-range yuv420p (see :func:`color_tags` for how it is then tagged).
     """
     if frame.format.name != "yuv420p":
-        frame = frame.reformat(format="yuv420p")
+        full = frame.color_range == 2 or frame.format.name.startswith("yuvj")  # 2: JPEG (full) range
+        frame = frame.reformat(format="yuv420p", src_color_range="JPEG" if full else "MPEG", dst_color_range="MPEG")
     out = []
     for plane in frame.planes:
         rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
         out.append(rows[:, :plane.width].copy())
     return out[0], out[1], out[2]
+
+
+_UNSPECIFIED = {"color_range": 0, "colorspace": 2, "color_primaries": 2, "color_trc": 2}  # FFmpeg enums
+
+
+def color_tags(frame: av.VideoFrame) -> tuple[tuple[str, int], ...]:
+    """The colour tags that describe ``frame``'s pixels once made into planes by
+    :func:`videoframe_to_planes`, as (name, FFmpeg enum value) pairs.
+
+    yuv420p passes through, so do its tags. A converted YUV format keeps its matrix,
+    primaries and transfer but is now limited range (1). RGB sources were converted
+    with swscale's default matrix, so nothing is claimed (unspecified).
+    """
+    tags = {name: int(getattr(frame, name, None) or _UNSPECIFIED[name]) for name in COLOR_TAGS}
+    if frame.format.name != "yuv420p":
+        tags = dict(_UNSPECIFIED) if frame.format.is_rgb else {**tags, "color_range": 1}
+    return tuple(tags.items())
 
 
 def planes_to_videoframe(planes: Planes, pix_fmt: str = "yuv420p") -> av.VideoFrame:

@@ -29,7 +29,9 @@ VIDEO_CODECS = ("libx264", "libx265", "libvpx-vp9", "mpeg4")
 class EncoderConfig:
     """Video encoder settings. crf: constant quality (lower is better, 0-51 for x264).
     preset: x264/x265 speed preset. live: low-latency tuning (no B-frames, zerolatency).
-    threads: encoder threads (None: FFmpeg's choice, about 1.5 per core)."""
+    threads: encoder threads; None: FFmpeg's choice (about 1.5 per core), except that
+        ``redact_file`` with a detector-bound preset gives it the cores left beside
+        the detector."""
 
     codec: str = "libx264"
     crf: int = 18

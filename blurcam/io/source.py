@@ -10,7 +10,7 @@ import av
 
 from ..errors import SourceError, TruncatedInputError, UnsupportedMediaError
 from ..types import Frame, VideoInfo
-from .convert import COLOR_TAGS, videoframe_to_planes
+from .convert import color_tags, videoframe_to_planes
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +125,8 @@ class MediaSource:
 
     def _to_frame(self, frame: av.VideoFrame, index: int) -> Frame:
         rotation = int(round(frame.rotation or 0))
-        if index == 0:
-            # Pixels pass through as YCbCr; the encoder tags them as the source was tagged
-            # (a converted format comes out of swscale as limited range).
-            tags = {name: int(getattr(frame, name) or 0) for name in COLOR_TAGS}
-            if frame.format.name != "yuv420p":
-                tags["color_range"] = 0
-            self._color = tuple(tags.items())
+        if index == 0:  # the encoder tags the output as these planes are
+            self._color = color_tags(frame)
         return Frame(planes=videoframe_to_planes(frame), index=index, pts=frame.pts,
                      time_base=frame.time_base or self.video.time_base, rotation_deg=rotation)
 

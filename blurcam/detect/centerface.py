@@ -32,16 +32,20 @@ _MULTIPLE = 32  # the backbone downsamples 5 times: input sides must be multiple
 _NMS_IOU = 0.3  # neighbouring heatmap cells fire for the same face; their boxes overlap a lot
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_threads() -> int:
     """onnxruntime intra-op threads: the CPUs this process may use, at most 4.
 
     More threads than cores only adds contention with the decoder and encoder threads.
     """
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 4))
+    return max(1, min(usable_cpus(), 4))
 
 
 class CenterFaceDetector:

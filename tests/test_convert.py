@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from blurcam.io.convert import (planes_to_rgb, planes_to_videoframe, planes_to_view, rgb_to_planes, shrink,
-                                videoframe_to_planes, view_size)
+from blurcam.io.convert import (holds, owned_yuv420p, plane_arrays, planes_to_rgb, planes_to_videoframe,
+                                planes_to_view, rgb_to_planes, shrink, videoframe_to_planes, view_size)
 
 
 @pytest.mark.parametrize("size_wh", [(64, 48), (65, 47)])
@@ -29,6 +29,22 @@ def test_any_decoded_format_becomes_8_bit_planes(sprites, fmt):
     assert y.dtype == np.uint8 and y.shape == (120, 160) and cb.shape == cr.shape == (60, 80)
     shown = planes_to_videoframe((y, cb, cr)).to_ndarray(format="rgb24")
     assert np.abs(shown.astype(int) - rgb).mean() < 6
+
+
+def test_the_encoder_gets_the_planes_as_redacted_never_a_stale_copy(sprites):
+    """Decoded frames are copied once into a frame the pipeline owns; redaction writes
+    into its planes and the encoder takes that frame without another copy."""
+    rgb = np.ascontiguousarray(sprites[0].image[:120, :160])
+    decoded = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    owned = owned_yuv420p(decoded)
+    planes = plane_arrays(owned)
+    planes[0][:60] = 16  # "redact" the top half in place
+    assert holds(owned, planes)
+    assert (owned.to_ndarray(format="gray")[:60] <= 1).all()  # limited-range black: the frame has it
+    assert not (decoded.to_ndarray(format="gray")[:60] <= 1).all()  # the decoder's frame never changes
+    # Planes that are not views of the frame (copies, crops) are never taken for it.
+    assert not holds(owned, tuple(p.copy() for p in planes))
+    assert not holds(owned, (planes[0][:118, :158], planes[1][:59, :79], planes[2][:59, :79]))
 
 
 def test_view_is_small_even_and_the_same_picture(sprites):

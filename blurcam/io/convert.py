@@ -17,21 +17,43 @@ Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 COLOR_TAGS = ("color_range", "colorspace", "color_primaries", "color_trc")
 
 
-def videoframe_to_planes(frame: av.VideoFrame) -> Planes:
-    """Decoded frame -> new (Y, Cb, Cr) uint8 arrays: Y (H, W), Cb, Cr (ceil(H/2), ceil(W/2)).
+def owned_yuv420p(frame: av.VideoFrame) -> av.VideoFrame:
+    """A yuv420p VideoFrame with ``frame``'s picture that the pipeline owns and may write into.
 
-    yuv420p is copied as is (the decoder may still reference its buffers); any other
-    format (10-bit, 4:2:2, 4:4:4, full-range yuvj420p, RGB) is converted by swscale to
-    limited-range yuv420p (see :func:`color_tags` for how it is then tagged).
+    yuv420p is copied as is (the decoder still references its buffers for later
+    frames); any other format (10-bit, 4:2:2, 4:4:4, full-range yuvj420p, RGB) is
+    converted by swscale to limited-range yuv420p, a new frame already (see
+    :func:`color_tags` for how it is then tagged).
     """
     if frame.format.name != "yuv420p":
         full = frame.color_range == 2 or frame.format.name.startswith("yuvj")  # 2: JPEG (full) range
-        frame = frame.reformat(format="yuv420p", src_color_range="JPEG" if full else "MPEG", dst_color_range="MPEG")
+        return frame.reformat(format="yuv420p", src_color_range="JPEG" if full else "MPEG", dst_color_range="MPEG")
+    owned = av.VideoFrame(frame.width, frame.height, "yuv420p")
+    for src, dst in zip(plane_arrays(frame), plane_arrays(owned)):
+        dst[...] = src
+    return owned
+
+
+def plane_arrays(frame: av.VideoFrame) -> Planes:
+    """Writable numpy views (no copy) of a yuv420p VideoFrame's Y, Cb, Cr planes: Y (H, W),
+    Cb, Cr (ceil(H/2), ceil(W/2)) uint8, rows possibly padded (strided views)."""
     out = []
     for plane in frame.planes:
         rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-        out.append(rows[:, :plane.width].copy())
+        out.append(rows[:, :plane.width])
     return out[0], out[1], out[2]
+
+
+def videoframe_to_planes(frame: av.VideoFrame) -> Planes:
+    """Decoded frame -> (Y, Cb, Cr) uint8 arrays of a new yuv420p copy (see :func:`owned_yuv420p`)."""
+    return plane_arrays(owned_yuv420p(frame))
+
+
+def holds(frame: av.VideoFrame, planes: Planes) -> bool:
+    """Whether ``planes`` are exactly the views :func:`plane_arrays` gives of ``frame``
+    (so encoding ``frame`` encodes ``planes`` as they are now)."""
+    return all(arr.__array_interface__["data"][0] == plane.buffer_ptr and arr.shape == (plane.height, plane.width)
+               for arr, plane in zip(planes, frame.planes))
 
 
 _UNSPECIFIED = {"color_range": 0, "colorspace": 2, "color_primaries": 2, "color_trc": 2}  # FFmpeg enums
@@ -55,8 +77,8 @@ def planes_to_videoframe(planes: Planes, pix_fmt: str = "yuv420p") -> av.VideoFr
     """(Y, Cb, Cr) -> new VideoFrame in ``pix_fmt`` (for an encoder)."""
     h, w = planes[0].shape
     frame = av.VideoFrame(w, h, "yuv420p")
-    for plane, data in zip(frame.planes, planes):
-        np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width] = data
+    for dst, src in zip(plane_arrays(frame), planes):
+        dst[...] = src
     return frame if pix_fmt == "yuv420p" else frame.reformat(format=pix_fmt)
 
 

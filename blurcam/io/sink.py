@@ -17,7 +17,7 @@ import av
 
 from ..errors import DiskFullError, OutputExistsError, SinkError
 from ..types import Frame, VideoInfo
-from .convert import planes_to_videoframe
+from .convert import holds, planes_to_videoframe
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +111,12 @@ class VideoEncoder:
         self.stream = stream
 
     def encode(self, frame: Frame) -> list[av.Packet]:
-        planes = frame.planes
+        planes, vf = frame.planes, frame.video_frame
         if (frame.width, frame.height) != (self.width, self.height):
             w, h = self.width, self.height
             planes = (planes[0][:h, :w], planes[1][:h // 2, :w // 2], planes[2][:h // 2, :w // 2])
-        vf = planes_to_videoframe(planes, self.config.pix_fmt)
+        if vf is None or self.config.pix_fmt != "yuv420p" or not holds(vf, planes):
+            vf = planes_to_videoframe(planes, self.config.pix_fmt)
         vf.pts = frame.pts if frame.pts is not None else frame.index
         vf.time_base = frame.time_base
         return self.stream.encode(vf)

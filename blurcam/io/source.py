@@ -10,7 +10,7 @@ import av
 
 from ..errors import SourceError, TruncatedInputError, UnsupportedMediaError
 from ..types import Frame, VideoInfo
-from .convert import color_tags, videoframe_to_planes
+from .convert import color_tags, owned_yuv420p, plane_arrays
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,9 @@ class MediaSource:
         rotation = int(round(frame.rotation or 0))
         if index == 0:  # the encoder tags the output as these planes are
             self._color = color_tags(frame)
-        return Frame(planes=videoframe_to_planes(frame), index=index, pts=frame.pts,
-                     time_base=frame.time_base or self.video.time_base, rotation_deg=rotation)
+        owned = owned_yuv420p(frame)
+        return Frame(planes=plane_arrays(owned), index=index, pts=frame.pts,
+                     time_base=frame.time_base or self.video.time_base, rotation_deg=rotation, video_frame=owned)
 
     def close(self) -> None:
         self.container.close()

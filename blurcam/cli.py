@@ -252,7 +252,8 @@ def bench(
             results = run_benchmark(clip, list(quality), include_deface=include_deface, deface_exe=deface_exe)
         typer.echo(format_table(results))
         if json_out is not None:
-            json_out.write_text(json.dumps([{**dataclasses.asdict(m), "fps": m.fps} for m in results], indent=1))
+            json_out.write_text(json.dumps([{**dataclasses.asdict(m), "fps": m.fps, "running_fps": m.running_fps,
+                                                      "cpu_ms_per_frame": m.cpu_ms_per_frame} for m in results], indent=1))
     except BlurcamError as exc:
         _fail(exc)
 

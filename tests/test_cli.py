@@ -177,7 +177,10 @@ def test_bench_reports_floor_and_preset(tmp_path, sprites):
     assert "transcode floor" in result.output and "blurcam live" in result.output
     rows = json.loads((tmp_path / "b.json").read_text())
     assert [r["name"] for r in rows] == ["transcode floor", "blurcam live"]
-    assert all(r["frames"] == 20 and r["fps"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
+    assert all(r["frames"] == 20 and r["fps"] > 0 and r["peak_rss_mb"] > 0 and r["cpu_ms_per_frame"] > 0 for r in rows)
+    floor, live = rows
+    assert floor["startup_s"] == 0 and live["startup_s"] > 0  # model loading is reported on its own
+    assert live["running_fps"] > live["fps"]
 
 
 def test_live_preview_without_a_display_is_a_clear_error(face_clip, monkeypatch):

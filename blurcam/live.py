@@ -310,7 +310,9 @@ def run_live(source: MediaSource, sink, config: LiveConfig | None = None, *,
 
 def _load(detector, config: LiveConfig) -> Detector:
     if detector is None:
-        return make_detector(config.detector, threshold=config.threshold)
+        # Every detector on every frame: a stream has no look-back, so a face first seen
+        # on a frame a file preset would skip (balanced: CenterFace every 2nd) goes out raw.
+        return make_detector(config.detector, threshold=config.threshold, centerface_every=1)
     if hasattr(detector, "detect"):
         return detector
     return detector()  # a factory

@@ -146,6 +146,23 @@ def _record(clip: Clip, tmp_path: Path, detector, **config) -> tuple[LiveStats, 
         return stats, [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
+def test_live_runs_every_detector_on_every_frame(monkeypatch):
+    """Files may skip frames for CenterFace (look-back covers them); a stream cannot."""
+    from blurcam.detect.centerface import CenterFaceDetector
+    from blurcam.live import _load
+
+    calls = []
+    inner = CenterFaceDetector.detect
+    monkeypatch.setattr(CenterFaceDetector, "detect", lambda self, *a: calls.append(self.name) or inner(self, *a))
+    detector = _load(None, LiveConfig(detector="balanced"))
+    try:
+        for t in range(4):
+            detector.detect(np.zeros((72, 128, 3), np.uint8), t * 33)
+    finally:
+        detector.close()
+    assert len(calls) == 8  # both CenterFace passes, each frame
+
+
 def test_detector_raising_sends_frames_obscured_never_raw(live_clip, tmp_path, detector):
     faulty = FaultyDetector(detector, raise_on=range(10, 16))
     stats, images = _record(live_clip, tmp_path, faulty, realtime=True, track=_no_hold())

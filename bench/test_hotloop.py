@@ -89,6 +89,8 @@ def _yuv_frame(size):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_decoded_frame_to_planes(benchmark, size):
+    """The one copy a decoded frame gets: into a VideoFrame the pipeline owns, which the
+    encoder later takes as it is."""
     frame = _yuv_frame(size)
     y, cb, cr = benchmark(videoframe_to_planes, frame)
     reference = frame.to_ndarray(format="yuv420p")
@@ -98,6 +100,7 @@ def test_decoded_frame_to_planes(benchmark, size):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_planes_to_encoder_frame(benchmark, size):
+    """The copy the encoder makes for planes that no VideoFrame holds (odd-size crops, generated frames)."""
     planes = videoframe_to_planes(_yuv_frame(size))
     out = benchmark(planes_to_videoframe, planes)
     assert np.array_equal(out.to_ndarray(format="yuv420p")[:planes[0].shape[0]], planes[0])

@@ -25,8 +25,8 @@ import av
 class Measurement:
     """One run: frames written, wall seconds of the job itself, the process's peak RSS.
 
-    startup_s: of ``seconds``, the time before the first frame could be decoded for
-        detection (imports, model loading); None when unknown (deface).
+    startup_s: of ``seconds``, the time outside the frame loop: imports and model
+        loading before it, closing the output after it; None when unknown (deface).
     cpu_s: CPU seconds of the process, all threads, user + system (0 when unknown).
     """
 

@@ -225,7 +225,7 @@ def bench(
 ) -> None:
     """Measure blurcam's speed on this machine against the transcode floor (decode + re-encode with the same settings) and deface.
 
-    Each run is a separate process; the table gives frames per second, the ratio to the floor and to deface, and peak memory.
+    Each run is a separate process; the table gives frames per second, the ratio to the floor and to deface, startup, fps after startup, CPU ms per frame and peak memory. The temporary folder holds only the sample clip, redacted outputs and, when asked for, deface's.
     """
     import dataclasses
     import json

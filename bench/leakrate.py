@@ -1,6 +1,7 @@
 """Leak rate of blurcam's output on moving-camera clips with exact face boxes.
 
     python bench/leakrate.py CLIPS_DIR LEAKCHECK_PY [--detector balanced ...] [--every K ...]
+                             [--track camera_motion=0,growth_per_frame=0.05 ...]
 
 CLIPS_DIR holds clips made by ``../shared/tools/mkclip.py`` (each X.mp4 beside its
 X.gt.json); LEAKCHECK_PY is ``../shared/tools/leakcheck.py``. For every detector
@@ -12,6 +13,7 @@ model loading). ``--deface PATH`` scores deface the same way, for comparison.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -24,6 +26,7 @@ import av
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from blurcam.pipeline import PipelineConfig, redact_file  # noqa: E402
+from blurcam.track import TrackConfig  # noqa: E402
 
 
 def main() -> None:
@@ -33,14 +36,16 @@ def main() -> None:
     ap.add_argument("--detector", action="append", help="preset or backend (repeatable); default balanced")
     ap.add_argument("--every", action="append", type=int, help="CenterFace every K frames (repeatable)")
     ap.add_argument("--threshold", type=float)
+    ap.add_argument("--track", action="append", default=[],
+                    help="TrackConfig fields for one more run, FIELD=VALUE[,FIELD=VALUE] (repeatable)")
     ap.add_argument("--deface", help="also score deface (its command; default settings, or --deface-thresh)")
     ap.add_argument("--deface-thresh", type=float, action="append", help="deface --thresh values (repeatable)")
     args = ap.parse_args()
     clips = sorted(p for p in args.clips.glob("*.mp4") if p.with_suffix(".gt.json").exists())
     print("| config | " + " | ".join(["0-24", "24-48", "48-96", "96-up", "all >=24", "bg damaged", "fps"]) + " |")
     print("|---" * 8 + "|")
-    runs = [(f"{d}" + (f" every {k}" if k else ""), _blurcam(d, k, args.threshold))
-            for d in args.detector or ["balanced"] for k in args.every or [None]]
+    runs = [(f"{d}" + (f" every {k}" if k else "") + (f" {t}" if t else ""), _blurcam(d, k, args.threshold, t))
+            for d in args.detector or ["balanced"] for k in args.every or [None] for t in args.track or [""]]
     if args.deface:
         runs += [(f"deface thresh {t}" if t else "deface", _deface(args.deface, t)) for t in args.deface_thresh or [None]]
     for name, redact in runs:
@@ -64,8 +69,15 @@ def main() -> None:
               f"{frames / seconds:.1f} |", flush=True)
 
 
-def _blurcam(detector: str, every: int | None, threshold: float | None):
-    config = PipelineConfig(detector=detector, threshold=threshold, centerface_every=every)
+def _blurcam(detector: str, every: int | None, threshold: float | None, track: str):
+    fields = {f.name: f.type for f in dataclasses.fields(TrackConfig)}
+    overrides = {}
+    for item in filter(None, track.split(",")):
+        key, _, value = item.partition("=")
+        kind = fields[key]  # a KeyError names the unknown field
+        overrides[key] = bool(int(value)) if kind == "bool" else float(value) if kind == "float" else int(value)
+    config = PipelineConfig(detector=detector, threshold=threshold, centerface_every=every,
+                            track=TrackConfig(**overrides))
     return lambda clip, out: redact_file(clip, out, config).frames
 
 

@@ -1,7 +1,7 @@
 """Leak rate of blurcam's output on moving-camera clips with exact face boxes.
 
     python bench/leakrate.py CLIPS_DIR LEAKCHECK_PY [--detector balanced ...] [--every K ...]
-                             [--track camera_motion=0,growth_per_frame=0.05 ...]
+                             [--track hold_frames=30,growth_per_frame=0.05 ...]
 
 CLIPS_DIR holds clips made by ``../shared/tools/mkclip.py`` (each X.mp4 beside its
 X.gt.json); LEAKCHECK_PY is ``../shared/tools/leakcheck.py``. For every detector
@@ -44,8 +44,14 @@ def main() -> None:
     clips = sorted(p for p in args.clips.glob("*.mp4") if p.with_suffix(".gt.json").exists())
     print("| config | " + " | ".join(["0-24", "24-48", "48-96", "96-up", "all >=24", "bg damaged", "fps"]) + " |")
     print("|---" * 8 + "|")
-    runs = [(f"{d}" + (f" every {k}" if k else "") + (f" {t}" if t else ""), _blurcam(d, k, args.threshold, t))
-            for d in args.detector or ["balanced"] for k in args.every or [None] for t in args.track or [""]]
+    try:
+        tracks = [(t, _track_config(t)) for t in args.track] or [("", TrackConfig())]
+    except KeyError as exc:
+        ap.error(f"--track: TrackConfig has no field {exc}")
+    except ValueError as exc:
+        ap.error(f"--track: {exc}")
+    runs = [(f"{d}" + (f" every {k}" if k else "") + (f" {t}" if t else ""), _blurcam(d, k, args.threshold, track))
+            for d in args.detector or ["balanced"] for k in args.every or [None] for t, track in tracks]
     if args.deface:
         runs += [(f"deface thresh {t}" if t else "deface", _deface(args.deface, t)) for t in args.deface_thresh or [None]]
     for name, redact in runs:
@@ -69,15 +75,19 @@ def main() -> None:
               f"{frames / seconds:.1f} |", flush=True)
 
 
-def _blurcam(detector: str, every: int | None, threshold: float | None, track: str):
-    fields = {f.name: f.type for f in dataclasses.fields(TrackConfig)}
+def _track_config(spec: str) -> TrackConfig:
+    """TrackConfig from ``FIELD=VALUE[,FIELD=VALUE]``; unnamed fields keep their defaults."""
+    kinds = {f.name: f.type for f in dataclasses.fields(TrackConfig)}  # "int", "float", "bool"
     overrides = {}
-    for item in filter(None, track.split(",")):
+    for item in filter(None, spec.split(",")):
         key, _, value = item.partition("=")
-        kind = fields[key]  # a KeyError names the unknown field
+        kind = kinds[key]
         overrides[key] = bool(int(value)) if kind == "bool" else float(value) if kind == "float" else int(value)
-    config = PipelineConfig(detector=detector, threshold=threshold, centerface_every=every,
-                            track=TrackConfig(**overrides))
+    return TrackConfig(**overrides)
+
+
+def _blurcam(detector: str, every: int | None, threshold: float | None, track: TrackConfig):
+    config = PipelineConfig(detector=detector, threshold=threshold, centerface_every=every, track=track)
     return lambda clip, out: redact_file(clip, out, config).frames
 
 

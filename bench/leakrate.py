@@ -77,12 +77,12 @@ def main() -> None:
 
 def _track_config(spec: str) -> TrackConfig:
     """TrackConfig from ``FIELD=VALUE[,FIELD=VALUE]``; unnamed fields keep their defaults."""
-    kinds = {f.name: f.type for f in dataclasses.fields(TrackConfig)}  # "int", "float", "bool"
+    kinds = {f.name: f.type for f in dataclasses.fields(TrackConfig)}  # "int" or "float"
     overrides = {}
     for item in filter(None, spec.split(",")):
         key, _, value = item.partition("=")
         kind = kinds[key]
-        overrides[key] = bool(int(value)) if kind == "bool" else float(value) if kind == "float" else int(value)
+        overrides[key] = float(value) if kind == "float" else int(value)
     return TrackConfig(**overrides)
 
 

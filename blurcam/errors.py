@@ -44,6 +44,13 @@ class OutputExistsError(SinkError):
     exit_code = 7
 
 
+class SameFileError(SinkError):
+    """The output (or the report) is the input itself, by any name: a symlink, another
+    spelling of the path, or a hard link. Writing it would destroy the original."""
+
+    exit_code = 11
+
+
 class DiskFullError(SinkError):
     """The disk (or a size limit) filled up while writing the output."""
 
@@ -60,3 +67,7 @@ class ModelIntegrityError(DetectorError):
     """A model file is missing or its SHA-256 differs from the manifest."""
 
     exit_code = 10
+
+
+# Not errors, but outcomes with their own exit status (the CLI's table in README.md):
+EXIT_SALVAGED = 12  # --salvage wrote every frame that decoded, but some of the input was lost

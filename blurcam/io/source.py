@@ -93,6 +93,7 @@ class MediaSource:
                 s.discard = av.stream.Discard.all  # the demuxer drops its packets unread
         cc = self.video.codec_context
         self.frames_decoded = 0
+        self._last_time_s: float | None = None  # of the latest decoded frame
         self._color: tuple = ()
         self.info = VideoInfo(width=cc.width, height=cc.height, time_base=self.video.time_base,
                               frame_rate=self.video.average_rate or self.video.guessed_rate,
@@ -155,10 +156,20 @@ class MediaSource:
                     log.warning("%s: damaged after frame %d (%s); reading on", self.url, index, mask_secrets(exc))
         finally:
             self.frames_decoded = index
+        if self.info.is_live:
+            return
         expected = self.info.frames
-        if expected and index < expected * 0.98 and not self.info.is_live:
+        short = f"decoded {index} of {expected} frames" if expected and index < expected * 0.98 else None
+        v = self.video
+        duration_s = (float(v.duration * v.time_base) if v.duration and v.time_base
+                      else self.container.duration / 1e6 if self.container.duration else None)
+        if short is None and duration_s and self._last_time_s is not None:
+            # No frame count (Matroska, MPEG-TS): the video must reach the stated duration.
+            if self._last_time_s < duration_s - max(1.0, 0.05 * duration_s):
+                short = f"video ends at {self._last_time_s:.1f} s of {duration_s:.1f} s"
+        if short:
             if not self.salvage:
-                raise TruncatedInputError(f"{self.url}: input is truncated: decoded {index} of {expected} frames "
+                raise TruncatedInputError(f"{self.url}: input is truncated or damaged: {short} "
                                           "(--salvage keeps what decodes)")
             self.damaged = True
 
@@ -177,6 +188,8 @@ class MediaSource:
         return self.info.frames
 
     def _to_frame(self, frame: av.VideoFrame, index: int) -> Frame:
+        if frame.pts is not None and frame.time_base is not None:
+            self._last_time_s = float(frame.pts * frame.time_base)
         rotation = int(round(frame.rotation or 0))
         if index == 0:  # the encoder tags the output as these planes are
             self._color = color_tags(frame)

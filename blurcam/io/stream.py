@@ -188,8 +188,9 @@ class Connection:
         container_options = {}
         if dest.format == "flv":
             container_options["flvflags"] = "no_duration_filesize"  # nothing to seek back to
-        if dest.network or dest.target == "-":
-            container_options["flush_packets"] = "1"
+        # Every packet leaves at once: to a viewer, and to a recording, which then holds all
+        # that was sent if the machine dies (FFmpeg would otherwise write 256 kB at a time).
+        container_options["flush_packets"] = "1"
         try:
             target = _StdoutWriter() if dest.target == "-" else dest.target
             self.container = av.open(target, "w", format=dest.format, container_options=container_options)

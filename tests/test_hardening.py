@@ -17,7 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
+from blurcam.errors import SinkError
 from blurcam.io.sink import create_partial, remove_stale_partials
+from blurcam.io.source import MediaSource
+from blurcam.io.stream import StreamConfig, StreamSink
 from blurcam.live import camera_input, has_format
 from blurcam.synth import Placement, background, render, write_clip
 from blurcam.urls import mask_secrets, mask_url
@@ -120,10 +123,11 @@ def test_secrets_never_printed(args, tmp_path, face_clip):
 # ---- 2. a stalled destination -----------------------------------------------------
 
 class StallingServer:
-    """Accepts TCP on 127.0.0.1, answers the first RTMP handshake byte, then never
-    reads or writes again (a server or network that silently went away)."""
+    """Accepts TCP on 127.0.0.1, answers ``greeting`` (the first RTMP handshake byte),
+    then never reads or writes again (a server or network that silently went away)."""
 
-    def __init__(self) -> None:
+    def __init__(self, greeting: bytes = b"\x03") -> None:
+        self.greeting = greeting
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.held: list[socket.socket] = []
@@ -140,7 +144,7 @@ class StallingServer:
                 continue
             try:
                 conn.recv(1537)
-                conn.sendall(b"\x03")  # S0, then silence
+                conn.sendall(self.greeting)  # then silence
             except OSError:
                 pass
             self.held.append(conn)
@@ -180,6 +184,21 @@ def test_stalled_rtmp_destination_does_not_freeze_the_recording(moving, moving_c
     frames = decode_rgb(recording)
     assert len(frames) >= 30
     assert_no_face_leaks(moving, frames[::5])  # what was recorded is redacted
+
+
+def test_rtmps_handshake_that_never_ends_is_cut(face_clip):
+    server = StallingServer(greeting=b"")
+    source = MediaSource(face_clip.path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(SinkError, match="cannot connect") as failure:
+            StreamSink(f"rtmps://127.0.0.1:{server.port}/live/KEY", source.info,
+                       config=StreamConfig(connect_timeout_s=1.0))
+        assert time.monotonic() - started < 10  # the connect timeout plus the relay's start-up
+    finally:
+        source.close()
+        server.close()
+    assert "KEY" not in str(failure.value)
 
 
 # ---- 3. a silent source -----------------------------------------------------------

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from bench.wider_eval import HEIGHT_BUCKETS, find_dataset, score_image, summarise  # noqa: E402
 from blurcam.detect import Detector, make_detector  # noqa: E402
 from blurcam.detect.ensemble import Ensemble  # noqa: E402
-from blurcam.pipeline import detect_image  # noqa: E402
+from blurcam.view import detect_image  # noqa: E402
 
 CENTERFACE_OPTIONS = {"small_thr": "small_threshold", "small_px": "small_px", "min_px": "min_px"}
 COLUMNS = ("all", "easy", *(label for label, _, _ in HEIGHT_BUCKETS), "area_masked")

@@ -1,5 +1,5 @@
 """Does the live preset hold real time? 720p30 played at its real pace through
-``blurcam.live.run_live`` into an MPEG-TS recording (the same StreamSink as RTMP).
+``blurcam.pipeline.run_live`` into an MPEG-TS recording (the same StreamSink as RTMP).
 
     python bench/live_bench.py [--seconds 60] [--quality live] [--size 1280x720] [--clip FILE]
 
@@ -19,7 +19,8 @@ from blurcam.benchmark import sample_clip  # noqa: E402
 from blurcam.detect import make_detector  # noqa: E402
 from blurcam.io.source import MediaSource  # noqa: E402
 from blurcam.io.stream import StreamSink  # noqa: E402
-from blurcam.live import LiveConfig, LiveStats, run_live  # noqa: E402
+from blurcam.loop import LiveStats  # noqa: E402
+from blurcam.pipeline import LiveConfig, run_live  # noqa: E402
 
 
 def main() -> None:
@@ -44,8 +45,8 @@ def main() -> None:
             source.close()
             detector.close()
     p50, p95 = stats.percentiles_all()
-    print(f"| {args.quality} | {args.size} | {stats.frames_in} | {stats.frames_out} | {stats.frames_dropped} | "
-          f"{stats.frames_obscured} | {p50:.0f} | {p95:.0f} |")
+    print(f"| {args.quality} | {args.size} | {stats.frames_in} | {stats.frames} | {stats.frames_dropped} | "
+          f"{stats.frames_obscured_whole} | {p50:.0f} | {p95:.0f} |")
 
 
 if __name__ == "__main__":

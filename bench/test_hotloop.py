@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from blurcam.detect import make_detector, view_side
-from blurcam.io.convert import planes_to_videoframe, planes_to_view, rgb_to_planes, shrink, videoframe_to_planes
-from blurcam.pipeline import make_view, view_to_frame
+from blurcam.io.convert import planes_to_rgb, planes_to_videoframe, planes_to_view, rgb_to_planes, shrink, videoframe_to_planes
+from blurcam.view import make_view, view_to_frame
 from blurcam.redact import RedactConfig, redact_faces
 from blurcam.synth import background
 from blurcam.track import Persistence
@@ -125,7 +125,7 @@ def test_detector_view(benchmark, size, side, route):
         view = benchmark(area)
     else:
         view = benchmark(planes_to_view, planes, wh)
-    reference = cv2.resize(Frame(planes, 0, 0, Fraction(1, 30)).to_rgb(), wh, interpolation=cv2.INTER_AREA)
+    reference = cv2.resize(planes_to_rgb(planes), wh, interpolation=cv2.INTER_AREA)
     assert view.shape == reference.shape and np.abs(view.astype(int) - reference).mean() < 3
 
 
@@ -155,7 +155,7 @@ def test_detector_per_frame(benchmark, frame_720p, name, build):
     frame, face = frame_720p
     detector = build()
     try:
-        view = make_view(Frame.from_rgb(frame), view_side(detector))
+        view = make_view(Frame(rgb_to_planes(frame), 0, 0, Fraction(1, 30)), view_side(detector))
         faces = benchmark(detector.detect, view, 0)
     finally:
         detector.close()

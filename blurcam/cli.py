@@ -91,48 +91,22 @@ def blur(
     The output keeps resolution, frame count, timing, rotation and audio. Subtitle, data (GPS, telemetry) and attachment streams and all metadata are removed. It is written under a temporary name and renamed into place only when complete.
     """
     from .errors import EXIT_SALVAGED
-    from .io.sink import EncoderConfig, check_output_path, refuse_same_file
-    from .pipeline import PipelineConfig, default_output_path, is_image_path, redact_file, redact_image
+    from .io.sink import EncoderConfig
+    from .pipeline import PipelineConfig, default_output_path, is_image_path, redact_path
     from .redact import RedactConfig
-    from .report import ReportBuilder, write_report
     from .track import TrackConfig
 
     try:
-        try:
-            config = PipelineConfig(
-                detector=quality, threshold=threshold, audio=not no_audio, centerface_every=detect_every, salvage=salvage,
-                redact=RedactConfig(mode=mode, pad=pad),
-                track=TrackConfig(hold_frames=hold, lookback_frames=lookback),
-                encoder=EncoderConfig(codec=codec, crf=crf, preset=preset))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        config = _build(PipelineConfig, detector=quality, threshold=threshold, audio=not no_audio,
+                        centerface_every=detect_every, salvage=salvage, redact=_build(RedactConfig, mode=mode, pad=pad),
+                        track=_build(TrackConfig, hold_frames=hold, lookback_frames=lookback),
+                        encoder=_build(EncoderConfig, codec=codec, crf=crf, preset=preset))
         output = output or default_output_path(input)
-        if report is not None:  # before any work: a report that cannot be written fails now
-            refuse_same_file(input, report, "report")
-            refuse_same_file(output, report, "report")
-            check_output_path(report, overwrite)
-        builder = ReportBuilder() if report else None
-        total = None
-        if not is_image_path(input):
-            total = _frame_count(input)
-        progress = Progress(total, enabled=not quiet and sys.stderr.isatty())
-
-        def on_frame(record) -> None:
-            progress(record)
-            if builder is not None:
-                builder.add(record)
-
-        job = redact_image if is_image_path(input) else redact_file
+        progress = Progress(None if is_image_path(input) else _frame_count(input), enabled=not quiet and sys.stderr.isatty())
         try:
-            stats = job(input, output, config, overwrite=overwrite, on_frame=on_frame)
+            stats = redact_path(input, output, config, overwrite=overwrite, report=report, on_frame=progress)
         finally:
             progress.close()
-        if builder is not None:
-            try:
-                write_report(report, builder.build(input_path=input, output_path=output, config=config, stats=stats),
-                             overwrite=overwrite)
-            except BlurcamError as exc:
-                raise type(exc)(f"{output} was written, but not its report: {exc}") from None
         if stats.frames_obscured_whole:
             typer.echo(f"blurcam: warning: the detector failed on {stats.frames_obscured_whole} frames; "
                        "they were obscured whole", err=True)
@@ -178,74 +152,37 @@ def live(
 
     Frames the machine cannot keep up with are dropped, never sent raw. Until the detector has produced its first result, and for any frame it fails or is late on, the whole frame is obscured. Lost servers are reconnected with backoff; frames during the outage are discarded.
     """
-    import threading
-
     from . import signals
-    from .io.sink import EncoderConfig, refuse_same_file
-    from .io.stream import MultiSink, StreamConfig, StreamSink
-    from .live import LiveStats, live_config, open_live_source, run_live
+    from .io.sink import EncoderConfig
+    from .io.stream import StreamConfig
+    from .pipeline import LiveConfig, stream_live
     from .redact import RedactConfig
     from .track import TrackConfig
 
+    show = not quiet and sys.stderr.isatty()
+
+    def tick(stats) -> None:
+        if show:
+            sys.stderr.write(f"\r{stats.line()}   ")
+            sys.stderr.flush()
+
     try:
-        if not to and not preview:
-            raise UsageError("give at least one destination with --to (rtmp://..., udp://..., -, or a .ts/.mkv file)")
-        try:
-            config = live_config(
-                detector=quality, threshold=threshold, audio=not no_audio, realtime=realtime,
-                max_seconds=duration, detect_timeout_ms=detect_timeout_ms,
-                redact=RedactConfig(mode=mode), track=TrackConfig(hold_frames=hold, lookback_frames=0),
-                encoder=EncoderConfig(crf=crf, preset=preset, live=True))
-            stream_config = StreamConfig(keyframe_interval_s=keyframe_interval, reconnect_for_s=reconnect_for)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        for dest in to:  # a recording that is the source itself would destroy it
-            if source and "://" not in source and source != "-" and "://" not in dest and dest != "-":
-                refuse_same_file(source, dest, "recording")
-        src = open_live_source(source, camera=camera, size=size, fps=fps, audio=not no_audio,
-                               timeout_s=source_timeout)
-        stats = LiveStats()
-        sinks = []
-        try:
-            for dest in to:
-                sinks.append(StreamSink(dest, src.info, audio_streams=src.audio_streams, encoder=config.encoder,
-                                        config=stream_config, overwrite=overwrite, on_sent=stats.sent,
-                                        required=len(to) + preview == 1))
-            if preview:
-                from .io.preview import PreviewSink
-
-                sinks.append(PreviewSink())
-            sink = sinks[0] if len(sinks) == 1 else MultiSink(sinks)
-            show = not quiet and sys.stderr.isatty()
-
-            def tick(s: LiveStats) -> None:
-                if show:
-                    sys.stderr.write(f"\r{s.line()}   ")
-                    sys.stderr.flush()
-
-            stop = threading.Event()
-            interrupted: KeyboardInterrupt | None = None
-            try:
-                run_live(src, sink, config, stats=stats, on_tick=tick, stop=stop)
-            except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: flush what was sent
-                interrupted = exc
-                stop.set()
-            sink.commit()
-        except BaseException:
-            for s_ in sinks:
-                s_.abort()
-            raise
-        finally:
-            src.close()
+        config = _build(LiveConfig, detector=quality, threshold=threshold, audio=not no_audio, realtime=realtime,
+                        max_seconds=duration, detect_timeout_ms=detect_timeout_ms, redact=_build(RedactConfig, mode=mode),
+                        track=_build(TrackConfig, hold_frames=hold, lookback_frames=0),
+                        encoder=_build(EncoderConfig, crf=crf, preset=preset, live=True))
+        stream = _build(StreamConfig, keyframe_interval_s=keyframe_interval, reconnect_for_s=reconnect_for)
+        run = stream_live(source, to, config, stream=stream, camera=camera, size=size, fps=fps,
+                          source_timeout_s=source_timeout, overwrite=overwrite, preview=preview, on_tick=tick)
         if show:
             sys.stderr.write("\n")
-        why = f"stopped ({interrupted})" if interrupted else "source ended"
+        s = run.stats
         if not quiet:
-            typer.echo(f"blurcam live: {why} after {stats.frames_in} frames: sent {stats.frames_out}, "
-                       f"dropped {stats.frames_dropped}, obscured whole {stats.frames_obscured}; {stats.line()}",
-                       err=True)
-        if interrupted is not None:
-            raise typer.Exit(signals.exit_code(interrupted))
+            why = f"stopped ({run.interrupted})" if run.interrupted else "source ended"
+            typer.echo(f"blurcam live: {why} after {s.frames_in} frames: sent {s.frames}, dropped {s.frames_dropped}, "
+                       f"obscured whole {s.frames_obscured_whole}; {s.line()}", err=True)
+        if run.interrupted is not None:
+            raise typer.Exit(signals.exit_code(run.interrupted))
     except BlurcamError as exc:
         _fail(exc)
     except KeyboardInterrupt as exc:
@@ -293,6 +230,14 @@ def bench(
                                                       "cpu_ms_per_frame": m.cpu_ms_per_frame} for m in results], indent=1))
     except BlurcamError as exc:
         _fail(exc)
+
+
+def _build(config_class, **values):
+    """A config dataclass; its validation errors are usage errors (exit 2)."""
+    try:
+        return config_class(**values)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _frame_count(path: Path) -> int | None:

@@ -1,40 +1,36 @@
-"""source -> detect -> track -> redact -> sink, with stages overlapped in threads.
+"""Jobs: each opens its source, sinks and detector, runs the frame loop, and closes
+them, whatever happens. The library's entry points (the CLI is a shell over them):
 
-    reader thread     demux + decode (PyAV, frame threads), 4:2:0 planes and the
-                      detector's RGB view                    -> frames queue (bounded)
-                      audio packets                          -> audio queue
-    detector thread   detector.detect(view)                  -> detected queue (bounded)
-    caller's thread   persistence + look-back, redaction, encode + mux
+    redact_file(input, output, PipelineConfig(...))    a video, written atomically
+    redact_image(input, output, PipelineConfig(...))   a still image, written atomically
+    stream_live(source, destinations, LiveConfig(...))  a camera or stream, in real time
 
-Bounded queues give back-pressure, so memory is bounded by their sizes plus the
-look-back buffer. A worker's exception stops every stage and is re-raised in the
-caller. If the detector raises on a frame, that frame is obscured whole: nothing
-unredacted ever reaches the sink.
+Every failure a user can cause is a BlurcamError subclass (see errors.py).
 """
 from __future__ import annotations
 
 import logging
-import queue
+import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .detect import DEFAULT_FILE_PRESET, PRESETS, Detector, make_detector, view_side
-from .detect.centerface import default_threads, usable_cpus
-from .io.sink import VIDEO_FORMATS, EncoderConfig, FileSink, refuse_same_file
-from .io.convert import planes_to_view, view_size
-from .io.source import MediaSource
-from .redact import RedactConfig, obscure_whole, redact_faces
-from .track import Persistence, TrackConfig, backfill_box, bridge_boxes
-from .stages import END, Stages, drain
-from .types import Faces, Frame
+from .cpu import encoder_threads_beside_detector
+from .detect import DEFAULT_FILE_PRESET, DEFAULT_LIVE_PRESET, PRESETS, Detector, make_detector
+from .errors import BlurcamError, SinkError, SourceError, UsageError
+from .io.sink import VIDEO_FORMATS, EncoderConfig, FileSink, Sink, check_output_path, refuse_same_file, write_atomically
+from .io.source import MediaSource, open_live_source
+from .io.fanout import FanOut
+from .io.stream import StreamConfig, StreamSink
+from .loop import FilePolicy, FrameRecord, LivePolicy, LiveStats, RunStats, run_frames
+from .redact import RedactConfig, redact_faces
+from .track import TrackConfig
+from .view import detect_image
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,221 +62,43 @@ class PipelineConfig:
             raise ValueError(f"queue_frames must be >= 1, got {self.queue_frames}")
 
 
-@dataclass
-class FrameRecord:
-    """What was done to one frame: the faces (detected and carried), the pixel
-    regions destroyed for them (N, 4) int32, and whether the frame was obscured whole."""
+@dataclass(frozen=True, kw_only=True)
+class LiveConfig:
+    """Settings for one live run.
 
-    index: int
-    time_s: float | None
-    faces: Faces
-    regions: np.ndarray
-    obscured_whole: bool
-
-
-@dataclass
-class RunStats:
-    frames: int = 0
-    faces_detected: int = 0
-    faces_carried: int = 0
-    frames_obscured_whole: int = 0
-    seconds: float = 0.0
-    damaged: bool = False  # salvage: part of the input could not be read
-    frames_expected: int | None = None  # what the container's header promised
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds else 0.0
-
-
-def quarter_turns(rotation_deg: int) -> int:
-    """Counter-clockwise quarter turns (0-3) that show a stored frame as displayed."""
-    return round(rotation_deg / 90) % 4
-
-
-def make_view(frame: Frame, long_side: int | None) -> np.ndarray:
-    """The detector's input for ``frame``: (h, w, 3) uint8 RGB as displayed (detectors
-    expect upright faces), its long side at most ``long_side`` (None: full size)."""
-    view = planes_to_view(frame.planes, view_size(frame.width, frame.height, long_side))
-    k = quarter_turns(frame.rotation_deg)
-    return np.ascontiguousarray(np.rot90(view, k)) if k else view
-
-
-def boxes_to_stored(xyxy: np.ndarray, k: int, stored_wh: tuple[int, int]) -> np.ndarray:
-    """Map (N, 4) boxes found on ``np.rot90(image, k)`` back to the stored image,
-    whose (width, height) is ``stored_wh``."""
-    if k == 0 or len(xyxy) == 0:
-        return xyxy
-    w, h = stored_wh
-    x1, y1, x2, y2 = xyxy.T
-    if k == 1:  # display (xd, yd) <- stored (w - yd, xd)
-        out = np.stack([w - y2, x1, w - y1, x2], axis=1)
-    elif k == 2:
-        out = np.stack([w - x2, h - y2, w - x1, h - y1], axis=1)
-    else:  # k == 3: display (xd, yd) <- stored (yd, h - xd)
-        out = np.stack([y1, h - x2, y2, h - x1], axis=1)
-    return out.astype(np.float32)
-
-
-def view_to_frame(faces: Faces, view_shape: tuple[int, ...], k: int, frame_wh: tuple[int, int]) -> Faces:
-    """Boxes found on a view (display orientation, ``k`` quarter turns, scaled) -> frame pixels."""
-    if len(faces) == 0:
-        return faces
-    vh, vw = view_shape[:2]
-    stored_view_wh = (vw, vh) if k % 2 == 0 else (vh, vw)
-    xyxy = boxes_to_stored(faces.xyxy, k, stored_view_wh)
-    scale = np.array([frame_wh[0] / stored_view_wh[0], frame_wh[1] / stored_view_wh[1]] * 2, np.float32)
-    return Faces((xyxy * scale).astype(np.float32), faces.score, faces.track_id, faces.carried)
-
-
-def detect_frame(detector: Detector, frame: Frame) -> Faces:
-    """Run ``detector`` on the frame's view (made now if the reader did not); boxes come
-    back in frame pixels. The view is released: only the planes stay buffered."""
-    view = frame.view if frame.view is not None else make_view(frame, view_side(detector))
-    frame.view = None
-    faces = detector.detect(view, frame.time_ms)
-    return view_to_frame(faces, view.shape, quarter_turns(frame.rotation_deg), (frame.width, frame.height))
-
-
-def detect_image(detector: Detector, rgb: np.ndarray, time_ms: int) -> Faces:
-    """Run ``detector`` on a still (H, W, 3) uint8 RGB image through the same kind of view
-    as video frames get (area-averaged to its ``max_side``); boxes in image pixels."""
-    import cv2
-
-    height, width = rgb.shape[:2]
-    view_wh = view_size(width, height, view_side(detector), even=False)
-    view = rgb if view_wh == (width, height) else cv2.resize(rgb, view_wh, interpolation=cv2.INTER_AREA)
-    return view_to_frame(detector.detect(np.ascontiguousarray(view), time_ms), view.shape, 0, (width, height))
-
-
-class _Pending:
-    """A detected frame waiting in the look-back buffer for back-filled boxes."""
-
-    __slots__ = ("frame", "faces", "extra", "obscure")
-
-    def __init__(self, frame: Frame, faces: Faces, obscure: bool) -> None:
-        self.frame, self.faces, self.obscure = frame, faces, obscure
-        self.extra: list[Faces] = []
-
-
-def run(source: MediaSource, sink, detector: Detector, config: PipelineConfig, *,
-        on_frame: Callable[[FrameRecord], None] | None = None) -> RunStats:
-    """Redact every frame of ``source`` into ``sink``; returns counts.
-
-    The sink gets frames in order, each exactly once, each already redacted; the
-    caller commits or aborts the sink. ``on_frame`` is called in the caller's
-    thread after each frame is written (progress, reports).
+    detect_timeout_ms: a frame whose detection has not finished this long after it
+        started goes out obscured whole (the detector is too slow or hung).
+    realtime: pace a file source to its timestamps (rehearsal, tests).
+    max_seconds: stop after this much source time (None: until the source ends or Ctrl-C).
+    queue_frames: frames waiting for the detector; more are dropped, not queued.
     """
-    stages = Stages()
-    frames_q: queue.Queue = queue.Queue(maxsize=config.queue_frames)
-    detected_q: queue.Queue = queue.Queue(maxsize=config.queue_frames)
-    audio_q: queue.Queue = queue.Queue()  # unbounded, but the reader is held back by frames_q
-    stats = RunStats()
-    rng = np.random.default_rng()
-    tracker = Persistence(config.track)
-    lookback = config.track.lookback_frames if not source.info.is_live else 0
-    buffer: deque[_Pending] = deque()
-    started = time.perf_counter()
 
-    side = view_side(detector)
+    detector: str = DEFAULT_LIVE_PRESET
+    threshold: float | None = None
+    redact: RedactConfig = field(default_factory=RedactConfig)
+    track: TrackConfig = field(default_factory=lambda: TrackConfig(hold_frames=10, lookback_frames=0))
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(crf=23, preset="veryfast", live=True))
+    audio: bool = True
+    detect_timeout_ms: float = 500.0
+    realtime: bool = False
+    max_seconds: float | None = None
+    queue_frames: int = 4
 
-    def read() -> None:
-        try:
-            for item in source.items():
-                if isinstance(item, Frame):
-                    item.view = make_view(item, side)  # here, off the detector's thread
-                    stages.put(frames_q, item)
-                else:
-                    audio_q.put(item)
-        finally:
-            if not stages.stop.is_set():
-                stages.put(frames_q, END)
+    def __post_init__(self) -> None:
+        if self.detect_timeout_ms <= 0:
+            raise ValueError(f"detect_timeout_ms must be > 0, got {self.detect_timeout_ms}")
+        if self.queue_frames < 1:
+            raise ValueError(f"queue_frames must be >= 1, got {self.queue_frames}")
+        if self.track.lookback_frames:
+            raise ValueError("live output cannot look back: lookback_frames must be 0")
 
-    def detect() -> None:
-        while (frame := stages.get(frames_q)) is not END:
-            try:
-                faces = detect_frame(detector, frame)
-            except Exception as exc:  # fail closed: this frame will be obscured whole
-                log.warning("detector failed on frame %d (%s); obscuring the whole frame", frame.index, exc)
-                faces = None
-            stages.put(detected_q, (frame, faces))
-        stages.put(detected_q, END)
 
-    def emit(item: _Pending) -> None:
-        frame = item.frame
-        faces = Faces.concat([item.faces, *item.extra])
-        if item.obscure:
-            obscure_whole(frame.planes, config.redact, rng)
-            regions = np.array([[0, 0, frame.width, frame.height]], np.int32)
-            stats.frames_obscured_whole += 1
-        else:
-            regions = redact_faces(frame.planes, faces.xyxy, config.redact, rng)
-        sink.write_frame(frame)
-        for packet in drain(audio_q):
-            sink.write_audio(packet)
-        stats.frames += 1
-        stats.faces_detected += int((~faces.carried).sum())
-        stats.faces_carried += int(faces.carried.sum())
-        if on_frame is not None:
-            time_s = float(frame.pts * frame.time_base) if frame.pts is not None else None
-            on_frame(FrameRecord(frame.index, time_s, faces, regions, item.obscure))
-
-    stages.start("reader", read)
-    stages.start("detector", detect)
+def live_config(**kwargs) -> LiveConfig:
+    """LiveConfig from keyword arguments, ValueError -> UsageError (for the CLI)."""
     try:
-        while (got := stages.get(detected_q)) is not END:
-            frame, detections = got
-            faces = tracker.update(detections)
-            births = tracker.births
-            if len(births) and lookback:
-                # A new face, now seen twice, was probably there undetected before: cover
-                # the frames since its birth with the box spanning first and latest sight,
-                # and the frames before it with its first box, grown with distance.
-                ends = faces[np.isin(faces.track_id, births.track_id)]
-                for back, pending in enumerate(reversed(buffer), start=1):
-                    boxes = []
-                    for i, age in enumerate(tracker.births_age.tolist()):
-                        first = births.xyxy[i:i + 1]
-                        if back < age:
-                            latest = ends.xyxy[ends.track_id == births.track_id[i]]
-                            both = np.concatenate([first, latest])
-                            boxes.append(np.concatenate([both[:, :2].min(0), both[:, 2:].max(0)])[None])
-                        else:
-                            boxes.append(backfill_box(first, back - age + 1, config.track.growth_per_frame))
-                    pending.extra.append(Faces(np.concatenate(boxes).astype(np.float32), births.score,
-                                               births.track_id, np.ones(len(births), bool)))
-            if len(tracker.gaps) and lookback:
-                # Faces found again after frames without a detection (CenterFace runs on
-                # every k-th frame; detectors blink): the frames in between are still
-                # buffered, so they also get the straight path between both sightings.
-                for back, pending in enumerate(reversed(buffer), start=1):
-                    if back >= tracker.gaps.max():
-                        break
-                    inside = tracker.gaps > back
-                    boxes = bridge_boxes(tracker.gap_from, tracker.gap_to, tracker.gaps, back,
-                                         config.track.growth_per_frame)
-                    pending.extra.append(Faces(boxes, np.ones(len(boxes), np.float32), tracker.gap_ids[inside],
-                                               np.ones(len(boxes), bool)))
-            buffer.append(_Pending(frame, faces, obscure=detections is None))
-            if len(buffer) > lookback:
-                emit(buffer.popleft())
-        while buffer:
-            emit(buffer.popleft())
-        for thread in stages.threads:
-            thread.join()
-        stages.check()
-        for packet in drain(audio_q):
-            sink.write_audio(packet)
-    finally:
-        stages.shutdown([frames_q, detected_q])
-    stats.seconds = time.perf_counter() - started
-    return stats
-
-
-def encoder_threads_beside_detector() -> int:
-    """Encoder threads for a detector-bound preset: the cores onnxruntime does not use
-    (at least one). On 2 cores, one encoder thread gave +7 % fps and -60 MB at 1080p."""
-    return max(1, usable_cpus() - default_threads())
+        return LiveConfig(**kwargs)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def default_output_path(input_path: str | Path) -> Path:
@@ -315,7 +133,9 @@ def redact_file(input_path: str | Path, output_path: str | Path | None = None,
         if own_detector:
             detector = make_detector(config.detector, threshold=config.threshold,
                                      centerface_every=config.centerface_every)
-        stats = run(source, sink, detector, config, on_frame=on_frame)
+        lookback = config.track.lookback_frames if not source.info.is_live else 0
+        stats = run_frames(source, sink, detector, FilePolicy(lookback, config.queue_frames),
+                           redact=config.redact, track=config.track, on_frame=on_frame)
         sink.commit()
         stats.damaged, stats.frames_expected = source.damaged, source.frames_expected
         return stats
@@ -343,9 +163,6 @@ def redact_image(input_path: str | Path, output_path: str | Path | None = None,
     """Redact a still image. EXIF orientation is applied when reading; the output is
     written from pixels alone, so EXIF (GPS, camera, time) and text chunks are gone."""
     import cv2
-
-    from .errors import SourceError, UsageError
-    from .io.sink import check_output_path, write_atomically
 
     config = config or PipelineConfig()
     output_path = Path(output_path) if output_path else default_output_path(input_path)
@@ -387,3 +204,119 @@ def redact_image(input_path: str | Path, output_path: str | Path | None = None,
     if on_frame is not None:
         on_frame(FrameRecord(0, 0.0, faces, regions, False))
     return RunStats(frames=1, faces_detected=len(faces), seconds=time.perf_counter() - started)
+
+
+def redact_path(input_path: str | Path, output_path: str | Path | None = None,
+                config: PipelineConfig | None = None, *, overwrite: bool = False, report: str | Path | None = None,
+                on_frame: Callable[[FrameRecord], None] | None = None) -> RunStats:
+    """Redact a video or a still image (by its extension), and write ``report`` (the
+    --report JSON) beside it. The report path is checked before any work, and written
+    atomically; if it fails after the output was written, the error says so."""
+    from .report import ReportBuilder, write_report
+
+    config = config or PipelineConfig()
+    output_path = Path(output_path) if output_path else default_output_path(input_path)
+    builder = None
+    if report is not None:
+        report = Path(report)
+        refuse_same_file(input_path, report, "report")
+        refuse_same_file(output_path, report, "report")
+        check_output_path(report, overwrite)
+        builder = ReportBuilder()
+
+    def each(record: FrameRecord) -> None:
+        if builder is not None:
+            builder.add(record)
+        if on_frame is not None:
+            on_frame(record)
+
+    job = redact_image if is_image_path(input_path) else redact_file
+    stats = job(input_path, output_path, config, overwrite=overwrite, on_frame=each)
+    if builder is not None:
+        try:
+            write_report(report, builder.build(input_path=input_path, output_path=output_path, config=config,
+                                               stats=stats), overwrite=overwrite)
+        except BlurcamError as exc:
+            raise type(exc)(f"{output_path} was written, but not its report: {exc}") from None
+    return stats
+
+
+def live_detector(config: LiveConfig) -> Detector:
+    """The live preset's detector. Every detector runs on every frame: a stream has no
+    look-back, so a face first seen on a frame a file preset would skip (balanced:
+    CenterFace every 2nd) would go out raw."""
+    return make_detector(config.detector, threshold=config.threshold, centerface_every=1)
+
+
+def run_live(source: MediaSource, sink: Sink, config: LiveConfig | None = None, *,
+             detector: Detector | Callable[[], Detector] | None = None, stats: LiveStats | None = None,
+             on_tick: Callable[[RunStats], None] | None = None, stop: threading.Event | None = None) -> LiveStats:
+    """The frame loop under the live policy, on a source and sink the caller opened and
+    closes. ``detector``: an instance, or a factory loaded in a thread while the stream
+    starts obscured (default: :func:`live_detector`)."""
+    config = config or LiveConfig()
+    policy = LivePolicy(config.detect_timeout_ms, realtime=config.realtime, max_seconds=config.max_seconds,
+                        queue_frames=config.queue_frames)
+    stats = stats if stats is not None else LiveStats()
+    run_frames(source, sink, detector or (lambda: live_detector(config)), policy, redact=config.redact,
+               track=config.track, stats=stats, on_tick=on_tick, stop=stop)
+    return stats
+
+
+@dataclass
+class LiveRun:
+    """How a live run ended: its counters, and the stop signal if it was interrupted
+    (None: the source ended). Destinations that failed on the way are in ``failures``."""
+
+    stats: LiveStats
+    interrupted: KeyboardInterrupt | None = None
+    failures: list[SinkError] = field(default_factory=list)
+
+
+def stream_live(source: str | None, destinations: list[str], config: LiveConfig | None = None, *,
+                stream: StreamConfig | None = None, camera: int = 0, size: str | None = None,
+                fps: int | None = None, source_timeout_s: float = 10.0, overwrite: bool = False,
+                preview: bool = False, on_tick: Callable[[RunStats], None] | None = None,
+                detector: Detector | Callable[[], Detector] | None = None) -> LiveRun:
+    """Redact ``source`` (see ``open_live_source``) into every destination (see
+    ``StreamSink``) and a preview window, in real time, until the source ends or a
+    stop signal (Ctrl-C, SIGTERM, SIGHUP) arrives; then the sinks are committed, so
+    recordings are closed properly. A network destination that cannot connect at the
+    start is retried in the background while the others go on (when it is the only
+    one, that is an error). ``detector``: default ``make_detector(config.detector)``,
+    loaded in a thread while the stream starts obscured.
+    """
+    config = config or LiveConfig()
+    if not destinations and not preview:
+        raise UsageError("give at least one destination with --to (rtmp://..., udp://..., -, or a .ts/.mkv file)")
+    for dest in destinations:  # a recording that is the source itself would destroy it
+        if source and "://" not in source and source != "-" and "://" not in dest and dest != "-":
+            refuse_same_file(source, dest, "recording")
+    src = open_live_source(source, camera=camera, size=size, fps=fps, audio=config.audio, timeout_s=source_timeout_s)
+    run = LiveRun(LiveStats())
+    sinks: list[Sink] = []
+    try:
+        for dest in destinations:
+            sinks.append(StreamSink(dest, src.info, audio_streams=src.audio_streams, encoder=config.encoder,
+                                    config=stream, overwrite=overwrite, on_sent=run.stats.sent,
+                                    required=len(destinations) + preview == 1))
+        if preview:
+            from .io.preview import PreviewSink
+
+            sinks.append(PreviewSink())
+        sink = sinks[0] if len(sinks) == 1 else FanOut(sinks)
+        stop = threading.Event()
+        try:
+            run_live(src, sink, config, detector=detector, stats=run.stats, on_tick=on_tick, stop=stop)
+        except KeyboardInterrupt as exc:  # flush what was sent, close recordings
+            run.interrupted = exc
+            stop.set()
+        sink.commit()
+        run.failures = getattr(sink, "failures", [])
+        return run
+    except BaseException:
+        for each in sinks:
+            each.abort()
+        raise
+    finally:
+        src.close()

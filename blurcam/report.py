@@ -25,7 +25,8 @@ from . import __version__
 from .io.sink import write_atomically
 from .models import manifest
 from .urls import mask_url
-from .pipeline import FrameRecord, PipelineConfig, RunStats
+from .loop import FrameRecord, RunStats
+from .pipeline import PipelineConfig
 
 SCHEMA_VERSION = 1
 

@@ -1,8 +1,11 @@
-"""Threads with bounded queues: one stop event, an end sentinel, errors re-raised in the caller."""
+"""Threads with bounded queues: one stop event, an end sentinel, errors re-raised in the
+caller. The one queue/thread helper of the package: the frame loop and the stream sink's
+sender both use it."""
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 END = object()  # end-of-stream sentinel on every queue
@@ -56,6 +59,19 @@ class Stages:
             except queue.Empty:
                 continue
 
+    def poll(self, q: queue.Queue, timeout_s: float | None):
+        """``get``, or with ``timeout_s`` None when nothing came within it (the caller
+        then has time for other work, such as a watchdog)."""
+        if timeout_s is None:
+            return self.get(q)
+        self.check()
+        if self.stop.is_set():
+            raise Stop
+        try:
+            return q.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
     def check(self) -> None:
         if self.error is not None:
             raise self.error
@@ -68,6 +84,19 @@ class Stages:
                 for q in queues:
                     drain(q)
                 thread.join(timeout=_POLL_S)
+
+
+def put_while(q: queue.Queue, item, alive: Callable[[], bool], timeout_s: float | None = None) -> bool:
+    """Put ``item``, waiting for room while ``alive()`` (a consumer thread still runs)
+    and for at most ``timeout_s``; False if it could not be put."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while alive() and (deadline is None or time.monotonic() < deadline):
+        try:
+            q.put(item, timeout=_POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def drain(q: queue.Queue) -> list:

@@ -9,18 +9,21 @@ in t+2. For redaction a miss is a leak, so persistence here only ever ADDS boxes
 
 Tracks are matched greedily by IoU against their predicted boxes, then what is
 left by centre distance (a face unseen for frames can move out of IoU reach); a
-track's velocity is a smoothed per-frame change of its box. The files pipeline also
-back-fills a newly seen face into the frames before it (``births``) and gives the
-frames between two sightings of a face the path between them (``gaps``,
-:func:`bridge_boxes`).
+track's velocity is a smoothed per-frame change of its box.
+
+``Persistence.update`` returns a :class:`TrackUpdate`: the faces for this frame, and
+what a caller holding earlier frames (files, not streams) should paint onto them:
+a newly confirmed face back-filled into the frames before it (births), and the
+straight path between two sightings of a face for the frames between (gaps).
+``TrackUpdate.lookback(back)`` gives those boxes for one earlier frame.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .boxes import box_iou, scale_about_centre
+from .boxes import box_iou
 from .types import Faces
 
 
@@ -68,6 +71,58 @@ class TrackConfig:
             raise ValueError(f"growth_per_frame must be in [0, 0.5], got {self.growth_per_frame}")
 
 
+_NONE4 = np.zeros((0, 4), np.float32)
+_NONE = np.zeros(0, np.int64)
+
+
+@dataclass(frozen=True)
+class TrackUpdate:
+    """One ``Persistence.update``: this frame's faces, and boxes owed to earlier frames.
+
+    faces: every detection (with track ids) plus carried boxes of lost tracks.
+    births: faces confirmed by this update (their second detection), box at birth;
+        births_age (N,) frames between birth and now; births_now (N, 4) box now.
+    gap_from, gap_to (M, 4): the boxes of tracks found again after gaps (M,) frames
+        unseen, at the earlier and at this sighting; gap_ids (M,).
+    growth_per_frame: how fast a look-back box grows with its distance from a sighting.
+    """
+
+    faces: Faces
+    births: Faces = field(default_factory=Faces.empty)
+    births_age: np.ndarray = field(default_factory=lambda: _NONE)
+    births_now: np.ndarray = field(default_factory=lambda: _NONE4)
+    gap_from: np.ndarray = field(default_factory=lambda: _NONE4)
+    gap_to: np.ndarray = field(default_factory=lambda: _NONE4)
+    gaps: np.ndarray = field(default_factory=lambda: _NONE)
+    gap_ids: np.ndarray = field(default_factory=lambda: _NONE)
+    growth_per_frame: float = 0.0
+
+    @property
+    def reach(self) -> int | None:
+        """How many frames back this update owes boxes: 0 none, None unbounded (a
+        birth is painted over every earlier frame still held)."""
+        if len(self.births):
+            return None
+        return int(self.gaps.max()) - 1 if len(self.gaps) else 0
+
+    def lookback(self, back: int) -> Faces:
+        """Carried boxes for the frame ``back`` (>= 1) frames before this one: each
+        birth's box (its span from birth to now inside its life, its birth box grown
+        with distance before it), and the path between two sightings inside a gap."""
+        first, age = self.births.xyxy, self.births_age
+        inside = back < age
+        spanned = np.concatenate([np.minimum(first[:, :2], self.births_now[:, :2]),
+                                  np.maximum(first[:, 2:], self.births_now[:, 2:])], axis=1)
+        grow = 1.0 + self.growth_per_frame * np.maximum(back - age + 1, 0)
+        centre, half = (first[:, :2] + first[:, 2:]) / 2, (first[:, 2:] - first[:, :2]) / 2 * grow[:, None]
+        before = np.concatenate([centre - half, centre + half], axis=1)
+        born = np.where(inside[:, None], spanned, before).astype(np.float32)
+        bridged = bridge_boxes(self.gap_from, self.gap_to, self.gaps, back, self.growth_per_frame)
+        ids = np.concatenate([self.births.track_id, self.gap_ids[self.gaps > back]])
+        score = np.concatenate([self.births.score, np.ones(len(bridged), np.float32)])
+        return Faces(np.concatenate([born, bridged]), score.astype(np.float32), ids, np.ones(len(ids), bool))
+
+
 class Persistence:
     """Holds lost faces for ``hold_frames``; call ``update`` once per frame, in order,
     even when the detector found nothing (pass ``Faces.empty()``).
@@ -90,36 +145,23 @@ class Persistence:
         self.first_box = np.zeros((0, 4), np.float32)  # (T, 4) box at birth
         self.backfill = np.zeros(0, bool)  # (T,) a new face that still owes its look-back
         self._next_id = 0
-        # Faces confirmed by the last update (second detection): their box at birth, and
-        # ``births_age``, how many frames before this one they were born.
-        self.births = Faces.empty()
-        self.births_age = np.zeros(0, np.int64)
-        # Tracks found again by the last update after ``gaps`` (N,) frames unseen: their
-        # boxes at the previous and at this detection, (N, 4) each (see ``bridge_boxes``).
-        self.gap_from = np.zeros((0, 4), np.float32)
-        self.gap_to = np.zeros((0, 4), np.float32)
-        self.gaps = np.zeros(0, np.int64)
-        self.gap_ids = np.zeros(0, np.int64)
 
-    def update(self, detections: Faces | None) -> Faces:
-        """Faces to redact in this frame: all ``detections`` (with track ids) plus
-        carried boxes of tracks lost less than ``hold_frames`` ago (``carried=True``).
+    def update(self, detections: Faces | None) -> TrackUpdate:
+        """This frame's :class:`TrackUpdate`: ``faces`` are all ``detections`` (with
+        track ids) plus carried boxes of tracks lost less than ``hold_frames`` ago
+        (``carried=True``); births and gaps are what it owes earlier frames.
 
         ``detections=None`` means the detector had no answer for this frame (failure):
         tracks are predicted forward but not aged, and nothing is born.
-        ``births``/``births_age`` and ``gaps``/``gap_from``/``gap_to``/``gap_ids``
-        describe this call only.
         """
-        self.births, self.births_age = Faces.empty(), np.zeros(0, np.int64)
-        self.gap_from = self.gap_to = np.zeros((0, 4), np.float32)
-        self.gaps, self.gap_ids = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        growth = self.config.growth_per_frame
         predicted = self.box + self.velocity
         # A prediction is a guess that worsens with time: damp it so a jittery
         # velocity cannot carry a box off a face that has stopped.
         self.velocity = self.velocity * np.float32(self.config.velocity_decay)
         if detections is None:
             self.box = predicted
-            return self._carried(np.ones(len(self.ids), bool))
+            return TrackUpdate(self._carried(np.ones(len(self.ids), bool)), growth_per_frame=growth)
         det = detections.xyxy
         track_of_det = np.full(len(det), -1, np.int64)
         reached = np.zeros(len(det), bool)  # matched by distance, not overlap
@@ -149,10 +191,10 @@ class Persistence:
         hit[track_of_det[matched]] = True
         t_hit, d_hit = track_of_det[matched], np.flatnonzero(matched)
         refound = self.missed[t_hit] > 0
-        self.gap_from = self.last_seen[t_hit[refound]]
-        self.gap_to = det[d_hit[refound]].astype(np.float32)
-        self.gaps = self.missed[t_hit[refound]] + 1
-        self.gap_ids = self.ids[t_hit[refound]]
+        gap_from = self.last_seen[t_hit[refound]]
+        gap_to = det[d_hit[refound]].astype(np.float32)
+        gaps = self.missed[t_hit[refound]] + 1
+        gap_ids = self.ids[t_hit[refound]]
 
         # Matched tracks: update box and smoothed velocity. Unmatched: predict, age.
         new_box = predicted.copy()
@@ -215,9 +257,9 @@ class Persistence:
         # Look-back waits for a second detection: a one-frame false positive (common at
         # crowd-grade thresholds) would otherwise be painted over the frames before it.
         confirmed = self.backfill & (self.hits >= self.config.confirm_hits)
-        self.births = Faces(self.first_box[confirmed], self.score[confirmed], self.ids[confirmed],
-                            np.ones(int(confirmed.sum()), bool))
-        self.births_age = self.age[confirmed]
+        births = Faces(self.first_box[confirmed], self.score[confirmed], self.ids[confirmed],
+                       np.ones(int(confirmed.sum()), bool))
+        births_age, births_now = self.age[confirmed], self.last_seen[confirmed]  # confirmed now: seen now
         self.backfill &= ~confirmed
 
         lost = (self.missed > 0) & (self.missed <= self.config.hold_frames)
@@ -228,7 +270,8 @@ class Persistence:
         self.ids, self.score, self.last_seen = self.ids[alive], self.score[alive], self.last_seen[alive]
         self.hits, self.age, self.first_box = self.hits[alive], self.age[alive], self.first_box[alive]
         self.backfill = self.backfill[alive]
-        return Faces.concat([out_detected, carried])
+        return TrackUpdate(Faces.concat([out_detected, carried]), births, births_age, births_now,
+                           gap_from, gap_to, gaps, gap_ids, growth)
 
     def _carried(self, which: np.ndarray) -> Faces:
         """Boxes for the selected lost tracks: the union of where the face was last
@@ -278,9 +321,3 @@ def bridge_boxes(gap_from: np.ndarray, gap_to: np.ndarray, gaps: np.ndarray, bac
     grow = 1.0 + growth_per_frame * np.minimum(gap - back, back)[:, None]
     centre, half = (box[:, :2] + box[:, 2:]) / 2, (box[:, 2:] - box[:, :2]) / 2 * grow
     return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
-
-
-def backfill_box(first: np.ndarray, frames_before: int, growth_per_frame: float) -> np.ndarray:
-    """Box (N, 4) to add ``frames_before`` frames before a face's first detection:
-    its first box grown by ``growth_per_frame`` per frame, as its motion is unknown."""
-    return scale_about_centre(first, 1.0 + growth_per_frame * frames_before)

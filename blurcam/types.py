@@ -116,23 +116,14 @@ class Frame:
     def height(self) -> int:
         return self.planes[0].shape[0]
 
+    def time_s(self, fallback_fps: float = 30.0) -> float:
+        """Presentation time in seconds; a frame without a pts is placed at
+        ``index / fallback_fps`` (the stream's nominal rate, where known)."""
+        if self.pts is None:
+            return self.index / fallback_fps
+        return float(self.pts * self.time_base)
+
     @property
     def time_ms(self) -> int:
         """Presentation time in ms (index-based fallback at 30 fps when pts is missing)."""
-        if self.pts is None:
-            return round(self.index * 1000 / 30)
-        return round(float(self.pts * self.time_base) * 1000)
-
-    @classmethod
-    def from_rgb(cls, rgb: np.ndarray, index: int = 0, pts: int | None = None,
-                 time_base: Fraction = Fraction(1, 30), **kwargs) -> Frame:
-        """A Frame from an (H, W, 3) uint8 RGB image (stills, tests, generated clips)."""
-        from .io.convert import rgb_to_planes
-
-        return cls(rgb_to_planes(rgb), index, index if pts is None else pts, time_base, **kwargs)
-
-    def to_rgb(self) -> np.ndarray:
-        """The picture as a new (H, W, 3) uint8 RGB array (stored orientation)."""
-        from .io.convert import planes_to_rgb
-
-        return planes_to_rgb(self.planes)
+        return round(self.time_s() * 1000)

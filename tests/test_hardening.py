@@ -21,7 +21,7 @@ from blurcam.errors import SinkError
 from blurcam.io.sink import create_partial, remove_stale_partials
 from blurcam.io.source import MediaSource
 from blurcam.io.stream import StreamConfig, StreamSink
-from blurcam.live import camera_input, has_format
+from blurcam.io.source import camera_input, has_format
 from blurcam.synth import Placement, background, render, write_clip
 from blurcam.urls import mask_secrets, mask_url
 from conftest import Clip, decode_rgb

@@ -18,7 +18,8 @@ import pytest
 from blurcam.detect import make_detector
 from blurcam.io.source import MediaSource
 from blurcam.io.stream import StreamSink
-from blurcam.live import LiveConfig, LiveStats, run_live
+from blurcam.loop import LiveStats
+from blurcam.pipeline import LiveConfig, run_live
 from blurcam.synth import Placement, background, render, write_clip
 from conftest import Clip
 from leak import assert_no_face_leaks, detail_kept
@@ -84,8 +85,8 @@ def test_live_to_rtmp_faces_destroyed_audio_kept(rtmp_server, live_clip, detecto
         source.close()
     player.join(timeout=20)
     assert stats.frames_in == N_FRAMES
-    assert stats.frames_out + stats.frames_dropped == N_FRAMES
-    assert stats.frames_obscured <= 3  # a loaded detector: only the real frames, not obscured ones
+    assert stats.frames + stats.frames_dropped == N_FRAMES
+    assert stats.frames_obscured_whole <= 3  # a loaded detector: only the real frames, not obscured ones
     assert len(player.images) >= N_FRAMES // 2
     assert player.audio_packets > 0
     assert_no_face_leaks(live_clip, player.images)
@@ -132,12 +133,12 @@ def _record(clip: Clip, tmp_path: Path, detector, **config) -> tuple[LiveStats, 
 def test_live_runs_every_detector_on_every_frame(monkeypatch):
     """Files may skip frames for CenterFace (look-back covers them); a stream cannot."""
     from blurcam.detect.centerface import CenterFaceDetector
-    from blurcam.live import _load
+    from blurcam.pipeline import live_detector
 
     calls = []
     inner = CenterFaceDetector.detect
     monkeypatch.setattr(CenterFaceDetector, "detect", lambda self, *a: calls.append(self.name) or inner(self, *a))
-    detector = _load(None, LiveConfig(detector="balanced"))
+    detector = live_detector(LiveConfig(detector="balanced"))
     try:
         for t in range(4):
             detector.detect(np.zeros((72, 128, 3), np.uint8), t * 33)
@@ -149,7 +150,7 @@ def test_live_runs_every_detector_on_every_frame(monkeypatch):
 def test_detector_raising_sends_frames_obscured_never_raw(live_clip, tmp_path, detector):
     faulty = FaultyDetector(detector, raise_on=range(10, 16))
     stats, images = _record(live_clip, tmp_path, faulty, realtime=True, track=_no_hold())
-    assert stats.frames_obscured >= 6
+    assert stats.frames_obscured_whole >= 6
     assert_no_face_leaks(live_clip, images)
 
 
@@ -162,7 +163,7 @@ def test_control_without_redaction_the_check_sees_faces(live_clip):
 def test_detector_too_slow_frame_goes_out_obscured(live_clip, tmp_path, detector):
     faulty = FaultyDetector(detector, hang_on={20}, hang_s=1.0)
     stats, images = _record(live_clip, tmp_path, faulty, realtime=True, detect_timeout_ms=200, track=_no_hold())
-    assert stats.frames_obscured >= 1
+    assert stats.frames_obscured_whole >= 1
     assert stats.frames_dropped > 0  # the input kept coming while the detector hung
     assert_no_face_leaks(live_clip, images)
 
@@ -173,7 +174,7 @@ def test_stream_starts_obscured_while_the_model_loads(live_clip, tmp_path, detec
         return detector
 
     stats, images = _record(live_clip, tmp_path, slow_factory, realtime=True)
-    assert stats.frames_obscured >= 5  # ~0.5 s of frames went out obscured, not raw, not dropped
+    assert stats.frames_obscured_whole >= 5  # ~0.5 s of frames went out obscured, not raw, not dropped
     assert_no_face_leaks(live_clip, images)
 
 

@@ -20,9 +20,12 @@ from conftest import IDENTIFYING_TAGS
 
 
 from blurcam.errors import SinkError
+from blurcam.io.convert import rgb_to_planes
 from blurcam.io.sink import EncoderConfig
 from blurcam.io.source import MediaSource
-from blurcam.io.stream import Destination, MultiSink, StreamConfig, StreamSink
+from blurcam.io.destination import Destination
+from blurcam.io.fanout import FanOut
+from blurcam.io.stream import StreamConfig, StreamSink
 from blurcam.synth import Placement, background, render, write_clip
 from blurcam.types import Frame
 
@@ -224,7 +227,7 @@ def test_stalled_connection_is_cut_and_reconnected(rtmp_server, live_clip):
     sink = StreamSink(rtmp_server.url("stall"), source.info, config=config,
                       encoder=EncoderConfig(crf=10, preset="ultrafast"))
     rng = np.random.default_rng(0)
-    noise = [Frame.from_rgb(rng.integers(0, 256, (SIZE_WH[1], SIZE_WH[0], 3), np.uint8)).planes for _ in range(8)]
+    noise = [rgb_to_planes(rng.integers(0, 256, (SIZE_WH[1], SIZE_WH[0], 3), np.uint8)) for _ in range(8)]
     durations = []
     try:
         rtmp_server.pause()
@@ -256,6 +259,7 @@ def test_stalled_connection_is_cut_and_reconnected(rtmp_server, live_clip):
 _STDOUT_WRITER = """
 import sys
 import av
+from blurcam.io.convert import rgb_to_planes
 from blurcam.io.sink import EncoderConfig
 from blurcam.io.source import MediaSource
 from blurcam.io.stream import StreamSink
@@ -383,11 +387,11 @@ class _BrokenSink:
         self.aborted = True
 
 
-def test_multisink_one_failing_destination_does_not_stop_the_others(tmp_path, live_clip):
+def test_fanout_one_failing_destination_does_not_stop_the_others(tmp_path, live_clip):
     source = MediaSource(live_clip)
     broken = _BrokenSink()
     recording = StreamSink(tmp_path / "rec.ts", source.info, audio_streams=source.audio_streams)
-    sink = MultiSink([broken, recording])
+    sink = FanOut([broken, recording])
     try:
         push(source, sink, pace=False)
         sink.commit()
@@ -400,7 +404,7 @@ def test_multisink_one_failing_destination_does_not_stop_the_others(tmp_path, li
         assert c.streams.audio
 
 
-def test_multisink_raises_when_every_destination_failed():
-    sink = MultiSink([_BrokenSink(), _BrokenSink()])
+def test_fanout_raises_when_every_destination_failed():
+    sink = FanOut([_BrokenSink(), _BrokenSink()])
     with pytest.raises(SinkError, match="broken destination"):
-        sink.write_frame(Frame.from_rgb(np.zeros((2, 2, 3), np.uint8), time_base=Fraction(1, FPS)))
+        sink.write_frame(Frame(rgb_to_planes(np.zeros((2, 2, 3), np.uint8)), 0, 0, Fraction(1, FPS)))

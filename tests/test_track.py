@@ -12,7 +12,7 @@ def faces(*boxes):
 def test_detections_always_pass_through_untouched():
     p = Persistence(TrackConfig(hold_frames=0))
     det = faces([10, 10, 50, 50], [100, 100, 120, 130])
-    out = p.update(det)
+    out = p.update(det).faces
     np.testing.assert_array_equal(out.xyxy, det.xyxy)
     assert not out.carried.any()
 
@@ -21,41 +21,41 @@ def test_box_held_through_detector_blinks_then_released():
     """Face seen in frames 0-4, missed in 5-7: still covered; gone after hold frames."""
     p = Persistence(TrackConfig(hold_frames=3))
     for t in range(5):
-        out = p.update(faces([10 + 2 * t, 10, 50 + 2 * t, 50]))
+        out = p.update(faces([10 + 2 * t, 10, 50 + 2 * t, 50])).faces
         assert len(out) == 1 and not out.carried[0]
     track = out.track_id[0]
     for t in range(5, 8):
-        out = p.update(Faces.empty())
+        out = p.update(Faces.empty()).faces
         assert len(out) == 1 and out.carried[0] and out.track_id[0] == track
         # moved on with the face's motion (2 px/frame to the right) and never shrinks
         assert out.xyxy[0, 2] >= 50 + 2 * 4
         assert out.xyxy[0, 0] <= 10 + 2 * 4
-    assert len(p.update(Faces.empty())) == 0
+    assert len(p.update(Faces.empty()).faces) == 0
 
 
 def test_same_face_keeps_its_track_and_new_face_is_confirmed_on_second_sight():
     p = Persistence()
     a = p.update(faces([10, 10, 50, 50]))
-    assert len(p.births) == 0  # one sighting: not yet owed a look-back
+    assert len(a.births) == 0  # one sighting: not yet owed a look-back
     b = p.update(faces([12, 10, 52, 50], [200, 200, 240, 240]))
-    assert b.track_id[0] == a.track_id[0]
-    assert len(p.births) == 1 and p.births.track_id[0] == a.track_id[0]
-    np.testing.assert_array_equal(p.births.xyxy[0], [10, 10, 50, 50])  # its box at birth
-    assert p.births_age.tolist() == [1]
-    p.update(faces([14, 10, 54, 50], [201, 200, 241, 240]))
-    assert len(p.births) == 1 and p.births.track_id[0] == b.track_id[1]
+    assert b.faces.track_id[0] == a.faces.track_id[0]
+    assert len(b.births) == 1 and b.births.track_id[0] == a.faces.track_id[0]
+    np.testing.assert_array_equal(b.births.xyxy[0], [10, 10, 50, 50])  # its box at birth
+    assert b.births_age.tolist() == [1]
+    c = p.update(faces([14, 10, 54, 50], [201, 200, 241, 240]))
+    assert len(c.births) == 1 and c.births.track_id[0] == b.faces.track_id[1]
 
 
 def test_detector_failure_keeps_tracks_without_ageing():
     p = Persistence(TrackConfig(hold_frames=1))
     p.update(faces([10, 10, 50, 50]))
     for _ in range(5):
-        assert len(p.update(None)) == 1  # no answer is not "no face"
+        assert len(p.update(None).faces) == 1  # no answer is not "no face"
 
 
 def test_empty_input_is_fine():
     p = Persistence()
-    assert len(p.update(Faces.empty())) == 0
+    assert len(p.update(Faces.empty()).faces) == 0
 
 
 def test_split_detection_of_a_known_face_gets_no_lookback():
@@ -63,24 +63,22 @@ def test_split_detection_of_a_known_face_gets_no_lookback():
     p.update(faces([10, 10, 50, 50]))
     p.update(faces([12, 10, 52, 50]))
     p.update(faces([14, 10, 54, 50], [30, 30, 60, 60]))  # second box overlaps the known face
-    p.update(faces([16, 10, 56, 50], [31, 30, 61, 60]))
-    assert len(p.births) == 0
+    assert len(p.update(faces([16, 10, 56, 50], [31, 30, 61, 60])).births) == 0
     p.update(faces([18, 10, 58, 50], [300, 300, 340, 340]))  # a new face elsewhere
-    p.update(faces([20, 10, 60, 50], [301, 300, 341, 340]))
-    assert len(p.births) == 1
+    assert len(p.update(faces([20, 10, 60, 50], [301, 300, 341, 340])).births) == 1
 
 
 def test_duplicate_track_of_a_detected_face_adds_no_carried_box():
     p = Persistence()
     p.update(faces([10, 10, 50, 50], [12, 12, 52, 52]))  # two detectors on one face: two tracks
-    out = p.update(faces([11, 10, 51, 50]))  # one of them blinks, the face is still detected
+    out = p.update(faces([11, 10, 51, 50])).faces  # one of them blinks, the face is still detected
     assert len(out) == 1 and not out.carried.any()
 
 
 def test_lost_face_elsewhere_still_carried():
     p = Persistence()
     p.update(faces([10, 10, 50, 50], [200, 200, 240, 240]))
-    out = p.update(faces([11, 10, 51, 50]))  # the second face is missed
+    out = p.update(faces([11, 10, 51, 50])).faces  # the second face is missed
     assert len(out) == 2 and out.carried.sum() == 1
 
 
@@ -89,14 +87,12 @@ def test_face_found_again_reports_the_gap_and_its_two_sightings():
     p = Persistence(TrackConfig(hold_frames=5))
     p.update(faces([0, 0, 40, 40]))
     for _ in range(3):
-        p.update(Faces.empty())
-        assert len(p.gaps) == 0
-    p.update(faces([24, 0, 64, 40]))
-    assert p.gaps.tolist() == [4]
-    np.testing.assert_array_equal(p.gap_from, [[0, 0, 40, 40]])
-    np.testing.assert_array_equal(p.gap_to, [[24, 0, 64, 40]])
-    p.update(faces([30, 0, 70, 40]))  # seen on consecutive frames: no gap
-    assert len(p.gaps) == 0
+        assert len(p.update(Faces.empty()).gaps) == 0
+    again = p.update(faces([24, 0, 64, 40]))
+    assert again.gaps.tolist() == [4]
+    np.testing.assert_array_equal(again.gap_from, [[0, 0, 40, 40]])
+    np.testing.assert_array_equal(again.gap_to, [[24, 0, 64, 40]])
+    assert len(p.update(faces([30, 0, 70, 40])).gaps) == 0  # seen on consecutive frames: no gap
 
 
 def test_bridge_boxes_follow_the_straight_path_between_sightings():
@@ -117,22 +113,22 @@ def test_face_unseen_for_frames_is_matched_beyond_iou_reach():
     for _ in range(3):
         p.update(Faces.empty())
     again = p.update(faces([30, 0, 70, 40]))
-    assert again.track_id[0] == first.track_id[0] and p.gaps.tolist() == [4]
+    assert again.faces.track_id[0] == first.faces.track_id[0] and again.gaps.tolist() == [4]
     stranger = Persistence(TrackConfig(hold_frames=5))
     first = stranger.update(faces([0, 0, 40, 40]))
     stranger.update(Faces.empty())
     far = stranger.update(faces([200, 0, 240, 40]))  # too far for 2 frames: a different face
-    assert far.track_id[0] != first.track_id[0]
+    assert far.faces.track_id[0] != first.faces.track_id[0]
 
 
 def test_failed_frame_does_not_repeat_the_last_births_or_bridges():
     p = Persistence(TrackConfig(hold_frames=5))
     p.update(faces([0, 0, 40, 40]))
     p.update(Faces.empty())
-    p.update(faces([2, 0, 42, 40]))  # second sighting after a gap: a birth and a bridge
-    assert len(p.births) == 1 and len(p.gaps) == 1
-    p.update(None)  # detector failed: nothing new was learnt
-    assert len(p.births) == 0 and len(p.gaps) == 0
+    both = p.update(faces([2, 0, 42, 40]))  # second sighting after a gap: a birth and a bridge
+    assert len(both.births) == 1 and len(both.gaps) == 1
+    failed = p.update(None)  # detector failed: nothing new was learnt
+    assert len(failed.births) == 0 and len(failed.gaps) == 0 and failed.reach == 0
 
 
 def test_face_matched_by_distance_still_gets_the_lookback_of_a_new_face():
@@ -143,8 +139,34 @@ def test_face_matched_by_distance_still_gets_the_lookback_of_a_new_face():
     p.update(faces([0, 0, 40, 40]))
     for _ in range(3):
         p.update(Faces.empty())
-    p.update(faces([50, 0, 90, 40]))  # 50 px away after 4 frames: matched by distance
-    assert len(p.births) == 0
-    p.update(faces([51, 0, 91, 40]))
-    assert len(p.births) == 1
-    np.testing.assert_array_equal(p.births.xyxy, [[50, 0, 90, 40]])
+    assert len(p.update(faces([50, 0, 90, 40])).births) == 0  # 50 px away after 4 frames: matched by distance
+    confirmed = p.update(faces([51, 0, 91, 40]))
+    assert len(confirmed.births) == 1
+    np.testing.assert_array_equal(confirmed.births.xyxy, [[50, 0, 90, 40]])
+
+
+def test_lookback_spans_a_new_face_back_to_its_birth_and_grows_before_it():
+    """Born at frame 0 at x 0-40, confirmed at frame 2 at x 20-60 (growth 0.1/frame)."""
+    p = Persistence(TrackConfig(hold_frames=5, growth_per_frame=0.1))
+    p.update(faces([0, 0, 40, 40]))
+    p.update(Faces.empty())
+    update = p.update(faces([20, 0, 60, 40]))
+    assert update.reach is None  # a birth is owed to every earlier frame still held
+    one_back = update.lookback(1)  # inside its life: the span of both sightings (and the bridge)
+    assert one_back.carried.all() and (one_back.track_id == update.faces.track_id[0]).all()
+    np.testing.assert_allclose(one_back.xyxy[0], [0, 0, 60, 40])
+    three_back = update.lookback(3)  # before its birth: the birth box, grown by 2 frames' worth
+    assert len(three_back) == 1
+    np.testing.assert_allclose(three_back.xyxy[0], [-4, -4, 44, 44])
+
+
+def test_lookback_of_a_plain_gap_reaches_only_inside_it():
+    p = Persistence(TrackConfig(hold_frames=5, confirm_hits=1))
+    p.update(faces([0, 0, 40, 40]))
+    p.update(faces([0, 0, 40, 40]))
+    for _ in range(2):
+        p.update(Faces.empty())
+    update = p.update(faces([12, 0, 52, 40]))  # still overlapping: the same face, no new birth
+    assert update.gaps.tolist() == [3] and update.reach == 2 and len(update.births) == 0
+    np.testing.assert_allclose(update.lookback(1).xyxy, bridge_boxes(update.gap_from, update.gap_to, update.gaps, 1, 0.03))
+    assert len(update.lookback(3)) == 0

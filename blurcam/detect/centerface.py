@@ -13,12 +13,12 @@ size, so the graph's declared input and output shapes are rewritten in memory (s
 """
 from __future__ import annotations
 
-import os
 import threading
 
 import cv2
 import numpy as np
 
+from ..cpu import detector_threads
 from ..errors import DetectorError
 from ..models import model_bytes
 from ..boxes import scale_about_centre
@@ -30,22 +30,6 @@ _OUTPUTS = ("537", "538", "539")  # heatmap, scale, offset; "540" (landmarks) is
 _STRIDE = 4  # output cell size in input pixels
 _MULTIPLE = 32  # the backbone downsamples 5 times: input sides must be multiples of 32
 _NMS_IOU = 0.3  # neighbouring heatmap cells fire for the same face; their boxes overlap a lot
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def default_threads() -> int:
-    """onnxruntime intra-op threads: the CPUs this process may use, at most 4.
-
-    More threads than cores only adds contention with the decoder and encoder threads.
-    """
-    return max(1, min(usable_cpus(), 4))
 
 
 class CenterFaceDetector:
@@ -99,7 +83,7 @@ class CenterFaceDetector:
         self.input_long_side = input_long_side
         self.input_scale = float(input_scale)
         self.max_side = input_long_side  # views larger than the network input only cost time
-        self._session = _shared_session(threads or default_threads())
+        self._session = _shared_session(threads or detector_threads())
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         """Network input (width, height) before padding, for a width x height frame."""

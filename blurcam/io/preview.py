@@ -5,6 +5,7 @@ import os
 import sys
 
 from ..errors import SinkError
+from .convert import planes_to_rgb
 from ..types import Frame
 
 
@@ -22,7 +23,7 @@ class PreviewSink:
         self.frames_sent = 0
 
     def write_frame(self, frame: Frame) -> None:
-        self._cv2.imshow(self.title, frame.to_rgb()[:, :, ::-1])
+        self._cv2.imshow(self.title, planes_to_rgb(frame.planes)[:, :, ::-1])
         self._cv2.waitKey(1)  # lets the window draw; key presses are ignored
         self.frames_sent += 1
 

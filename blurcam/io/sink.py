@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import av
 
@@ -144,6 +145,24 @@ class VideoEncoder:
 
     def flush(self) -> list[av.Packet]:
         return self.stream.encode(None)
+
+
+class Sink(Protocol):
+    """Where redacted frames go (FileSink, StreamSink, FanOut, PreviewSink).
+
+    ``write_frame`` in presentation order, each frame already redacted (a sink may
+    keep its planes: do not modify them after); ``write_audio`` with packets of the
+    source's audio streams; then exactly one of ``commit`` (finish: flush, close,
+    move into place) or ``abort`` (discard what is unfinished; safe to repeat).
+    """
+
+    def write_frame(self, frame: Frame) -> None: ...
+
+    def write_audio(self, packet: av.Packet) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 class FileSink:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import sys
 import threading
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -242,3 +243,101 @@ class _Microphone:
     def close(self) -> None:
         if self.stream is not None:
             self.container.close()
+
+
+# ---- live sources -----------------------------------------------------------------
+
+def has_format(name: str, available=None) -> bool:
+    """Whether PyAV's FFmpeg has the (de)muxer ``name``. PyAV lists aliases together
+    (``video4linux2,v4l2``), so each entry is split on commas."""
+    entries = av.formats_available if available is None else available
+    return any(name in entry.split(",") for entry in entries)
+
+
+@dataclass(frozen=True)
+class CameraInput:
+    """How to open a platform's camera (and microphone) with FFmpeg's device demuxers."""
+
+    url: str
+    format: str
+    options: dict
+    mic: tuple[str, str] | None = None  # (url, format) of a separate microphone input (Linux)
+
+
+def camera_input(camera: int = 0, *, size: str | None = None, fps: int | None = None, audio: bool = True,
+                 platform: str = sys.platform) -> CameraInput:
+    """The device input for camera number ``camera`` on ``platform``: avfoundation on
+    macOS (camera and microphone in one input), dshow on Windows, v4l2 plus the ALSA
+    default microphone on Linux (stamped with wall-clock time, as ALSA is, so the two
+    inputs share one clock)."""
+    options = {}
+    if size:
+        options["video_size"] = size
+    if fps:
+        options["framerate"] = str(fps)
+    if platform == "darwin":
+        return CameraInput(f"{camera}:{'0' if audio else 'none'}", "avfoundation", options)
+    if platform == "win32":
+        return CameraInput(f"video={camera}", "dshow", options)
+    return CameraInput(f"/dev/video{camera}", "v4l2", {**options, "timestamps": "abs"},
+                       mic=("default", "alsa") if audio else None)
+
+
+def open_live_source(source: str | None, *, camera: int = 0, size: str | None = None, fps: int | None = None,
+                     audio: bool = True, timeout_s: float = 10.0) -> MediaSource:
+    """SOURCE: a URL (rtsp, rtmp, http, udp, tcp, srt), '-' for MPEG-TS/Matroska on stdin,
+    a file, or None for the platform's camera number ``camera``.
+
+    A source that sends nothing for ``timeout_s`` (at open, or later while reading)
+    is a SourceError; Ctrl-C works while it is being opened (the open runs in a
+    thread: FFmpeg's open cannot be interrupted from Python)."""
+    if source is None:
+        cam = camera_input(camera, size=size, fps=fps, audio=audio)
+        if not has_format(cam.format):
+            raise SourceError(f"this PyAV build cannot open cameras ({cam.format} missing); pipe one in instead: "
+                              f"ffmpeg -f {cam.format} -i {cam.url} -f mpegts - | blurcam live - --to ...")
+        if not Path(cam.url).exists() and cam.format == "v4l2":
+            raise SourceError(f"{cam.url}: no such camera (see: ls /dev/video*)")
+        mic = cam.mic if cam.mic and has_format(cam.mic[1]) else None
+        return _interruptible(lambda: MediaSource(cam.url, audio=audio, format=cam.format, options=cam.options,
+                                                  live=True, timeout_s=timeout_s, mic=mic))
+    if source == "-":
+        _wait_readable(sys.stdin.buffer, timeout_s)
+        return _interruptible(lambda: MediaSource(sys.stdin.buffer, audio=audio, live=True))
+    if "://" in source:
+        options = {"video_size": size} if size else {}
+        return _interruptible(lambda: MediaSource(source, audio=audio, options=options, live=True,
+                                                  timeout_s=(timeout_s, timeout_s)))
+    return MediaSource(source, audio=audio, live=True)
+
+
+def _wait_readable(stream, timeout_s: float) -> None:
+    """SourceError unless ``stream`` has data (or EOF) within ``timeout_s`` (POSIX)."""
+    import select
+
+    try:
+        ready, _, _ = select.select([stream], [], [], timeout_s)
+    except (OSError, ValueError, TypeError):  # not selectable (Windows pipes): no first-packet timeout
+        return
+    if not ready:
+        raise SourceError(f"stdin: no data within {timeout_s:g} s (is anything piped in?)")
+
+
+def _interruptible(open_source: Callable[[], MediaSource]) -> MediaSource:
+    """Run ``open_source`` in a thread and wait for it where Ctrl-C can reach us. An
+    abandoned open (Ctrl-C) is left to its own timeout; nothing has been written yet."""
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["source"] = open_source()
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, name="blurcam-open", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)
+    if "error" in result:
+        raise result["error"]
+    return result["source"]

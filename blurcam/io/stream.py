@@ -1,4 +1,6 @@
-"""Live sinks: redacted video to an RTMP server, UDP/TCP, stdout or a local recording.
+"""The live sink: redacted video to an RTMP server, UDP/TCP, stdout or a local recording,
+reconnecting. (Parsing destinations: io/destination.py; the relay process that runs a
+network connection: io/relay.py; audio re-encoding: io/audio.py; fan-out: io/fanout.py.)
 
     sink = StreamSink("rtmp://example.org/live/KEY", source.info, audio_streams=source.audio_streams)
     for item in redacted_items:             # Frames and audio Packets, in demux order
@@ -50,26 +52,26 @@ import time
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from collections.abc import Callable
 
 import av
 
 from ..errors import SinkError
+from ..stages import END, drain, put_while
 from ..types import Frame, VideoInfo
-from ..urls import mask_secrets, mask_url
+from ..urls import mask_secrets
 from .audio import AudioParams, AudioTranscoder
+from .destination import Destination
+from .fanout import copy_packet
 from .relay import RelayConnection
 from .sink import EncoderConfig, VideoEncoder, _disk_error, check_output_path, scrub_metadata
 
 log = logging.getLogger(__name__)
 
 _MS = Fraction(1, 1000)
-_END = object()  # end-of-stream sentinel on the send queue
 _POLL_S = 0.1
 _JOIN_TIMEOUT_S = 10.0
-_RECORDING_FORMATS = {".ts": "mpegts", ".m2ts": "mpegts", ".mkv": "matroska", ".flv": "flv"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,46 +117,9 @@ class StreamConfig:
             raise ValueError(f"queue_frames must be >= 1, got {self.queue_frames}")
 
 
-@dataclass(frozen=True)
-class Destination:
-    """Where a StreamSink writes. ``shown`` is safe to log: credentials are masked."""
-
-    target: str
-    format: str
-    network: bool
-    shown: str
-
-    @classmethod
-    def parse(cls, destination: str | Path, format: str | None = None) -> Destination:
-        text = str(destination)
-        if text == "-":
-            return cls(text, format or "mpegts", False, "stdout")
-        scheme = urlsplit(text).scheme.lower() if "://" in text else ""
-        if scheme in ("rtmp", "rtmps"):
-            return cls(text, format or "flv", True, mask_url(text))
-        if scheme in ("udp", "tcp", "srt"):
-            return cls(text, format or "mpegts", True, mask_url(text))
-        if scheme:
-            raise SinkError(f"{scheme}://: unsupported live destination (use rtmp://, udp://, tcp://, a file or -)")
-        fmt = format or _RECORDING_FORMATS.get(Path(text).suffix.lower())
-        if fmt is None:
-            raise SinkError(f"{text}: a live recording must be .ts, .mkv or .flv (a streamable container)")
-        return cls(text, fmt, False, text)
-
-
 def _reason(exc: BaseException) -> str:
     """The error without its filename (PyAV puts the full URL, stream key and all, there)."""
     return mask_secrets(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
-
-
-def copy_packet(packet: av.Packet) -> av.Packet:
-    """A new packet with the same data, timestamps, time base and source stream.
-    Sinks rebase and restamp the packets they mux, so each needs its own."""
-    out = av.Packet(bytes(packet))
-    out.pts, out.dts, out.time_base = packet.pts, packet.dts, packet.time_base
-    out.is_keyframe = packet.is_keyframe
-    out.stream = packet.stream
-    return out
 
 
 class _StdoutWriter:
@@ -221,7 +186,7 @@ class Connection:
         return self.transcoder.stream
 
     def send_frame(self, frame: Frame) -> None:
-        t = frame.pts * frame.time_base if frame.pts is not None else frame.index / self.frame_rate
+        t = frame.time_s(float(self.frame_rate))
         if self.origin_s is None:
             self.origin_s = t
         ms = max(round((t - self.origin_s) * 1000), self.last_ms + 1)
@@ -340,7 +305,9 @@ class StreamSink:
 
     def _enqueue(self, item: Frame | av.Packet) -> bool:
         if not self.dest.network and self.dest.target != "-":
-            self._put_local(item)  # a recording keeps everything: back-pressure, no drops
+            # A recording keeps everything: back-pressure, no drops.
+            if not put_while(self._queue, item, self._thread.is_alive):
+                self._check()
             return True
         try:
             if self._flowing.is_set():
@@ -363,7 +330,7 @@ class StreamSink:
         # A recording waits for the disk; a network destination gets a few seconds.
         wait_s = self.config.finish_timeout_s if self.dest.network else _JOIN_TIMEOUT_S
         deadline = time.monotonic() + wait_s
-        self._put_local(_END, timeout_s=wait_s)
+        put_while(self._queue, END, self._thread.is_alive, wait_s)
         self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             self._stop.set()
@@ -405,26 +372,8 @@ class StreamSink:
         with self._lock:
             self.frames_dropped += n
 
-    def _put_local(self, item, timeout_s: float | None = None) -> None:
-        """Wait for room in the queue while the sender lives (and for at most ``timeout_s``)."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while self._thread.is_alive() and (deadline is None or time.monotonic() < deadline):
-            try:
-                self._queue.put(item, timeout=_POLL_S)
-                return
-            except queue.Full:
-                continue
-        self._check()
-
     def _drain(self) -> None:
-        dropped = 0
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            dropped += isinstance(item, Frame)
-        self._count_dropped(dropped)
+        self._count_dropped(sum(isinstance(item, Frame) for item in drain(self._queue)))
 
     def _connect(self) -> Connection | RelayConnection:
         if self.dest.network:
@@ -452,7 +401,7 @@ class StreamSink:
                     item = self._queue.get(timeout=_POLL_S)
                 except queue.Empty:
                     continue
-                if item is _END:
+                if item is END:
                     self._finish()
                     return
                 self._send(item)
@@ -526,45 +475,3 @@ class StreamSink:
             self._connected.set()
             log.warning("%s: reconnected after %.1f s", self.dest.shown, time.monotonic() - lost_at)
             return
-
-
-class MultiSink:
-    """Fan-out: every frame and audio packet goes to each of ``sinks`` (StreamSink or
-    FileSink), e.g. two RTMP servers plus a local recording.
-
-    A sink that raises SinkError is aborted and left out from then on, and the others
-    go on; SinkError is raised only when no sink is left. Each sink gets its own copy
-    of each audio packet (sinks restamp them); frames are shared, and only read.
-    """
-
-    def __init__(self, sinks) -> None:
-        self.sinks = list(sinks)
-        if not self.sinks:
-            raise ValueError("MultiSink needs at least one sink")
-        self.failures: list[SinkError] = []
-
-    def write_frame(self, frame: Frame) -> None:
-        self._each(lambda sink: sink.write_frame(frame))
-
-    def write_audio(self, packet: av.Packet) -> None:
-        self._each(lambda sink: sink.write_audio(copy_packet(packet)))
-
-    def commit(self) -> None:
-        """Commit every sink; raises only if none succeeded (see ``failures``)."""
-        self._each(lambda sink: sink.commit())
-
-    def abort(self) -> None:
-        for sink in self.sinks:
-            sink.abort()
-
-    def _each(self, call) -> None:
-        for sink in list(self.sinks):
-            try:
-                call(sink)
-            except SinkError as exc:
-                log.error("one destination failed, the others go on: %s", exc)
-                self.failures.append(exc)
-                self.sinks.remove(sink)
-                sink.abort()
-        if not self.sinks:
-            raise self.failures[-1]

@@ -1,0 +1,406 @@
+"""The frame loop, once for files and streams: read -> view -> detect (fail closed) ->
+persist -> redact -> write. What differs between a file and a stream is a policy:
+
+    FilePolicy   waits for every frame and every detection (back-pressure), and holds
+                 ``lookback_frames`` frames so faces found late are painted back
+    LivePolicy   paces a rehearsal file to real time, drops frames at the input when
+                 the detector is behind, sends a frame whose detection is overdue
+                 obscured whole (a watchdog), and never looks back
+
+Threads (bounded queues, one stop event, errors re-raised in the caller; see stages):
+
+    reader      source items; the detector's view of each frame      -> frames queue
+                audio packets                                          -> audio queue
+    detector    loads the model if given a factory (frames are obscured until it is
+                ready), then detects; a frame whose detection raises is obscured
+    caller      persistence, look-back, redaction, the sink; the watchdog
+
+Nothing reaches the sink that has not been through detection and redaction, or been
+obscured whole.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .detect import Detector, view_side
+from .io.convert import view_size
+from .io.sink import Sink
+from .io.source import MediaSource
+from .redact import RedactConfig, obscure_whole, redact_faces
+from .stages import END, Stages, Stop, drain
+from .track import Persistence, TrackConfig, TrackUpdate
+from .types import Faces, Frame
+from .view import detect_frame, make_view
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FrameRecord:
+    """What was done to one frame: the faces (detected and carried), the pixel
+    regions destroyed for them (N, 4) int32, and whether the frame was obscured whole."""
+
+    index: int
+    time_s: float | None
+    faces: Faces
+    regions: np.ndarray
+    obscured_whole: bool
+
+
+@dataclass
+class RunStats:
+    """Counts of one run. frames: written to the sink; frames_in: read from the source
+    (more when a stream drops frames). ``damaged``/``frames_expected``: --salvage."""
+
+    frames: int = 0
+    frames_in: int = 0
+    frames_dropped: int = 0
+    frames_obscured_whole: int = 0
+    faces_detected: int = 0
+    faces_carried: int = 0
+    seconds: float = 0.0
+    damaged: bool = False
+    frames_expected: int | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+    @property
+    def faces(self) -> int:
+        return self.faces_detected + self.faces_carried
+
+
+@dataclass
+class LiveStats(RunStats):
+    """RunStats plus latency, capture to mux in ms (the stats line uses the last 300
+    frames, benchmarks the whole run)."""
+
+    started_s: float = field(default_factory=time.monotonic)
+    latency_ms: deque = field(default_factory=lambda: deque(maxlen=300))
+    all_latency_ms: list = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def sent(self, frame: Frame) -> None:
+        """Record one frame leaving through a sink (called from sink threads)."""
+        if frame.captured_s:
+            ms = (time.monotonic() - frame.captured_s) * 1000
+            with self._lock:
+                self.latency_ms.append(ms)
+                self.all_latency_ms.append(ms)
+
+    def percentiles(self) -> tuple[float, float]:
+        """Latency p50, p95 over the last 300 frames."""
+        with self._lock:
+            return _p50_p95(np.array(self.latency_ms))
+
+    def percentiles_all(self) -> tuple[float, float]:
+        """Latency p50, p95 over the whole run."""
+        with self._lock:
+            return _p50_p95(np.array(self.all_latency_ms))
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started_s, 1e-9)
+        p50, p95 = self.percentiles()
+        return (f"{self.frames / elapsed:5.1f} fps  latency p50 {p50:4.0f} ms p95 {p95:4.0f} ms  "
+                f"dropped {self.frames_dropped}  obscured {self.frames_obscured_whole}  faces {self.faces}")
+
+
+def _p50_p95(values: np.ndarray) -> tuple[float, float]:
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+
+
+class _Pending:
+    """A detected frame on its way to the sink, with look-back boxes painted onto it later."""
+
+    __slots__ = ("frame", "faces", "extra", "obscure")
+
+    def __init__(self, frame: Frame, faces: Faces, obscure: bool) -> None:
+        self.frame, self.faces, self.obscure = frame, faces, obscure
+        self.extra: list[Faces] = []
+
+
+class FilePolicy:
+    """A file: every frame is read, detected and written, in order (back-pressure, no
+    drops), and the last ``lookback_frames`` frames are held so a face confirmed
+    late is painted back over them (``TrackUpdate.lookback``)."""
+
+    queue_frames: int
+    watchdog_s = None  # a file waits for its detector, however slow
+
+    def __init__(self, lookback_frames: int, queue_frames: int = 4) -> None:
+        self.lookback_frames, self.queue_frames = lookback_frames, queue_frames
+        self._held: deque[_Pending] = deque()
+
+    def items(self, source: MediaSource) -> Iterator:
+        return source.items()
+
+    def admit(self, stages: Stages, frames_q: queue.Queue, frame: Frame, stats: RunStats) -> None:
+        stages.put(frames_q, frame)
+
+    def admit_audio(self, audio_q: queue.Queue, packet) -> None:
+        audio_q.put(packet)  # unbounded, but the reader is held back by the frames queue
+
+    def hold(self, pending: _Pending, update: TrackUpdate) -> list[_Pending]:
+        """Paint ``update``'s look-back onto the held frames, hold ``pending``, and
+        return the frames that leave the look-back window (oldest first)."""
+        if self.lookback_frames:
+            reach = update.reach
+            for back, earlier in enumerate(reversed(self._held), start=1):
+                if reach is not None and back > reach:
+                    break
+                boxes = update.lookback(back)
+                if len(boxes):
+                    earlier.extra.append(boxes)
+        self._held.append(pending)
+        ready = []
+        while len(self._held) > self.lookback_frames:
+            ready.append(self._held.popleft())
+        return ready
+
+    def flush(self) -> list[_Pending]:
+        ready, self._held = list(self._held), deque()
+        return ready
+
+
+class LivePolicy:
+    """A stream: frames the detector cannot keep up with are dropped at the input (and
+    counted), a frame whose detection is overdue is sent obscured whole, and nothing
+    is held back (a stream cannot look back). ``realtime`` paces a file to its
+    timestamps; ``max_seconds`` stops after that much source time."""
+
+    def __init__(self, detect_timeout_ms: float, *, realtime: bool = False, max_seconds: float | None = None,
+                 queue_frames: int = 4) -> None:
+        self.watchdog_s = detect_timeout_ms / 1000
+        self.realtime, self.max_seconds, self.queue_frames = realtime, max_seconds, queue_frames
+
+    def items(self, source: MediaSource) -> Iterator:
+        """Stamp frames with their capture time; sleep to real time for rehearsal files."""
+        origin_media = origin_wall = None
+        for item in source.items():
+            if isinstance(item, Frame):
+                t = item.time_s()
+                if origin_media is None:
+                    origin_media, origin_wall = t, time.monotonic()
+                if self.max_seconds is not None and t - origin_media >= self.max_seconds:
+                    return
+                if self.realtime:
+                    delay = origin_wall + (t - origin_media) - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                item.captured_s = time.monotonic()
+            yield item
+
+    def admit(self, stages: Stages, frames_q: queue.Queue, frame: Frame, stats: RunStats) -> None:
+        try:
+            frames_q.put_nowait(frame)
+        except queue.Full:  # behind real time: drop at the input, never pass it raw
+            stats.frames_dropped += 1
+
+    def admit_audio(self, audio_q: queue.Queue, packet) -> None:
+        try:
+            audio_q.put_nowait(packet)
+        except queue.Full:
+            pass
+
+    def hold(self, pending: _Pending, update: TrackUpdate) -> list[_Pending]:
+        return [pending]
+
+    def flush(self) -> list[_Pending]:
+        return []
+
+
+Policy = FilePolicy | LivePolicy
+
+
+class _DetectorSlot:
+    """The detector, or a factory run in a thread of its own: until it has loaded (and
+    made one call at the stream's size, where runtimes allocate), frames go out
+    obscured, so a stream starts at once. A detector that fails to load leaves every
+    frame obscured, and says why."""
+
+    def __init__(self, detector: Detector | Callable[[], Detector], info) -> None:
+        self.owned = not hasattr(detector, "detect")
+        self._ready: list[Detector] = [] if self.owned else [detector]
+        self._thread = None
+        if self.owned:
+            self._thread = threading.Thread(target=self._load, args=(detector, info), name="blurcam-loader",
+                                            daemon=True)
+            self._thread.start()
+
+    def _load(self, factory: Callable[[], Detector], info) -> None:
+        try:
+            active = factory()
+            w, h = view_size(info.width, info.height, view_side(active))
+            active.detect(np.zeros((h, w, 3) if info.rotation_deg % 180 == 0 else (w, h, 3), np.uint8), 0)
+            self._ready.append(active)
+        except Exception as exc:
+            log.error("detector failed to load (%s); every frame is obscured", exc)
+
+    def get(self) -> Detector | None:
+        return self._ready[0] if self._ready else None
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+        if self.owned and self._ready:
+            self._ready[0].close()
+
+
+class _InFlight:
+    """The frame the detector is working on, shared with the watchdog."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.frame: Frame | None = None
+        self.started_s = 0.0
+        self.emitted = False
+
+    def start(self, frame: Frame) -> None:
+        with self.lock:
+            self.frame, self.started_s, self.emitted = frame, time.monotonic(), False
+
+    def finish(self) -> bool:
+        """Done with the frame; True if the watchdog already sent it."""
+        with self.lock:
+            late, self.frame = self.emitted, None
+            return late
+
+    def overdue(self, timeout_s: float) -> Frame | None:
+        """The in-flight frame if its detection is overdue (then marked as sent)."""
+        with self.lock:
+            frame = self.frame
+            if frame is None or self.emitted or time.monotonic() - self.started_s < timeout_s:
+                return None
+            self.emitted = True
+            return frame
+
+
+def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[], Detector], policy: Policy, *,
+               redact: RedactConfig, track: TrackConfig, stats: RunStats | None = None,
+               on_frame: Callable[[FrameRecord], None] | None = None,
+               on_tick: Callable[[RunStats], None] | None = None,
+               stop: threading.Event | None = None) -> RunStats:
+    """Redact every frame of ``source`` into ``sink`` under ``policy``; returns ``stats``.
+
+    ``detector``: an instance, or a factory run in a thread (frames are obscured until
+    it is ready; the loop then closes it). The sink gets frames in order, each at most
+    once, each redacted or obscured whole; the caller commits or aborts it.
+    ``on_frame`` runs in the caller's thread after each frame is written (progress,
+    reports); ``on_tick`` about once a second; setting ``stop`` ends the run early.
+    """
+    stats = stats if stats is not None else RunStats()
+    stop = stop or threading.Event()
+    stages = Stages()
+    frames_q: queue.Queue = queue.Queue(maxsize=policy.queue_frames)
+    detected_q: queue.Queue = queue.Queue(maxsize=policy.queue_frames + 2)
+    audio_q: queue.Queue = queue.Queue(maxsize=0 if isinstance(policy, FilePolicy) else 256)
+    slot = _DetectorSlot(detector, source.info)
+    inflight = _InFlight()
+    tracker = Persistence(track)
+    rng = np.random.default_rng()
+    started = time.perf_counter()
+
+    def read() -> None:
+        try:
+            for item in policy.items(source):
+                if stop.is_set() or stages.stop.is_set():
+                    return
+                if isinstance(item, Frame):
+                    stats.frames_in += 1
+                    if (active := slot.get()) is not None:  # here, off the detector's thread
+                        item.view = make_view(item, view_side(active))
+                    policy.admit(stages, frames_q, item, stats)
+                else:
+                    policy.admit_audio(audio_q, item)
+        finally:
+            stages.put(frames_q, END)
+
+    def detect() -> None:
+        while (frame := stages.get(frames_q)) is not END:
+            active = slot.get()
+            if active is None:  # still loading, or failed to: obscured
+                stages.put(detected_q, (frame, None))
+                continue
+            inflight.start(frame)
+            try:
+                faces = detect_frame(active, frame)
+            except Exception as exc:  # fail closed: this frame will be obscured whole
+                log.warning("detector failed on frame %d (%s); obscuring the whole frame", frame.index, exc)
+                faces = None
+            late = inflight.finish()
+            stages.put(detected_q, (None if late else frame, faces))
+        stages.put(detected_q, END)
+
+    def emit(item: _Pending) -> None:
+        frame = item.frame
+        faces = Faces.concat([item.faces, *item.extra])
+        if item.obscure:
+            obscure_whole(frame.planes, redact, rng)
+            regions = np.array([[0, 0, frame.width, frame.height]], np.int32)
+            stats.frames_obscured_whole += 1
+        else:
+            regions = redact_faces(frame.planes, faces.xyxy, redact, rng)
+        sink.write_frame(frame)
+        for packet in drain(audio_q):
+            sink.write_audio(packet)
+        stats.frames += 1
+        stats.faces_detected += int((~faces.carried).sum())
+        stats.faces_carried += int(faces.carried.sum())
+        if on_frame is not None:
+            on_frame(FrameRecord(frame.index, frame.time_s() if frame.pts is not None else None,
+                                 faces, regions, item.obscure))
+
+    def watchdog() -> None:
+        """Send the in-flight frame obscured if its detection is overdue. The detector
+        reads the frame's view, not its planes, and a late result is not sent again."""
+        frame = inflight.overdue(policy.watchdog_s)
+        if frame is not None:
+            log.warning("detection of frame %d took over %.0f ms; sent obscured", frame.index, policy.watchdog_s * 1000)
+            emit(_Pending(frame, Faces.empty(), obscure=True))
+
+    stages.start("reader", read)
+    stages.start("detector", detect)
+    last_tick = time.monotonic()
+    try:
+        while not stop.is_set():
+            got = stages.poll(detected_q, None if policy.watchdog_s is None else min(0.05, policy.watchdog_s / 4))
+            if got is None:
+                watchdog()
+            elif got is END:
+                break
+            else:
+                frame, detections = got
+                update = tracker.update(detections)
+                if frame is not None:  # None: the watchdog sent it already
+                    for item in policy.hold(_Pending(frame, update.faces, obscure=detections is None), update):
+                        emit(item)
+            if on_tick is not None and time.monotonic() - last_tick >= 1.0:
+                last_tick = time.monotonic()
+                on_tick(stats)
+        for item in policy.flush():
+            emit(item)
+        if not stop.is_set():
+            for thread in stages.threads:
+                thread.join()
+        stages.check()
+        for packet in drain(audio_q):
+            sink.write_audio(packet)
+    except Stop:
+        stages.check()
+    finally:
+        stop.set()
+        stages.shutdown([frames_q, detected_q, audio_q])
+        slot.close()
+    stats.seconds = time.perf_counter() - started
+    return stats

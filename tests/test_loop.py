@@ -1,0 +1,62 @@
+"""The frame loop's policies on their own: what a file holds back and paints, what a
+stream drops. (Whole runs through the loop are in test_pipeline and test_live.)"""
+from __future__ import annotations
+
+import queue
+from fractions import Fraction
+
+import numpy as np
+
+from blurcam.loop import FilePolicy, LivePolicy, RunStats, _Pending
+from blurcam.stages import Stages
+from blurcam.track import Persistence, TrackConfig
+from blurcam.types import Faces, Frame
+
+
+def frame(index: int) -> Frame:
+    planes = (np.zeros((8, 8), np.uint8), np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8))
+    return Frame(planes, index, index, Fraction(1, 30))
+
+
+def box(*xyxy) -> Faces:
+    return Faces.from_xyxy(np.array([xyxy], np.float32), np.array([0.9], np.float32))
+
+
+def test_file_policy_holds_its_lookback_and_paints_a_late_face_onto_held_frames():
+    tracker, policy = Persistence(TrackConfig(hold_frames=5)), FilePolicy(lookback_frames=2)
+    out = []
+    for i, detections in enumerate([Faces.empty(), box(0, 0, 40, 40), box(2, 0, 42, 40)]):
+        update = tracker.update(detections)
+        out += policy.hold(_Pending(frame(i), update.faces, obscure=False), update)
+    assert [p.frame.index for p in out] == [0]  # two frames still held for look-back
+    # The face, seen at frames 1 and 2, is confirmed at 2: frame 0 (before it) gets its box.
+    assert len(out[0].extra) == 1 and out[0].extra[0].carried.all()
+    np.testing.assert_allclose(out[0].extra[0].xyxy[0], [-1.2, -1.2, 41.2, 41.2], atol=1e-4)  # grown 2 x 3 %
+    rest = policy.flush()
+    assert [p.frame.index for p in rest] == [1, 2] and policy.flush() == []
+
+
+def test_file_policy_without_lookback_passes_frames_straight_through():
+    tracker, policy = Persistence(), FilePolicy(lookback_frames=0)
+    update = tracker.update(box(0, 0, 40, 40))
+    assert [p.frame.index for p in policy.hold(_Pending(frame(0), update.faces, False), update)] == [0]
+
+
+def test_file_policy_waits_for_room_and_live_policy_drops_and_counts():
+    stats = RunStats()
+    full: queue.Queue = queue.Queue(maxsize=1)
+    full.put(frame(0))
+    live = LivePolicy(500.0)
+    live.admit(Stages(), full, frame(1), stats)
+    assert stats.frames_dropped == 1 and full.qsize() == 1  # dropped at the input, never queued raw
+    roomy: queue.Queue = queue.Queue(maxsize=2)
+    FilePolicy(0).admit(Stages(), roomy, frame(2), stats)
+    assert roomy.qsize() == 1 and stats.frames_dropped == 1
+
+
+def test_live_policy_never_holds_a_frame_back():
+    tracker, policy = Persistence(), LivePolicy(500.0)
+    for i in range(3):
+        update = tracker.update(box(i, 0, 40 + i, 40))
+        assert [p.frame.index for p in policy.hold(_Pending(frame(i), update.faces, False), update)] == [i]
+    assert policy.flush() == [] and policy.watchdog_s == 0.5

@@ -68,7 +68,7 @@ def test_persistence_update_50_boxes(benchmark):
         moved = boxes + np.float32(step[0] % 3)
         keep = np.ones(50, bool)
         keep[step[0] % 50] = False  # one face blinks each frame
-        return tracker.update(Faces.from_xyxy(moved[keep]))
+        return tracker.update(Faces.from_xyxy(moved[keep])).faces
 
     out = benchmark(run)
     assert len(out) == 50 and out.carried.sum() == 1

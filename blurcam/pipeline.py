@@ -21,7 +21,8 @@ import numpy as np
 from .cpu import encoder_threads_beside_detector
 from .detect import DEFAULT_FILE_PRESET, DEFAULT_LIVE_PRESET, PRESETS, Detector, make_detector
 from .errors import BlurcamError, SinkError, SourceError, UsageError
-from .io.sink import VIDEO_FORMATS, EncoderConfig, FileSink, Sink, check_output_path, refuse_same_file, write_atomically
+from .io.atomic import check_output_path, refuse_same_file, write_atomically
+from .io.sink import VIDEO_FORMATS, EncoderConfig, FileSink, Sink
 from .io.source import MediaSource, open_live_source
 from .io.fanout import FanOut
 from .io.stream import StreamConfig, StreamSink

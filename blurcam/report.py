@@ -22,7 +22,7 @@ import platform
 from pathlib import Path
 
 from . import __version__
-from .io.sink import write_atomically
+from .io.atomic import write_atomically
 from .models import manifest
 from .urls import mask_url
 from .loop import FrameRecord, RunStats

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from blurcam.errors import SinkError
-from blurcam.io.sink import create_partial, remove_stale_partials
+from blurcam.io.atomic import create_partial, remove_stale_partials
 from blurcam.io.source import MediaSource
 from blurcam.io.stream import StreamConfig, StreamSink
 from blurcam.io.source import camera_input, has_format

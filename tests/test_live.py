@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import pytest
 
@@ -22,7 +21,7 @@ from blurcam.loop import LiveStats
 from blurcam.pipeline import LiveConfig, run_live
 from blurcam.synth import Placement, background, render, write_clip
 from conftest import Clip
-from leak import assert_no_face_leaks, detail_kept
+from leak import assert_no_face_leaks
 
 SIZE_WH = (640, 360)
 N_FRAMES = 75  # 2.5 s at 30 fps

@@ -31,7 +31,7 @@ class FanOut:
     of each audio packet (sinks restamp them); frames are shared, and only read.
     """
 
-    def __init__(self, sinks) -> None:
+    def __init__(self, sinks: list[Sink]) -> None:
         self.sinks = list(sinks)
         if not self.sinks:
             raise ValueError("FanOut needs at least one sink")

@@ -35,7 +35,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from fractions import Fraction
 
 import numpy as np
@@ -186,7 +185,7 @@ def _child() -> int:
     import av
     import av.logging
 
-    from .stream import Connection  # the same encode + mux code the parent uses for local outputs
+    from .connection import Connection  # the same encode + mux code the parent uses for local outputs
     from ..urls import mask_secrets
 
     for sig in ("SIGINT", "SIGHUP", "SIGPIPE"):  # the parent decides when this process ends

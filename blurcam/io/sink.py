@@ -5,12 +5,8 @@ writes was ever unredacted.
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import re
-import secrets
-import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -18,25 +14,18 @@ from typing import Protocol
 
 import av
 
-from ..errors import DiskFullError, OutputExistsError, SameFileError, SinkError, UsageError
+from ..errors import SinkError, UsageError
 from ..types import Frame, VideoInfo
+from .atomic import check_output_path, create_partial, disk_error, move_into_place, unlock
 from .audio import AudioParams, AudioTranscoder, can_copy, target_codec
 from .convert import holds, planes_to_videoframe
 
-try:  # POSIX: a partial output is locked by the process writing it
-    import fcntl
-except ImportError:  # Windows: stale partials are not cleaned up automatically
-    fcntl = None
 
 log = logging.getLogger(__name__)
 
-_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 VIDEO_CODECS = ("libx264", "libx265", "libvpx-vp9", "mpeg4")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
-# Hidden temporary outputs: .NAME.<8 hex>.partial.EXT, beside the output.
-_PARTIAL = re.compile(r"^\..+\.[0-9a-f]{8}\.partial(\.[^.]*)?$")
-_STALE_AFTER_S = 5.0  # a partial younger than this may not be locked by its writer yet
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,13 +54,6 @@ class EncoderConfig:
             raise ValueError(f"crf must be in [0, 63], got {self.crf}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
-
-
-def _disk_error(exc: BaseException, where: str) -> Exception:
-    code = getattr(exc, "errno", None)
-    if code in _DISK_FULL:
-        return DiskFullError(f"{where}: disk full (or file size limit reached) while writing")
-    return SinkError(f"{where}: write failed: {exc}")
 
 
 def scrub_metadata(container: av.container.OutputContainer) -> None:
@@ -212,7 +194,7 @@ class FileSink:
             for packet in self.video.encode(frame):
                 self.container.mux(packet)
         except (av.FFmpegError, OSError) as exc:
-            raise _disk_error(exc, str(self.path)) from None
+            raise disk_error(exc, str(self.path)) from None
         self.frames_written += 1
 
     def write_audio(self, packet: av.Packet) -> None:
@@ -227,7 +209,7 @@ class FileSink:
                 packet.stream = out
                 self.container.mux(packet)
         except (av.FFmpegError, OSError) as exc:
-            raise _disk_error(exc, str(self.path)) from None
+            raise disk_error(exc, str(self.path)) from None
 
     def commit(self) -> None:
         """Flush the encoders, close the file and move it to ``path``."""
@@ -239,7 +221,7 @@ class FileSink:
             self.container.close()
         except (av.FFmpegError, OSError) as exc:
             self.abort()
-            raise _disk_error(exc, str(self.path)) from None
+            raise disk_error(exc, str(self.path)) from None
         if self.frames_written == 0:
             self.abort()
             raise SinkError(f"{self.path}: no video frames to write")
@@ -249,7 +231,7 @@ class FileSink:
             self._remove_tmp()
             raise
         finally:
-            _unlock(self._lock)
+            unlock(self._lock)
 
     def abort(self) -> None:
         """Close and delete the partial output. Safe to call more than once."""
@@ -258,119 +240,13 @@ class FileSink:
         except Exception:  # already failed (or never opened); the file is deleted either way
             pass
         self._remove_tmp()
-        _unlock(self._lock)
+        unlock(self._lock)
 
     def _remove_tmp(self) -> None:
         try:
             os.unlink(self.tmp)
         except (FileNotFoundError, AttributeError):
             pass
-
-
-def create_partial(path: Path) -> tuple[Path, int | None]:
-    """Create and lock the hidden temporary file for ``path`` (after removing stale ones
-    in its folder). Returns the name and the descriptor that holds the lock."""
-    remove_stale_partials(path.parent if str(path.parent) else Path("."))
-    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}")
-    try:
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except OSError as exc:
-        raise _disk_error(exc, str(path)) from None
-    if fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return tmp, fd
-
-
-def _unlock(fd: int | None) -> None:
-    if fd is not None:
-        try:
-            os.close(fd)  # releases the lock
-        except OSError:
-            pass
-
-
-def remove_stale_partials(folder: Path) -> list[Path]:
-    """Delete blurcam's hidden partial outputs in ``folder`` whose writer is gone (a
-    run killed with SIGKILL or by a power cut): no process holds their lock. Partials
-    of runs still going are locked and left alone. No-op where locks are unavailable."""
-    if fcntl is None:
-        return []
-    removed = []
-    try:
-        names = [n for n in os.listdir(folder) if _PARTIAL.match(n)]
-    except OSError:
-        return []
-    for name in names:
-        path = folder / name
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            if time.time() - os.fstat(fd).st_mtime < _STALE_AFTER_S:
-                continue
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # locked: its writer is alive
-            continue
-        finally:
-            os.close(fd)
-        try:
-            os.unlink(path)
-            removed.append(path)
-            log.info("removed %s, left by an interrupted run", path)
-        except OSError:
-            pass
-    return removed
-
-
-def move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
-    """Rename the finished ``tmp`` to ``path``; without ``overwrite`` never clobber a
-    file that appeared meanwhile (OutputExistsError)."""
-    try:
-        if overwrite:
-            os.replace(tmp, path)
-            return
-        try:
-            # A hard link fails if ``path`` appeared meanwhile: no clobbering in a race.
-            os.link(tmp, path)
-        except FileExistsError:
-            raise
-        except OSError:  # a filesystem without hard links (FAT, some network mounts)
-            os.replace(tmp, path)
-        else:
-            os.unlink(tmp)
-    except FileExistsError:
-        raise OutputExistsError(f"{path}: already exists (use --overwrite)") from None
-    except OSError as exc:
-        raise _disk_error(exc, str(path)) from None
-
-
-def write_atomically(path: Path, data: bytes, *, overwrite: bool) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then move it into place."""
-    tmp, lock = create_partial(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        move_into_place(tmp, path, overwrite)
-    except OSError as exc:
-        raise _disk_error(exc, str(path)) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-        _unlock(lock)
-
-
-def refuse_same_file(input_path: str | Path, output_path: str | Path, what: str = "output") -> None:
-    """SameFileError if ``output_path`` names the file ``input_path`` is (a symlink,
-    another spelling, a hard link): writing it would destroy the original."""
-    try:
-        same = os.path.samefile(input_path, output_path)
-    except OSError:  # one of them does not exist (yet)
-        same = Path(input_path).resolve() == Path(output_path).resolve()
-    if same:
-        raise SameFileError(f"{output_path}: the {what} would replace the input {input_path}; "
-                            "write it somewhere else")
 
 
 def default_codec(format_name: str) -> str:
@@ -388,16 +264,3 @@ def _format_for(path: Path) -> str:
         raise UsageError(f"{path}: a video can be written as {', '.join(VIDEO_FORMATS)}, "
                          f"not {path.suffix or 'a file without an extension'}")
     return fmt
-
-
-def check_output_path(path: Path, overwrite: bool) -> None:
-    """Fail early, before any work, if ``path`` cannot be written."""
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: already exists (use --overwrite)")
-    if path.is_dir():
-        raise SinkError(f"{path}: is a directory")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise SinkError(f"{parent}: output folder does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise SinkError(f"{parent}: output folder is not writable")

@@ -54,8 +54,11 @@ def _fail(exc: BlurcamError) -> None:
 
 @app.command()
 def blur(
-    input: Annotated[Path, typer.Argument(help="Video (mp4, mov, mkv, ...) or image (jpg, png, webp).", show_default=False)],
-    output: Annotated[Optional[Path], typer.Argument(help="Where to write; default INPUT.blurred.EXT.", show_default=False)] = None,
+    paths: Annotated[list[Path], typer.Argument(metavar="INPUT [OUTPUT] | INPUT... -o OUTPUT_DIR", help="Video (mp4, mov, mkv, ...) or image (jpg, png, webp) and where to write it (default INPUT.blurred.EXT); or folders and files, mirrored under --output-dir.", show_default=False)],
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Folder mode: mirror every video and image of the INPUTs here (resumable; see README).", show_default=False)] = None,
+    jobs: Annotated[Optional[int], typer.Option(help="Folder mode: files redacted at once, each in its own process. Default: what the cores and memory allow for the preset.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Folder mode: redo every file, even those the manifest says are done.")] = False,
+    ray: Annotated[Optional[str], typer.Option(help="Folder mode on a Ray cluster: ADDRESS (host:port or ray://host:10001), auto (RAY_ADDRESS or the running cluster) or local (start one on this machine). Needs pip install 'blurcam[ray]'.", show_default=False)] = None,
     mode: Annotated[str, typer.Option(help="blur (smoothed noisy cell means), pixelate or solid.")] = "blur",
     threshold: Annotated[Optional[float], typer.Option(help="Detector confidence, 0-1: lower finds more faces and redacts more background. Default: the preset's.", show_default=False)] = None,
     pad: Annotated[float, typer.Option(help="Box growth about its centre (1.5 = 50% larger).")] = 1.5,
@@ -74,6 +77,8 @@ def blur(
     """Redact every face in a video or image file.
 
     The output keeps resolution, frame count, timing, rotation and audio. Subtitle, data (GPS, telemetry) and attachment streams and all metadata are removed. It is written under a temporary name and renamed into place only when complete.
+
+    Folders: blurcam blur CARD/ [MORE...] -o OUT/ mirrors every video and image under OUT/, several files at once, skipping those done before with the same settings (OUT/blurcam-manifest.json).
     """
     from .io.sink import EncoderConfig
     from .pipeline import PipelineConfig, default_output_path, is_image_path, redact_file, redact_image
@@ -90,6 +95,12 @@ def blur(
                 encoder=EncoderConfig(codec=codec, crf=crf, preset=preset))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        if output_dir is not None or len(paths) > 2 or any(p.is_dir() for p in paths) or jobs or force or ray:
+            from .batch_cli import blur_folder
+
+            return blur_folder(paths, output_dir, config, jobs=jobs, force=force, ray=ray, quiet=quiet,
+                               report=report)
+        input, output = paths[0], (paths[1] if len(paths) > 1 else None)
         output = output or default_output_path(input)
         if report is not None and report.exists() and not overwrite:
             raise UsageError(f"{report}: already exists (use --overwrite)")

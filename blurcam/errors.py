@@ -60,3 +60,42 @@ class ModelIntegrityError(DetectorError):
     """A model file is missing or its SHA-256 differs from the manifest."""
 
     exit_code = 10
+
+
+# Folder runs and verification (exit codes 20-29; 11-13 belong to stream hardening).
+
+
+class SomeFilesFailedError(BlurcamError):
+    """A folder run finished, but at least one file could not be redacted."""
+
+    exit_code = 20
+
+
+class OutputCollisionError(UsageError):
+    """Two inputs of a folder run would be written to the same output name."""
+
+    exit_code = 21
+
+
+class ResidualFacesError(BlurcamError):
+    """``blurcam verify`` found facial detail in the output (or faces it could not check)."""
+
+    exit_code = 22
+
+
+class PairError(BlurcamError):
+    """``blurcam verify``: the output is missing, or is not a redaction of the input."""
+
+    exit_code = 23
+
+
+class ManifestError(BlurcamError):
+    """The folder's manifest cannot be read or was written by an unknown schema."""
+
+    exit_code = 24
+
+
+class ClusterError(BlurcamError):
+    """Ray is not installed, or the cluster cannot be reached or lost the run."""
+
+    exit_code = 25

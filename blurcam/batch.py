@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -430,15 +431,31 @@ def _worker_init(progress_q, stop_event, parent_pid: int) -> None:
     # Ctrl-C reaches the whole process group: the parent alone decides, and tells the
     # workers through stop_event, so each removes its partial output and reports back.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_state.update(progress_q=progress_q, stop=stop_event, parent=parent_pid)
+    _worker_state.update(progress_q=progress_q, stop=stop_event, parent=parent_pid, orphan=False, busy=False)
+    threading.Thread(target=_watch_parent, name="watch-parent", daemon=True).start()
+
+
+def _watch_parent() -> None:
+    """A parent killed outright (SIGKILL, the OOM killer) cannot set the stop event: a
+    running job notices the orphan flag at its next frame and removes its partial
+    output; an idle worker just exits."""
+    state = _worker_state
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != state["parent"]:
+            state["orphan"] = True
+            if not state["busy"]:
+                os._exit(1)
 
 
 def _pool_job(job: Job, config) -> JobResult:
     state = _worker_state
-    return run_job(job, config,
-                   on_progress=lambda n: state["progress_q"].put((job.key, n)),
-                   # a parent killed outright (SIGKILL, OOM) cannot set the event: notice it gone
-                   should_stop=lambda: state["stop"].is_set() or os.getppid() != state["parent"])
+    state["busy"] = True
+    try:
+        return run_job(job, config, on_progress=lambda n: state["progress_q"].put((job.key, n)),
+                       should_stop=lambda: state["orphan"] or state["stop"].is_set())
+    finally:
+        state["busy"] = False
 
 
 def run_local(plan: FolderPlan, config, *, jobs: int, events: Events | None = None) -> list[JobResult]:

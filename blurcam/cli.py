@@ -227,6 +227,34 @@ def live(
 
 
 @app.command()
+def verify(
+    input: Annotated[Path, typer.Argument(help="The original video or image (or a folder of them).", show_default=False)],
+    output: Annotated[Path, typer.Argument(help="Its redacted output (or the OUTPUT_DIR of a folder run).", show_default=False)],
+    sheet: Annotated[Optional[Path], typer.Option(help="Write a contact sheet PNG (a folder of them for folders).", show_default=False)] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the findings as JSON.", show_default=False)] = None,
+    every: Annotated[Optional[int], typer.Option(help="Check every k-th frame (1: all). Default: as many as cost what the blur did.", show_default=False)] = None,
+    threshold: Annotated[float, typer.Option(help="Detector confidence for the check (thorough preset); low finds more.")] = 0.05,
+    detail_limit: Annotated[float, typer.Option(help="Share of a face's fine detail (0-1) allowed to survive in OUTPUT.")] = 0.3,
+    strict: Annotated[bool, typer.Option("--strict", help="Also fail on doubtful boxes: detail left where the detector is under 0.5 sure of a face (mostly textures).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
+) -> None:
+    """Check that OUTPUT shows no face of INPUT: re-detect faces in both with the strongest preset at a low threshold, and measure how much facial detail of each survives in OUTPUT.
+
+    Exits 22 when a face keeps its detail, 23 when OUTPUT is missing or not a redaction of INPUT. The sheet and JSON are made from OUTPUT's pixels and box positions only: no pixel of INPUT is written.
+    """
+    from .batch_cli import verify_paths
+
+    try:
+        verify_paths(input, output, sheet=sheet, json_out=json_out, every=every, threshold=threshold,
+                     detail_limit=detail_limit, strict=strict, quiet=quiet)
+    except BlurcamError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.echo("blurcam: interrupted", err=True)
+        raise typer.Exit(130)
+
+
+@app.command()
 def bench(
     clip: Annotated[Optional[Path], typer.Argument(help="Video to measure on; default: a 10 s 720p clip made from samples/faces.mp4.", show_default=False)] = None,
     quality: Annotated[list[str], typer.Option("--quality", help="Presets to measure (repeatable).")] = ["fast", "balanced"],

@@ -292,11 +292,12 @@ def plan_folder(inputs: Iterable[str | Path], output_dir: str | Path, config, *,
         if not force and manifest.is_done(job, fp):
             skipped.append(job)
             continue
-        known = job.key in manifest.files
-        if job.output.exists() and not (known or force):
+        if job.output.exists() and not (job.key in manifest.files or force):
             raise OutputExistsError(f"{job.output}: already exists and was not written by this folder's runs "
                                     "(use --force to replace it)")
-        todo.append(dataclasses.replace(job, overwrite=True) if job.output.exists() or known else job)
+        # From here on, a file at the job's output can only be this run's (a committed
+        # output whose worker died before reporting, a Ray retry): replace it.
+        todo.append(dataclasses.replace(job, overwrite=True))
     manifest.mark_pending(todo, fp, settings)
     manifest.save()
     return FolderPlan(output_dir, todo, skipped, ignored, manifest, fp)

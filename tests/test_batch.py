@@ -153,8 +153,8 @@ def long_card(tmp_path_factory, sprites):
     return root
 
 
-def _start(args) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def _start(args, **env_extra) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **env_extra}
     return subprocess.Popen([sys.executable, "-m", "blurcam", "blur", *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
@@ -205,3 +205,90 @@ def test_interrupted_folder_run_resumes(long_card, tmp_path, sig):
     assert {k: (out / k).stat().st_mtime_ns for k in finished} == stamps
     _assert_complete(out, [f"clip{i}.mp4" for i in range(4)])
     assert partials(out) == []
+
+
+# --- Ray: a real local cluster (ray start --head on 127.0.0.1, two worker slots) ----------
+
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
+
+
+def _ray_exe() -> str | None:
+    exe = Path(sys.executable).parent / "ray"
+    return str(exe) if exe.exists() else shutil.which("ray")
+
+
+@pytest.fixture
+def ray_cluster(tmp_path):
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        if os.environ.get("BLURCAM_REQUIRE_RAY"):
+            raise
+        pytest.skip("Ray is not installed (pip install 'blurcam[ray]'); CI installs it")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # Loopback only (Ray otherwise rewrites 127.0.0.1 to the machine's address), and token
+    # authentication on, for the cluster and for blurcam's driver (set in _start's env).
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", **RAY_ENV}
+    temp = Path(f"/tmp/blurcam-ray-{os.getpid()}")
+    subprocess.run([_ray_exe(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+                    "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                   env=env, check=True, capture_output=True, timeout=180)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([_ray_exe(), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _ray_task_pids() -> list[int]:
+    """Ray workers running a blurcam file now (Ray titles them ray::<function>)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "cmdline").read_bytes().startswith(b"ray::_ray_job"):
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+def test_ray_cluster_survives_a_killed_worker(ray_cluster, tmp_path, sprites):
+    card = tmp_path / "card"
+    (card / "b").mkdir(parents=True)
+    names = [f"{'b/' if i % 2 else ''}clip{i}.mp4" for i in range(6)]
+    for i, name in enumerate(names):
+        make_clip(card / name, sprites[i % 2], n_frames=90, size_wh=(640, 360))
+    out = tmp_path / "out"
+    proc = _start([card, "-o", out, "--ray", ray_cluster, "--quality", "fast"], **RAY_ENV)
+    deadline, killed = time.monotonic() + 240, None
+    while time.monotonic() < deadline and proc.poll() is None and killed is None:
+        running = _ray_task_pids()
+        if running and partials(out):
+            killed = running[0]
+            os.kill(killed, signal.SIGKILL)  # a worker lost mid-file
+        time.sleep(0.05)
+    if killed is None:
+        proc.kill()
+        pytest.fail(f"no Ray worker was caught writing a file: {proc.communicate()[1][-2000:]}")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    _assert_complete(out, names, frames=90)
+    assert partials(out) == []
+    files = manifest(out)["files"]
+    assert sorted(files) == sorted(names) and all(v["state"] == "done" for v in files.values())
+    # a rerun on the cluster skips everything
+    again = _start([card, "-o", out, "--ray", ray_cluster, "--quality", "fast"], **RAY_ENV)
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0 and "skipping 6 files" in err, err
+
+
+def test_ray_unreachable_is_one_line(card, tmp_path):
+    pytest.importorskip("ray")
+    result = blur(card[0], "-o", tmp_path / "out", "--ray", "127.0.0.1:9")
+    assert result.exit_code == 25, result.output
+    assert "cannot reach the Ray cluster" in result.output.strip().splitlines()[-1]

@@ -211,6 +211,7 @@ class Manifest:
             "input_size": result.input_size, "input_mtime_ns": result.input_mtime_ns,
             "input_sha256": result.input_sha256, "output_size": result.output_size,
             "frames": result.frames, "faces": result.faces, "seconds": round(result.seconds, 3),
+            "cpu_s": round(result.cpu_s, 3),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     def save(self) -> None:

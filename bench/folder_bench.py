@@ -94,6 +94,7 @@ def main() -> None:
     from blurcam.batch import default_jobs
 
     rows = []
+    load_before = os.getloadavg()[0]
     if not args.no_folder:
         folder = make_folder(args.clips, args.seconds)
         default = default_jobs(args.quality, args.clips)
@@ -105,7 +106,9 @@ def main() -> None:
             rows.append(with_ray_cluster(lambda address: blur_folder(
                 folder, "--ray (local cluster, 2 CPUs)", ["--ray", address], args.quality, RAY_ENV)))
         base = rows[0]["wall_s"]
-        print(f"{args.clips} clips x {args.seconds:g} s, 1280x720, --quality {args.quality}, {os.cpu_count()} CPUs\n")
+        print(f"{args.clips} clips x {args.seconds:g} s, 1280x720, --quality {args.quality}, {os.cpu_count()} CPUs; "
+              f"load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} (other work on the machine "
+              "inflates wall times; CPU ms per frame is steadier)\n")
         print("| run | wall s | x --jobs 1 | fps | CPU ms/frame (all processes) | CPU ms/frame (in jobs) |")
         print("|---|---|---|---|---|---|")
         for r in rows:

@@ -1,3 +1,24 @@
-from .cli import main
+"""``python -m blurcam`` and the ``blurcam`` command.
 
-main()
+Stop signals are handled before anything slow is imported (typer, PyAV, the
+detectors take about a second), so a Ctrl-C in the first second also ends with a
+one-line message and the interrupted exit status, never a traceback.
+"""
+import sys
+
+from blurcam import signals
+
+
+def main() -> None:
+    signals.install()
+    try:
+        from blurcam.cli import main as cli_main
+
+        cli_main()
+    except KeyboardInterrupt as exc:  # before a command's own handling (which says more)
+        sys.stderr.write("blurcam: interrupted\n")
+        sys.exit(signals.exit_code(exc))
+
+
+if __name__ == "__main__":
+    main()

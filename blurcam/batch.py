@@ -245,19 +245,22 @@ def prepare_output_dir(output_dir: str | Path) -> Path:
     return output_dir
 
 
-def remove_partials(output_dir: str | Path) -> list[Path]:
-    """Delete the hidden partial files a killed run left under ``output_dir``; returns them.
-    Only names blurcam gives files while writing them are touched."""
+def remove_partials(output_dir: str | Path, *, settle_s: float = 0.0) -> list[Path]:
+    """Delete, in every folder under ``output_dir``, the hidden partial outputs whose writer
+    is gone (:func:`blurcam.io.sink.remove_stale_partials`: unlocked, and at least a few
+    seconds old, so a file another run has just created is left alone). ``settle_s``:
+    first wait until the youngest partial is old enough, for callers that know every
+    writer of theirs has ended (a Ray driver after its last task)."""
+    from .io.sink import _STALE_AFTER_S, remove_stale_partials
+
+    folders = [Path(folder) for folder, _dirs, _files in os.walk(output_dir)]
+    if settle_s:
+        ages = [time.time() - p.stat().st_mtime for f in folders for p in f.iterdir() if PARTIAL_RE.match(p.name)]
+        if ages:
+            time.sleep(min(settle_s, max(0.0, _STALE_AFTER_S + 0.2 - min(ages))))
     removed = []
-    for folder, _dirs, files in os.walk(output_dir):
-        for name in files:
-            if PARTIAL_RE.match(name) or name.startswith(".blurcam-probe."):
-                path = Path(folder) / name
-                try:
-                    path.unlink()
-                    removed.append(path)
-                except OSError:
-                    pass
+    for folder in folders:
+        removed += remove_stale_partials(folder)
     return removed
 
 
@@ -283,8 +286,7 @@ def plan_folder(inputs: Iterable[str | Path], output_dir: str | Path, config, *,
     if not jobs:
         raise SourceError(f"no video or image files found in {', '.join(map(str, inputs))}")
     output_dir = prepare_output_dir(output_dir)
-    for leftover in remove_partials(output_dir):
-        log.info("removed %s, left by an interrupted run", leftover)
+    remove_partials(output_dir)  # a killed run's; each job's FileSink also cleans its own folder
     manifest = Manifest(output_dir) if not force else _fresh_manifest(output_dir)
     settings = settings_record(config)
     fp = fingerprint(settings)
@@ -430,9 +432,12 @@ _worker_state: dict = {}
 def _worker_init(progress_q, stop_event, parent_pid: int) -> None:
     import signal
 
-    # Ctrl-C reaches the whole process group: the parent alone decides, and tells the
-    # workers through stop_event, so each removes its partial output and reports back.
+    # Ctrl-C (and a closed terminal's SIGHUP) reach the whole process group: the parent
+    # alone decides, and tells the workers through stop_event, so each removes its
+    # partial output and reports back.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _worker_state.update(progress_q=progress_q, stop=stop_event, parent=parent_pid, orphan=False, busy=False)
     threading.Thread(target=_watch_parent, name="watch-parent", daemon=True).start()
 
@@ -492,7 +497,7 @@ def run_local(plan: FolderPlan, config, *, jobs: int, events: Events | None = No
 
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
                                initargs=(progress_q, stop, os.getpid()))
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None
     try:
         while waiting or inflight:
             try:
@@ -516,10 +521,10 @@ def run_local(plan: FolderPlan, config, *, jobs: int, events: Events | None = No
                     pool.shutdown(wait=False, cancel_futures=True)
                     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
                                                initargs=(progress_q, stop, os.getpid()))
-            except KeyboardInterrupt:
-                if interrupted:
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (blurcam.signals)
+                if interrupted is not None:
                     raise
-                interrupted = True
+                interrupted = exc
                 stop.set()  # running jobs stop at their next frame and remove their partial output
                 waiting.clear()
         drain_progress()
@@ -528,6 +533,6 @@ def run_local(plan: FolderPlan, config, *, jobs: int, events: Events | None = No
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    if interrupted:
-        raise KeyboardInterrupt
+    if interrupted is not None:
+        raise interrupted
     return results

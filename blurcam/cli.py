@@ -48,8 +48,22 @@ class Progress:
 
 
 def _fail(exc: BlurcamError) -> None:
-    typer.echo(f"blurcam: error: {exc}", err=True)
+    from . import signals
+    from .urls import mask_secrets
+
+    if signals.received is not None:  # e.g. an import cut short by Ctrl-C fails as ImportError
+        _interrupted(None)
+    typer.echo(f"blurcam: error: {mask_secrets(exc)}", err=True)
     raise typer.Exit(exc.exit_code)
+
+
+def _interrupted(exc: BaseException | None, what: str = "partial output removed") -> None:
+    from . import signals
+
+    code = signals.exit_code(exc)
+    name = "Ctrl-C" if code == 130 else {143: "SIGTERM", 129: "SIGHUP"}.get(code, f"signal {code - 128}")
+    typer.echo(f"blurcam: interrupted ({name}); {what}", err=True)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -69,9 +83,10 @@ def blur(
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop audio instead of copying it.")] = False,
     crf: Annotated[int, typer.Option(help="Encoder quality (x264: 0-51, lower is better).")] = 18,
     preset: Annotated[str, typer.Option(help="Encoder speed preset (x264/x265).")] = "veryfast",
-    codec: Annotated[str, typer.Option(help="libx264, libx265, libvpx-vp9 or mpeg4.")] = "libx264",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists.")] = False,
+    codec: Annotated[Optional[str], typer.Option(help="libx264, libx265, libvpx-vp9 or mpeg4. Default: VP9 for .webm, else libx264.", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists (never the input).")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Write a JSON report of every redacted box.", show_default=False)] = None,
+    salvage: Annotated[bool, typer.Option("--salvage", help="Redact and write every frame of a damaged or truncated video that still decodes (exit 12 if any was lost).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
 ) -> None:
     """Redact every face in a video or image file.
@@ -80,7 +95,8 @@ def blur(
 
     Folders: blurcam blur CARD/ [MORE...] -o OUT/ mirrors every video and image under OUT/, several files at once, skipping those done before with the same settings (OUT/blurcam-manifest.json).
     """
-    from .io.sink import EncoderConfig
+    from .errors import EXIT_SALVAGED
+    from .io.sink import EncoderConfig, check_output_path, refuse_same_file
     from .pipeline import PipelineConfig, default_output_path, is_image_path, redact_file, redact_image
     from .redact import RedactConfig
     from .report import ReportBuilder, write_report
@@ -89,7 +105,7 @@ def blur(
     try:
         try:
             config = PipelineConfig(
-                detector=quality, threshold=threshold, audio=not no_audio, centerface_every=detect_every,
+                detector=quality, threshold=threshold, audio=not no_audio, centerface_every=detect_every, salvage=salvage,
                 redact=RedactConfig(mode=mode, pad=pad),
                 track=TrackConfig(hold_frames=hold, lookback_frames=lookback),
                 encoder=EncoderConfig(codec=codec, crf=crf, preset=preset))
@@ -102,8 +118,10 @@ def blur(
                                report=report)
         input, output = paths[0], (paths[1] if len(paths) > 1 else None)
         output = output or default_output_path(input)
-        if report is not None and report.exists() and not overwrite:
-            raise UsageError(f"{report}: already exists (use --overwrite)")
+        if report is not None:  # before any work: a report that cannot be written fails now
+            refuse_same_file(input, report, "report")
+            refuse_same_file(output, report, "report")
+            check_output_path(report, overwrite)
         builder = ReportBuilder() if report else None
         total = None
         if not is_image_path(input):
@@ -121,18 +139,26 @@ def blur(
         finally:
             progress.close()
         if builder is not None:
-            write_report(report, builder.build(input_path=input, output_path=output, config=config, stats=stats))
+            try:
+                write_report(report, builder.build(input_path=input, output_path=output, config=config, stats=stats),
+                             overwrite=overwrite)
+            except BlurcamError as exc:
+                raise type(exc)(f"{output} was written, but not its report: {exc}") from None
         if stats.frames_obscured_whole:
             typer.echo(f"blurcam: warning: the detector failed on {stats.frames_obscured_whole} frames; "
                        "they were obscured whole", err=True)
         if not quiet:
             typer.echo(f"{output}: {stats.frames} frames, {stats.faces_detected} face detections, "
                        f"{stats.faces_carried} carried boxes, {stats.fps:.1f} fps", err=True)
+        if stats.damaged:
+            expected = f" of about {stats.frames_expected}" if stats.frames_expected else ""
+            typer.echo(f"blurcam: warning: {input} is damaged; salvaged {stats.frames}{expected} frames "
+                       "(every frame that decoded, all redacted); the rest is lost", err=True)
+            raise typer.Exit(EXIT_SALVAGED)
     except BlurcamError as exc:
         _fail(exc)
-    except KeyboardInterrupt:
-        typer.echo("blurcam: interrupted; partial output removed", err=True)
-        raise typer.Exit(130)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
 
 
 @app.command()
@@ -154,6 +180,7 @@ def live(
     preset: Annotated[str, typer.Option(help="x264 speed preset.")] = "veryfast",
     keyframe_interval: Annotated[float, typer.Option(help="Seconds between keyframes (how long a new viewer waits).")] = 2.0,
     reconnect_for: Annotated[float, typer.Option(help="Seconds to keep retrying a lost server before giving up.")] = 60.0,
+    source_timeout: Annotated[float, typer.Option(help="Give up on a source that sends nothing for this many seconds.")] = 10.0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing recording file.")] = False,
     preview: Annotated[bool, typer.Option("--preview", help="Also show the redacted stream in a window.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No stats line.")] = False,
@@ -164,7 +191,8 @@ def live(
     """
     import threading
 
-    from .io.sink import EncoderConfig
+    from . import signals
+    from .io.sink import EncoderConfig, refuse_same_file
     from .io.stream import MultiSink, StreamConfig, StreamSink
     from .live import LiveStats, live_config, open_live_source, run_live
     from .redact import RedactConfig
@@ -182,13 +210,18 @@ def live(
             stream_config = StreamConfig(keyframe_interval_s=keyframe_interval, reconnect_for_s=reconnect_for)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        src = open_live_source(source, camera=camera, size=size, fps=fps, audio=not no_audio)
+        for dest in to:  # a recording that is the source itself would destroy it
+            if source and "://" not in source and source != "-" and "://" not in dest and dest != "-":
+                refuse_same_file(source, dest, "recording")
+        src = open_live_source(source, camera=camera, size=size, fps=fps, audio=not no_audio,
+                               timeout_s=source_timeout)
         stats = LiveStats()
         sinks = []
         try:
             for dest in to:
                 sinks.append(StreamSink(dest, src.info, audio_streams=src.audio_streams, encoder=config.encoder,
-                                        config=stream_config, overwrite=overwrite, on_sent=stats.sent))
+                                        config=stream_config, overwrite=overwrite, on_sent=stats.sent,
+                                        required=len(to) + preview == 1))
             if preview:
                 from .io.preview import PreviewSink
 
@@ -202,11 +235,11 @@ def live(
                     sys.stderr.flush()
 
             stop = threading.Event()
-            interrupted = False
+            interrupted: KeyboardInterrupt | None = None
             try:
                 run_live(src, sink, config, stats=stats, on_tick=tick, stop=stop)
-            except KeyboardInterrupt:
-                interrupted = True
+            except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: flush what was sent
+                interrupted = exc
                 stop.set()
             sink.commit()
         except BaseException:
@@ -217,13 +250,17 @@ def live(
             src.close()
         if show:
             sys.stderr.write("\n")
-        why = "stopped (Ctrl-C)" if interrupted else "source ended"
+        why = f"stopped ({interrupted})" if interrupted else "source ended"
         if not quiet:
             typer.echo(f"blurcam live: {why} after {stats.frames_in} frames: sent {stats.frames_out}, "
                        f"dropped {stats.frames_dropped}, obscured whole {stats.frames_obscured}; {stats.line()}",
                        err=True)
+        if interrupted is not None:
+            raise typer.Exit(signals.exit_code(interrupted))
     except BlurcamError as exc:
         _fail(exc)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc, "recordings closed")
 
 
 @app.command()
@@ -310,11 +347,29 @@ def _frame_count(path: Path) -> int | None:
 
 @app.callback()
 def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details to stderr.")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="blurcam: %(message)s")
+    from .urls import SecretFilter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("blurcam: %(message)s"))
+    handler.addFilter(SecretFilter())  # URLs in any log line lose their secrets
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+    _quiet_ffmpeg()
+
+
+def _quiet_ffmpeg() -> None:
+    """FFmpeg prints its own messages to stderr, URLs (and their secrets) included, and
+    they cannot be masked: PyAV's Python log callback, the only way to filter them,
+    can deadlock with FFmpeg's decoder threads. blurcam reports every failure itself,
+    in one line, so FFmpeg is kept silent, even with --verbose."""
+    import av.logging
+
+    av.logging.set_libav_level(av.logging.PANIC)
 
 
 def main() -> None:
+    from . import signals
     from .memory import tune_allocator
 
+    signals.install()
     tune_allocator()
     app()

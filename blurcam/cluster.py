@@ -109,7 +109,7 @@ def run_ray(plan: FolderPlan, config, *, address: str, events: Events | None = N
     finally:
         # Every task has finished or been cancelled: partial files now are a killed
         # worker's, never a running one's.
-        for leftover in remove_partials(plan.output_dir):
+        for leftover in remove_partials(plan.output_dir, settle_s=10.0):
             log.info("removed %s, left by a lost Ray worker", leftover)
         ray.shutdown()
     return results

@@ -44,6 +44,13 @@ class OutputExistsError(SinkError):
     exit_code = 7
 
 
+class SameFileError(SinkError):
+    """The output (or the report) is the input itself, by any name: a symlink, another
+    spelling of the path, or a hard link. Writing it would destroy the original."""
+
+    exit_code = 11
+
+
 class DiskFullError(SinkError):
     """The disk (or a size limit) filled up while writing the output."""
 
@@ -62,7 +69,7 @@ class ModelIntegrityError(DetectorError):
     exit_code = 10
 
 
-# Folder runs and verification (exit codes 20-29; 11-13 belong to stream hardening).
+# Folder runs and verification (exit codes 20-29).
 
 
 class SomeFilesFailedError(BlurcamError):
@@ -99,3 +106,7 @@ class ClusterError(BlurcamError):
     """Ray is not installed, or the cluster cannot be reached or lost the run."""
 
     exit_code = 25
+
+
+# Not errors, but outcomes with their own exit status (the CLI's table in README.md):
+EXIT_SALVAGED = 12  # --salvage wrote every frame that decoded, but some of the input was lost

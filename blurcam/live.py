@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -116,34 +117,102 @@ def _p50_p95(values: np.ndarray) -> tuple[float, float]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 95))
 
 
-def open_live_source(source: str | None, *, camera: int = 0, size: str | None = None, fps: int | None = None,
-                     audio: bool = True, timeout_s: float = 10.0) -> MediaSource:
-    """SOURCE: a URL (rtsp, rtmp, http, udp, tcp, srt), '-' for MPEG-TS/Matroska on stdin,
-    a file, or None for the platform's camera number ``camera``."""
+def has_format(name: str, available=None) -> bool:
+    """Whether PyAV's FFmpeg has the (de)muxer ``name``. PyAV lists aliases together
+    (``video4linux2,v4l2``), so each entry is split on commas."""
+    import av
+
+    entries = av.formats_available if available is None else available
+    return any(name in entry.split(",") for entry in entries)
+
+
+@dataclass(frozen=True)
+class CameraInput:
+    """How to open a platform's camera (and microphone) with FFmpeg's device demuxers."""
+
+    url: str
+    format: str
+    options: dict
+    mic: tuple[str, str] | None = None  # (url, format) of a separate microphone input (Linux)
+
+
+def camera_input(camera: int = 0, *, size: str | None = None, fps: int | None = None, audio: bool = True,
+                 platform: str = sys.platform) -> CameraInput:
+    """The device input for camera number ``camera`` on ``platform``: avfoundation on
+    macOS (camera and microphone in one input), dshow on Windows, v4l2 plus the ALSA
+    default microphone on Linux (stamped with wall-clock time, as ALSA is, so the two
+    inputs share one clock)."""
     options = {}
     if size:
         options["video_size"] = size
     if fps:
         options["framerate"] = str(fps)
-    if source is None:
-        if sys.platform == "darwin":
-            url, fmt = f"{camera}:{'0' if audio else 'none'}", "avfoundation"
-        elif sys.platform == "win32":
-            url, fmt = f"video={camera}", "dshow"
-        else:
-            url, fmt = f"/dev/video{camera}", "v4l2"
-        import av
+    if platform == "darwin":
+        return CameraInput(f"{camera}:{'0' if audio else 'none'}", "avfoundation", options)
+    if platform == "win32":
+        return CameraInput(f"video={camera}", "dshow", options)
+    return CameraInput(f"/dev/video{camera}", "v4l2", {**options, "timestamps": "abs"},
+                       mic=("default", "alsa") if audio else None)
 
-        if fmt not in av.formats_available:
-            raise SourceError(f"this PyAV build cannot open cameras ({fmt} missing); pipe one in instead: "
-                              f"ffmpeg -f {fmt} -i {url} -f mpegts - | blurcam live - --to ...")
-        return MediaSource(url, audio=audio, format=fmt, options=options, live=True)
+
+def open_live_source(source: str | None, *, camera: int = 0, size: str | None = None, fps: int | None = None,
+                     audio: bool = True, timeout_s: float = 10.0) -> MediaSource:
+    """SOURCE: a URL (rtsp, rtmp, http, udp, tcp, srt), '-' for MPEG-TS/Matroska on stdin,
+    a file, or None for the platform's camera number ``camera``.
+
+    A source that sends nothing for ``timeout_s`` (at open, or later while reading)
+    is a SourceError; Ctrl-C works while it is being opened (the open runs in a
+    thread: FFmpeg's open cannot be interrupted from Python)."""
+    if source is None:
+        cam = camera_input(camera, size=size, fps=fps, audio=audio)
+        if not has_format(cam.format):
+            raise SourceError(f"this PyAV build cannot open cameras ({cam.format} missing); pipe one in instead: "
+                              f"ffmpeg -f {cam.format} -i {cam.url} -f mpegts - | blurcam live - --to ...")
+        if not Path(cam.url).exists() and cam.format == "v4l2":
+            raise SourceError(f"{cam.url}: no such camera (see: ls /dev/video*)")
+        mic = cam.mic if cam.mic and has_format(cam.mic[1]) else None
+        return _interruptible(lambda: MediaSource(cam.url, audio=audio, format=cam.format, options=cam.options,
+                                                  live=True, timeout_s=timeout_s, mic=mic))
     if source == "-":
-        return MediaSource(sys.stdin.buffer, audio=audio, live=True)
+        _wait_readable(sys.stdin.buffer, timeout_s)
+        return _interruptible(lambda: MediaSource(sys.stdin.buffer, audio=audio, live=True))
     if "://" in source:
-        options.setdefault("rw_timeout", str(int(timeout_s * 1e6)))  # microseconds; a stalled source errors
-        return MediaSource(source, audio=audio, options=options, live=True)
+        options = {"video_size": size} if size else {}
+        return _interruptible(lambda: MediaSource(source, audio=audio, options=options, live=True,
+                                                  timeout_s=(timeout_s, timeout_s)))
     return MediaSource(source, audio=audio, live=True)
+
+
+def _wait_readable(stream, timeout_s: float) -> None:
+    """SourceError unless ``stream`` has data (or EOF) within ``timeout_s`` (POSIX)."""
+    import select
+
+    try:
+        ready, _, _ = select.select([stream], [], [], timeout_s)
+    except (OSError, ValueError, TypeError):  # not selectable (Windows pipes): no first-packet timeout
+        return
+    if not ready:
+        raise SourceError(f"stdin: no data within {timeout_s:g} s (is anything piped in?)")
+
+
+def _interruptible(open_source: Callable[[], MediaSource]) -> MediaSource:
+    """Run ``open_source`` in a thread and wait for it where Ctrl-C can reach us. An
+    abandoned open (Ctrl-C) is left to its own timeout; nothing has been written yet."""
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["source"] = open_source()
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, name="blurcam-open", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)
+    if "error" in result:
+        raise result["error"]
+    return result["source"]
 
 
 def _paced(items: Iterator, realtime: bool, max_seconds: float | None) -> Iterator:

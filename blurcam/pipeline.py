@@ -25,8 +25,7 @@ import numpy as np
 
 from .detect import DEFAULT_FILE_PRESET, PRESETS, Detector, make_detector, view_side
 from .detect.centerface import default_threads, usable_cpus
-from .errors import BlurcamError
-from .io.sink import EncoderConfig, FileSink
+from .io.sink import VIDEO_FORMATS, EncoderConfig, FileSink, refuse_same_file
 from .io.convert import planes_to_view, view_size
 from .io.source import MediaSource
 from .redact import RedactConfig, obscure_whole, redact_faces
@@ -47,6 +46,7 @@ class PipelineConfig:
     threshold: None keeps the preset's thresholds.
     centerface_every: run CenterFace on every k-th frame (None: the preset's choice).
     queue_frames: capacity of each inter-stage queue, in frames (>= 1).
+    salvage: read a damaged input past its errors (RunStats.damaged says if any were met).
     """
 
     detector: str = DEFAULT_FILE_PRESET
@@ -57,6 +57,7 @@ class PipelineConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     audio: bool = True
     queue_frames: int = 4
+    salvage: bool = False
 
     def __post_init__(self) -> None:
         if self.centerface_every is not None and self.centerface_every < 1:
@@ -84,6 +85,8 @@ class RunStats:
     faces_carried: int = 0
     frames_obscured_whole: int = 0
     seconds: float = 0.0
+    damaged: bool = False  # salvage: part of the input could not be read
+    frames_expected: int | None = None  # what the container's header promised
 
     @property
     def fps(self) -> float:
@@ -281,9 +284,11 @@ def encoder_threads_beside_detector() -> int:
 
 
 def default_output_path(input_path: str | Path) -> Path:
-    """INPUT's name + ``.blurred`` + its extension: clip.mp4 -> clip.blurred.mp4."""
+    """INPUT's name + ``.blurred`` + its extension: clip.mp4 -> clip.blurred.mp4. A video
+    in a container blurcam does not write (an animated GIF, a .3gp) becomes an .mp4."""
     p = Path(input_path)
-    return p.with_name(f"{p.stem}.blurred{p.suffix}")
+    suffix = p.suffix if is_image_path(p) or p.suffix.lower() in VIDEO_FORMATS else ".mp4"
+    return p.with_name(f"{p.stem}.blurred{suffix}")
 
 
 def redact_file(input_path: str | Path, output_path: str | Path | None = None,
@@ -297,9 +302,8 @@ def redact_file(input_path: str | Path, output_path: str | Path | None = None,
     """
     config = config or PipelineConfig()
     output_path = Path(output_path) if output_path else default_output_path(input_path)
-    if Path(output_path).resolve() == Path(input_path).resolve():
-        raise BlurcamError(f"{output_path}: output would overwrite the input")
-    source = MediaSource(input_path, audio=config.audio)
+    refuse_same_file(input_path, output_path)
+    source = MediaSource(input_path, audio=config.audio, salvage=config.salvage)
     sink = None
     own_detector = detector is None
     try:
@@ -313,6 +317,7 @@ def redact_file(input_path: str | Path, output_path: str | Path | None = None,
                                      centerface_every=config.centerface_every)
         stats = run(source, sink, detector, config, on_frame=on_frame)
         sink.commit()
+        stats.damaged, stats.frames_expected = source.damaged, source.frames_expected
         return stats
     except BaseException:
         if sink is not None:
@@ -339,7 +344,7 @@ def redact_image(input_path: str | Path, output_path: str | Path | None = None,
     written from pixels alone, so EXIF (GPS, camera, time) and text chunks are gone."""
     import cv2
 
-    from .errors import SinkError, SourceError
+    from .errors import SourceError, UsageError
     from .io.sink import check_output_path, write_atomically
 
     config = config or PipelineConfig()
@@ -349,11 +354,21 @@ def redact_image(input_path: str | Path, output_path: str | Path | None = None,
         raise SourceError(f"{input_path}: no such file")
     if input_path.is_dir():
         raise SourceError(f"{input_path}: is a directory, not a media file")
-    check_output_path(output_path, overwrite)
+    refuse_same_file(input_path, output_path)
     if not is_image_path(output_path):
-        raise SinkError(f"{output_path}: an image can only be written as {', '.join(IMAGE_EXTENSIONS)}")
+        raise UsageError(f"{output_path}: an image can only be written as {', '.join(IMAGE_EXTENSIONS)}")
+    check_output_path(output_path, overwrite)
     started = time.perf_counter()
-    bgr = cv2.imdecode(np.fromfile(input_path, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        encoded_in = np.fromfile(input_path, np.uint8)
+    except OSError as exc:
+        raise SourceError(f"{input_path}: cannot read: {exc.strerror}") from None
+    if encoded_in.size == 0:
+        raise SourceError(f"{input_path}: empty file, not an image")
+    try:
+        bgr = cv2.imdecode(encoded_in, cv2.IMREAD_COLOR)
+    except cv2.error:
+        bgr = None
     if bgr is None:
         raise SourceError(f"{input_path}: not an image blurcam can read")
     own_detector = detector is None

@@ -22,7 +22,9 @@ import platform
 from pathlib import Path
 
 from . import __version__
+from .io.sink import write_atomically
 from .models import manifest
+from .urls import mask_url
 from .pipeline import FrameRecord, PipelineConfig, RunStats
 
 SCHEMA_VERSION = 1
@@ -49,8 +51,8 @@ class ReportBuilder:
         return {
             "schema": SCHEMA_VERSION,
             "blurcam": __version__,
-            "input": str(input_path),
-            "output": str(output_path),
+            "input": mask_url(str(input_path)),
+            "output": mask_url(str(output_path)),
             "settings": dataclasses.asdict(config),
             "versions": versions(),
             "models": {name: entry["sha256"] for name, entry in manifest().items()},
@@ -79,5 +81,6 @@ def versions() -> dict[str, str]:
             "numpy": numpy.__version__}
 
 
-def write_report(path: str | Path, report: dict) -> None:
-    Path(path).write_text(json.dumps(report, indent=1))
+def write_report(path: str | Path, report: dict, *, overwrite: bool = False) -> None:
+    """Write ``report`` as JSON, atomically: complete or absent (DiskFullError, SinkError)."""
+    write_atomically(Path(path), json.dumps(report, indent=1).encode(), overwrite=overwrite)

@@ -46,3 +46,22 @@ def background_psnr(original: np.ndarray, redacted: np.ndarray, face_boxes, marg
     diff = original[keep].astype(np.float32) - redacted[keep].astype(np.float32)
     mse = float((diff * diff).mean()) if diff.size else 0.0
     return 99.0 if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def match_input(clip, image: np.ndarray) -> int:
+    """Index of the input frame an output frame shows (frames may be dropped)."""
+    small = cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32)
+    diffs = [np.abs(cv2.resize(f, (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32) - small).mean()
+             for f in clip.frames]
+    return int(np.argmin(diffs))
+
+
+def assert_no_face_leaks(clip, images: list[np.ndarray]) -> None:
+    """Every face of the input frame each image shows (``clip``: frames and exact boxes)
+    keeps under 40 % of its feature detail; images may be a subset (dropped frames)."""
+    assert images, "no frame arrived"
+    for image in images:
+        i = match_input(clip, image)
+        for box in clip.boxes[i]:
+            kept = detail_kept(clip.frames[i], image, box)
+            assert kept is None or kept < 0.4, f"input frame {i}: face {box.round()} keeps {kept:.2f}"

@@ -139,7 +139,9 @@ def test_someone_elses_file_is_not_replaced(card, tmp_path):
 def test_leftover_partial_from_a_killed_run_is_removed(card, tmp_path):
     out = tmp_path / "out" / "DCIM"
     out.mkdir(parents=True)
-    (out / ".b.0123abcd.partial.mkv").write_bytes(b"half a video")
+    leftover = out / ".b.0123abcd.partial.mkv"
+    leftover.write_bytes(b"half a video")
+    os.utime(leftover, (time.time() - 60, time.time() - 60))  # its run died a minute ago
     assert blur(card[0], "-o", out.parent, "--quiet").exit_code == 0
     assert partials(out.parent) == []
 

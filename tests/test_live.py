@@ -21,7 +21,7 @@ from blurcam.io.stream import StreamSink
 from blurcam.live import LiveConfig, LiveStats, run_live
 from blurcam.synth import Placement, background, render, write_clip
 from conftest import Clip
-from leak import detail_kept
+from leak import assert_no_face_leaks, detail_kept
 
 SIZE_WH = (640, 360)
 N_FRAMES = 75  # 2.5 s at 30 fps
@@ -42,23 +42,6 @@ def detector():
     d = make_detector("live")
     yield d
     d.close()
-
-
-def match_input(clip: Clip, image: np.ndarray) -> int:
-    """Index of the input frame an output frame shows (frames may be dropped)."""
-    small = cv2.resize(image, (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32)
-    diffs = [np.abs(cv2.resize(f, (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32) - small).mean()
-             for f in clip.frames]
-    return int(np.argmin(diffs))
-
-
-def assert_no_face_leaks(clip: Clip, images: list[np.ndarray]) -> None:
-    assert images, "no frame arrived"
-    for image in images:
-        i = match_input(clip, image)
-        for box in clip.boxes[i]:
-            kept = detail_kept(clip.frames[i], image, box)
-            assert kept is None or kept < 0.4, f"input frame {i}: face {box.round()} keeps {kept:.2f}"
 
 
 class Player(threading.Thread):

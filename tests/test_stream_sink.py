@@ -202,8 +202,8 @@ def test_rtmp_unreachable_at_start_raises_sink_error(rtmp_server, live_clip):
 
 
 def test_server_that_never_answers_is_a_sink_error_not_a_frozen_process(rtmp_server, live_clip):
-    # FFmpeg's RTMP connect holds the GIL without a timeout; the Python handshake probe
-    # must give up first (else this test, and the whole process, would hang).
+    # FFmpeg's RTMP connect holds the GIL without a timeout; it runs in a relay process,
+    # which is killed when it does not connect in time (else this whole process would hang).
     source = MediaSource(live_clip)
     rtmp_server.pause()
     try:
@@ -355,7 +355,7 @@ def test_recording_refuses_existing_file_and_non_streamable_container(tmp_path, 
 
 @pytest.mark.parametrize("destination, fmt, network, shown", [
     ("rtmp://example.org/live/KEY123", "flv", True, "rtmp://example.org/live/***"),
-    ("rtmp://example.org:1936/app/sub/KEY", "flv", True, "rtmp://example.org:1936/app/sub/***"),
+    ("rtmp://example.org:1936/app/sub/KEY", "flv", True, "rtmp://example.org:1936/app/***"),
     ("udp://127.0.0.1:5000", "mpegts", True, "udp://127.0.0.1:5000"),
     ("tcp://127.0.0.1:5000", "mpegts", True, "tcp://127.0.0.1:5000"),
     ("-", "mpegts", False, "stdout"),

@@ -59,6 +59,11 @@ def _import_mediapipe():
     """``import mediapipe``, with the modules in _UNUSED loaded only if something uses them."""
     if "mediapipe" in sys.modules:
         return sys.modules["mediapipe"]
+    # MediaPipe's C++ (glog, and TFLite/LiteRT) writes warnings straight to stderr, such
+    # as "Logging before InitGoogle()" and "Input tensor memory is not aligned" in about
+    # one run in six. Both read these at load time; the user's own settings win.
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     spec = importlib.util.find_spec("mediapipe")  # locates the package without running it
     if spec is None:
         raise ImportError("No module named 'mediapipe'")

@@ -8,32 +8,46 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import secrets
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
-from ..errors import DiskFullError, OutputExistsError, SinkError
+from ..errors import DiskFullError, OutputExistsError, SameFileError, SinkError, UsageError
 from ..types import Frame, VideoInfo
+from .audio import AudioParams, AudioTranscoder, can_copy, target_codec
 from .convert import holds, planes_to_videoframe
+
+try:  # POSIX: a partial output is locked by the process writing it
+    import fcntl
+except ImportError:  # Windows: stale partials are not cleaned up automatically
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 VIDEO_CODECS = ("libx264", "libx265", "libvpx-vp9", "mpeg4")
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                "veryslow", "placebo")
+# Hidden temporary outputs: .NAME.<8 hex>.partial.EXT, beside the output.
+_PARTIAL = re.compile(r"^\..+\.[0-9a-f]{8}\.partial(\.[^.]*)?$")
+_STALE_AFTER_S = 5.0  # a partial younger than this may not be locked by its writer yet
 
 
 @dataclass(frozen=True, kw_only=True)
 class EncoderConfig:
     """Video encoder settings. crf: constant quality (lower is better, 0-51 for x264).
+    codec: None picks it from the container (VP9 for WebM, H.264 otherwise).
     preset: x264/x265 speed preset. live: low-latency tuning (no B-frames, zerolatency).
     threads: encoder threads; None: FFmpeg's choice (about 1.5 per core), except that
         ``redact_file`` with a detector-bound preset gives it the cores left beside
         the detector."""
 
-    codec: str = "libx264"
+    codec: str | None = None
     crf: int = 18
     preset: str = "veryfast"
     pix_fmt: str = "yuv420p"
@@ -42,8 +56,10 @@ class EncoderConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.codec not in VIDEO_CODECS:
+        if self.codec is not None and self.codec not in VIDEO_CODECS:
             raise ValueError(f"codec must be one of {', '.join(VIDEO_CODECS)}, got {self.codec!r}")
+        if self.preset not in X264_PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(X264_PRESETS)}, got {self.preset!r}")
         if not 0 <= self.crf <= 63:
             raise ValueError(f"crf must be in [0, 63], got {self.crf}")
         if self.threads is not None and self.threads < 1:
@@ -87,12 +103,17 @@ class VideoEncoder:
             self.width, self.height = info.width - info.width % 2, info.height - info.height % 2
             log.warning("%dx%d is odd-sized; 4:2:0 output is cropped to %dx%d",
                         info.width, info.height, self.width, self.height)
-        stream = container.add_stream(config.codec, rate=info.frame_rate or Fraction(30))
+        codec = config.codec or default_codec(container.format.name)
+        try:
+            stream = container.add_stream(codec, rate=info.frame_rate or Fraction(30))
+        except ValueError:  # e.g. H.264 into WebM
+            raise UsageError(f"{codec} cannot be written to a {container.format.name} file; "
+                             f"leave --codec out to get the container's own") from None
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, config.pix_fmt
         stream.time_base = info.time_base
         stream.codec_context.time_base = info.time_base
         options = {"crf": str(config.crf)}
-        if config.codec in ("libx264", "libx265"):
+        if codec in ("libx264", "libx265"):
             options["preset"] = config.preset
         if config.live:
             options["tune"] = "zerolatency"
@@ -126,32 +147,45 @@ class VideoEncoder:
 
 
 class FileSink:
-    """Writes a redacted video (plus remuxed audio) to ``path``, atomically.
+    """Writes a redacted video (plus audio) to ``path``, atomically.
 
-    Everything goes to a hidden temporary file beside ``path``; ``commit()``
-    renames it into place, ``abort()`` (or any error) removes it. Call
+    Everything goes to a hidden temporary file beside ``path`` (locked while it is
+    written, so a later run can tell it from one left by a killed process);
+    ``commit()`` renames it into place, ``abort()`` (or any error) removes it. Call
     ``write_frame`` in presentation order and ``write_audio`` with packets from the
-    source's audio streams, then exactly one of ``commit`` / ``abort``.
+    source's audio streams, then exactly one of ``commit`` / ``abort``. Audio is
+    copied where the container takes its codec and re-encoded where it does not.
     """
 
     def __init__(self, path: str | Path, info: VideoInfo, *, audio_streams: list,
                  encoder: EncoderConfig | None = None, overwrite: bool = False) -> None:
         self.path = Path(path)
         self.overwrite = overwrite
+        fmt = _format_for(self.path)
         check_output_path(self.path, overwrite)
-        self.tmp = self.path.with_name(f".{self.path.stem}.{secrets.token_hex(4)}.partial{self.path.suffix}")
+        self.tmp, self._lock = create_partial(self.path)
         try:
-            self.container = av.open(str(self.tmp), "w", format=_format_for(self.path))
+            self.container = av.open(str(self.tmp), "w", format=fmt)
+            scrub_metadata(self.container)
+            self.video = VideoEncoder(self.container, encoder or EncoderConfig(), info)
+            self.audio_map: dict[int, av.audio.stream.AudioStream] = {}
+            self.transcoders: dict[int, AudioTranscoder] = {}
+            fmt = self.container.format.name.split(",")[0]
+            for src in audio_streams:
+                if can_copy(src.codec_context.name, fmt):
+                    out = self.container.add_stream_from_template(src)
+                    out.metadata.clear()
+                    self.audio_map[src.index] = out
+                else:
+                    log.info("re-encoding %s audio to %s for %s", src.codec_context.name, target_codec(fmt), fmt)
+                    self.transcoders[src.index] = AudioTranscoder(self.container, AudioParams.of(src), target_codec(fmt),
+                                                                 max_channels=8)
         except (av.FFmpegError, OSError, ValueError) as exc:
-            self._remove_tmp()
+            self.abort()
             raise SinkError(f"{self.path}: cannot create output: {exc}") from None
-        scrub_metadata(self.container)
-        self.video = VideoEncoder(self.container, encoder or EncoderConfig(), info)
-        self.audio_map = {}
-        for src in audio_streams:
-            out = self.container.add_stream_from_template(src)
-            out.metadata.clear()
-            self.audio_map[src.index] = out
+        except BaseException:
+            self.abort()
+            raise
         self.frames_written = 0
 
     def write_frame(self, frame: Frame) -> None:
@@ -163,24 +197,26 @@ class FileSink:
         self.frames_written += 1
 
     def write_audio(self, packet: av.Packet) -> None:
-        """Remux one audio packet unchanged (no decode, no re-encode)."""
+        """Remux one audio packet unchanged, or re-encode it where the container needs."""
         try:
-            self._mux_audio(packet)
+            transcoder = self.transcoders.get(packet.stream.index)
+            if transcoder is not None:
+                self.container.mux(transcoder.encode(packet))
+                return
+            out = self.audio_map.get(packet.stream.index)
+            if out is not None:
+                packet.stream = out
+                self.container.mux(packet)
         except (av.FFmpegError, OSError) as exc:
             raise _disk_error(exc, str(self.path)) from None
 
-    def _mux_audio(self, packet: av.Packet) -> None:
-        out = self.audio_map.get(packet.stream.index)
-        if out is None:
-            return
-        packet.stream = out
-        self.container.mux(packet)
-
     def commit(self) -> None:
-        """Flush the encoder, close the file and move it to ``path``."""
+        """Flush the encoders, close the file and move it to ``path``."""
         try:
             for packet in self.video.flush():
                 self.container.mux(packet)
+            for transcoder in self.transcoders.values():
+                self.container.mux(transcoder.flush())
             self.container.close()
         except (av.FFmpegError, OSError) as exc:
             self.abort()
@@ -189,35 +225,21 @@ class FileSink:
             self.abort()
             raise SinkError(f"{self.path}: no video frames to write")
         try:
-            self._move_into_place()
-        except FileExistsError:
+            move_into_place(self.tmp, self.path, self.overwrite)
+        except BaseException:
             self._remove_tmp()
-            raise OutputExistsError(f"{self.path}: already exists (use --overwrite)") from None
-        except OSError as exc:
-            self._remove_tmp()
-            raise SinkError(f"{self.path}: cannot move output into place: {exc}") from None
-
-    def _move_into_place(self) -> None:
-        if self.overwrite:
-            os.replace(self.tmp, self.path)
-            return
-        try:
-            # A hard link fails if ``path`` appeared meanwhile: no clobbering in a race.
-            os.link(self.tmp, self.path)
-        except FileExistsError:
             raise
-        except OSError:  # a filesystem without hard links (FAT, some network mounts)
-            os.replace(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)
+        finally:
+            _unlock(self._lock)
 
     def abort(self) -> None:
         """Close and delete the partial output. Safe to call more than once."""
         try:
             self.container.close()
-        except Exception:  # already failed; the file is deleted either way
+        except Exception:  # already failed (or never opened); the file is deleted either way
             pass
         self._remove_tmp()
+        _unlock(self._lock)
 
     def _remove_tmp(self) -> None:
         try:
@@ -226,29 +248,127 @@ class FileSink:
             pass
 
 
-def write_atomically(path: Path, data: bytes, *, overwrite: bool) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then move it into place."""
+def create_partial(path: Path) -> tuple[Path, int | None]:
+    """Create and lock the hidden temporary file for ``path`` (after removing stale ones
+    in its folder). Returns the name and the descriptor that holds the lock."""
+    remove_stale_partials(path.parent if str(path.parent) else Path("."))
     tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}")
     try:
-        with open(tmp, "xb") as f:
-            f.write(data)
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except OSError as exc:
+        raise _disk_error(exc, str(path)) from None
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return tmp, fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        try:
+            os.close(fd)  # releases the lock
+        except OSError:
+            pass
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Delete blurcam's hidden partial outputs in ``folder`` whose writer is gone (a
+    run killed with SIGKILL or by a power cut): no process holds their lock. Partials
+    of runs still going are locked and left alone. No-op where locks are unavailable."""
+    if fcntl is None:
+        return []
+    removed = []
+    try:
+        names = [n for n in os.listdir(folder) if _PARTIAL.match(n)]
+    except OSError:
+        return []
+    for name in names:
+        path = folder / name
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if time.time() - os.fstat(fd).st_mtime < _STALE_AFTER_S:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # locked: its writer is alive
+            continue
+        finally:
+            os.close(fd)
+        try:
+            os.unlink(path)
+            removed.append(path)
+            log.info("removed %s, left by an interrupted run", path)
+        except OSError:
+            pass
+    return removed
+
+
+def move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Rename the finished ``tmp`` to ``path``; without ``overwrite`` never clobber a
+    file that appeared meanwhile (OutputExistsError)."""
+    try:
         if overwrite:
             os.replace(tmp, path)
-        else:
+            return
+        try:
+            # A hard link fails if ``path`` appeared meanwhile: no clobbering in a race.
             os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a filesystem without hard links (FAT, some network mounts)
+            os.replace(tmp, path)
+        else:
             os.unlink(tmp)
     except FileExistsError:
-        tmp.unlink(missing_ok=True)
         raise OutputExistsError(f"{path}: already exists (use --overwrite)") from None
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise _disk_error(exc, str(path)) from None
 
 
-def _format_for(path: Path) -> str | None:
-    ext = path.suffix.lower()
-    return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
-            ".ts": "mpegts", ".flv": "flv", ".avi": "avi"}.get(ext)
+def write_atomically(path: Path, data: bytes, *, overwrite: bool) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then move it into place."""
+    tmp, lock = create_partial(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        move_into_place(tmp, path, overwrite)
+    except OSError as exc:
+        raise _disk_error(exc, str(path)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+        _unlock(lock)
+
+
+def refuse_same_file(input_path: str | Path, output_path: str | Path, what: str = "output") -> None:
+    """SameFileError if ``output_path`` names the file ``input_path`` is (a symlink,
+    another spelling, a hard link): writing it would destroy the original."""
+    try:
+        same = os.path.samefile(input_path, output_path)
+    except OSError:  # one of them does not exist (yet)
+        same = Path(input_path).resolve() == Path(output_path).resolve()
+    if same:
+        raise SameFileError(f"{output_path}: the {what} would replace the input {input_path}; "
+                            "write it somewhere else")
+
+
+def default_codec(format_name: str) -> str:
+    """The video codec for a container when --codec is not given."""
+    return "libvpx-vp9" if format_name.split(",")[0] == "webm" else "libx264"
+
+
+VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
+                 ".ts": "mpegts", ".m2ts": "mpegts", ".flv": "flv", ".avi": "avi"}
+
+
+def _format_for(path: Path) -> str:
+    fmt = VIDEO_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise UsageError(f"{path}: a video can be written as {', '.join(VIDEO_FORMATS)}, "
+                         f"not {path.suffix or 'a file without an extension'}")
+    return fmt
 
 
 def check_output_path(path: Path, overwrite: bool) -> None:

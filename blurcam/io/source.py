@@ -1,7 +1,10 @@
 """Media sources: demux with PyAV, decode video to 4:2:0 Frames, pass audio packets through."""
 from __future__ import annotations
 
+import itertools
 import logging
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -10,9 +13,11 @@ import av
 
 from ..errors import SourceError, TruncatedInputError, UnsupportedMediaError
 from ..types import Frame, VideoInfo
+from ..urls import mask_secrets, mask_url
 from .convert import color_tags, owned_yuv420p, plane_arrays
 
 log = logging.getLogger(__name__)
+_MAX_ERRORS = 1000  # --salvage gives up on an input that keeps failing
 
 
 def _looks_like_mp4(path: Path) -> bool:
@@ -26,11 +31,13 @@ def _looks_like_mp4(path: Path) -> bool:
 def open_input(url: str | Path, *, format: str | None = None, options: dict | None = None,
                timeout_s: float | None = None) -> av.container.InputContainer:
     """Open a file, URL or device for reading; every failure becomes a SourceError."""
-    name = str(url) if isinstance(url, (str, Path)) else "stdin"
+    name = mask_url(str(url)) if isinstance(url, (str, Path)) else "stdin"
     target = str(url) if isinstance(url, (str, Path)) else url  # or a binary file object (stdin)
     try:
         kwargs = {"timeout": timeout_s} if timeout_s else {}
         return av.open(target, "r", format=format, options=options or {}, **kwargs)
+    except av.ExitError:
+        raise SourceError(f"{name}: no data within {_first(timeout_s):g} s (is the source sending?)") from None
     except FileNotFoundError:
         raise SourceError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -42,7 +49,12 @@ def open_input(url: str | Path, *, format: str | None = None, options: dict | No
             raise TruncatedInputError(f"{name}: MP4 file is truncated or damaged (index missing)") from None
         raise SourceError(f"{name}: not a media file blurcam can read") from None
     except (av.FFmpegError, OSError) as exc:
-        raise SourceError(f"{name}: cannot open: {exc}") from None
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise SourceError(f"{name}: cannot open: {mask_secrets(reason)}") from None
+
+
+def _first(timeout_s) -> float:
+    return timeout_s[0] if isinstance(timeout_s, tuple) else timeout_s
 
 
 class MediaSource:
@@ -55,9 +67,13 @@ class MediaSource:
     """
 
     def __init__(self, url: str | Path, *, audio: bool = True, format: str | None = None,
-                 options: dict | None = None, live: bool = False) -> None:
-        self.url = str(url) if isinstance(url, (str, Path)) else "stdin"
-        self.container = open_input(url, format=format, options=options)
+                 options: dict | None = None, live: bool = False, salvage: bool = False,
+                 timeout_s: float | tuple[float, float] | None = None,
+                 mic: tuple[str, str] | None = None) -> None:
+        self.url = mask_url(str(url)) if isinstance(url, (str, Path)) else "stdin"
+        self.salvage = salvage
+        self.damaged = False  # salvage: something could not be read (see frames_expected)
+        self.container = open_input(url, format=format, options=options, timeout_s=timeout_s)
         try:
             self.video = next(s for s in self.container.streams if s.type == "video"
                               and not (s.disposition & av.stream.Disposition.attached_pic))
@@ -69,11 +85,15 @@ class MediaSource:
             raise UnsupportedMediaError(f"{self.url}: video codec {self.video.codec.name!r} cannot be decoded")
         self.video.thread_type = "AUTO"
         self.audio_streams = [s for s in self.container.streams if s.type == "audio"] if audio else []
+        self._mic = _Microphone(*mic, timeout_s=timeout_s) if audio and mic and not self.audio_streams else None
+        if self._mic is not None and self._mic.stream is not None:
+            self.audio_streams = [self._mic.stream]
         for s in self.container.streams:
             if s is not self.video and s not in self.audio_streams:
                 s.discard = av.stream.Discard.all  # the demuxer drops its packets unread
         cc = self.video.codec_context
         self.frames_decoded = 0
+        self._last_time_s: float | None = None  # of the latest decoded frame
         self._color: tuple = ()
         self.info = VideoInfo(width=cc.width, height=cc.height, time_base=self.video.time_base,
                               frame_rate=self.video.average_rate or self.video.guessed_rate,
@@ -99,31 +119,77 @@ class MediaSource:
         """Yield Frames (video, decoded) and Packets (audio, for remuxing) in demux order.
         One pass only."""
         head, self._head = self._head, []
-        yield from head
-        yield from self._rest
+        if self._mic is None:
+            yield from head
+            yield from self._rest
+            return
+        for item in itertools.chain(head, self._rest):
+            yield item
+            yield from self._mic.packets()
 
     def _demux(self) -> Iterator[Frame | av.Packet]:
+        """Demux and decode. A damaged input raises TruncatedInputError, or with
+        ``salvage`` is read past: a packet that does not decode is skipped, and after
+        a demuxer error reading resumes where the demuxer resynchronises (the next
+        Matroska cluster, MPEG-TS packet...), up to ``_MAX_ERRORS`` times."""
         streams = [self.video, *self.audio_streams]
-        index = 0
+        index = errors = 0
         try:
-            for packet in self.container.demux(streams):
-                if packet.stream is self.video:
-                    for frame in packet.decode():
-                        yield self._to_frame(frame, index)
-                        index += 1
-                elif packet.size:  # size 0 marks a demuxer flush packet, not data
-                    yield packet
-        except av.EOFError:
-            pass
-        except (av.InvalidDataError, av.FFmpegError) as exc:
-            raise TruncatedInputError(f"{self.url}: input is damaged or truncated after frame {index}: {exc}") from None
+            while True:
+                try:
+                    for packet in self.container.demux(streams):
+                        if packet.stream is self.video:
+                            for frame in self._decode(packet):
+                                yield self._to_frame(frame, index)
+                                index += 1
+                        elif packet.size:  # size 0 marks a demuxer flush packet, not data
+                            yield packet
+                    break
+                except av.EOFError:
+                    break
+                except (av.InvalidDataError, av.FFmpegError) as exc:
+                    if not self.salvage or errors >= _MAX_ERRORS:
+                        raise TruncatedInputError(f"{self.url}: input is damaged or truncated after frame "
+                                                  f"{index}: {mask_secrets(exc)} (--salvage keeps what decodes)") from None
+                    errors += 1
+                    self.damaged = True
+                    log.warning("%s: damaged after frame %d (%s); reading on", self.url, index, mask_secrets(exc))
         finally:
             self.frames_decoded = index
+        if self.info.is_live:
+            return
         expected = self.info.frames
-        if expected and index < expected * 0.98 and not self.info.is_live:
-            raise TruncatedInputError(f"{self.url}: input is truncated: decoded {index} of {expected} frames")
+        short = f"decoded {index} of {expected} frames" if expected and index < expected * 0.98 else None
+        v = self.video
+        duration_s = (float(v.duration * v.time_base) if v.duration and v.time_base
+                      else self.container.duration / 1e6 if self.container.duration else None)
+        if short is None and duration_s and self._last_time_s is not None:
+            # No frame count (Matroska, MPEG-TS): the video must reach the stated duration.
+            if self._last_time_s < duration_s - max(1.0, 0.05 * duration_s):
+                short = f"video ends at {self._last_time_s:.1f} s of {duration_s:.1f} s"
+        if short:
+            if not self.salvage:
+                raise TruncatedInputError(f"{self.url}: input is truncated or damaged: {short} "
+                                          "(--salvage keeps what decodes)")
+            self.damaged = True
+
+    def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
+        try:
+            return packet.decode()
+        except (av.InvalidDataError, av.FFmpegError):
+            if not self.salvage:
+                raise
+            self.damaged = True  # one broken packet: skip it, the decoder recovers at a keyframe
+            return []
+
+    @property
+    def frames_expected(self) -> int | None:
+        """The frame count the container's header promised, if it said."""
+        return self.info.frames
 
     def _to_frame(self, frame: av.VideoFrame, index: int) -> Frame:
+        if frame.pts is not None and frame.time_base is not None:
+            self._last_time_s = float(frame.pts * frame.time_base)
         rotation = int(round(frame.rotation or 0))
         if index == 0:  # the encoder tags the output as these planes are
             self._color = color_tags(frame)
@@ -132,4 +198,47 @@ class MediaSource:
                      time_base=frame.time_base or self.video.time_base, rotation_deg=rotation, video_frame=owned)
 
     def close(self) -> None:
+        if self._mic is not None:
+            self._mic.close()
         self.container.close()
+
+
+class _Microphone:
+    """A separate audio input (ALSA on Linux, where the camera has none), read in its
+    own thread; ``packets()`` returns what arrived since the last call. ``stream`` is
+    None when the microphone cannot be opened: the stream then goes out silent."""
+
+    def __init__(self, url: str, format: str, *, timeout_s=None) -> None:
+        self.stream = None
+        self._queue: queue.Queue = queue.Queue(maxsize=512)
+        try:
+            self.container = open_input(url, format=format, timeout_s=timeout_s)
+            self.stream = self.container.streams.audio[0]
+        except (SourceError, IndexError) as exc:
+            log.warning("no microphone (%s); streaming without sound", exc)
+            return
+        self._thread = threading.Thread(target=self._read, name="blurcam-mic", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for packet in self.container.demux(self.stream):
+                if packet.size:
+                    try:
+                        self._queue.put_nowait(packet)
+                    except queue.Full:  # nobody is reading (the video stalled): drop, never block
+                        pass
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            log.warning("microphone stopped (%s)", exc)
+
+    def packets(self) -> list[av.Packet]:
+        out = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.container.close()

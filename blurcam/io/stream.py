@@ -32,23 +32,18 @@ nothing else): AAC packets are copied (ADTS AAC from an MPEG-TS source is untest
 any other codec is decoded (each connection has its own decoder) and re-encoded to AAC.
 Audio and video share one time origin, so they stay in sync across reconnects.
 
-PyAV limits that shape this design (PyAV 18, FFmpeg 8): an output container takes no
-timeout (its interrupt callback is only installed for inputs) and opens the URL with
-no protocol options, so ``rw_timeout`` cannot be set; and the connect (``avio_open``
-plus the RTMP handshake, inside ``start_encoding``) and ``close`` hold the GIL, so a
-server that accepts TCP but never answers freezes the whole process, every thread.
-Hence, before each connect, Python connects with ``connect_timeout_s`` and, for RTMP,
-waits for the first handshake byte. Sends (``av_interleaved_write_frame``) release
-the GIL; one blocked longer than ``stall_timeout_s`` (no TCP reset ever comes when a
-phone loses signal) is cut by shutting down FFmpeg's socket, found by its peer
-address among the descriptors that appeared during the connect (Linux /proc).
+Isolation: FFmpeg's connect, RTMP handshake and close hold the GIL with no timeout,
+so a server that accepts and then stalls would freeze every thread. Each network
+connection therefore runs in a child process (``blurcam.io.relay``) fed with redacted
+frames; the sender thread here only writes into its pipe. A child that does not
+connect in time, or stops taking frames for ``stall_timeout_s``, is killed, and the
+destination reconnects or gives up while the others go on. stdout and recordings,
+which cannot hang on a network, are written in-process.
 """
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import socket
 import sys
 import threading
 import time
@@ -63,6 +58,9 @@ import av
 
 from ..errors import SinkError
 from ..types import Frame, VideoInfo
+from ..urls import mask_secrets, mask_url
+from .audio import AudioParams, AudioTranscoder
+from .relay import RelayConnection
 from .sink import EncoderConfig, VideoEncoder, _disk_error, check_output_path, scrub_metadata
 
 log = logging.getLogger(__name__)
@@ -72,8 +70,6 @@ _END = object()  # end-of-stream sentinel on the send queue
 _POLL_S = 0.1
 _JOIN_TIMEOUT_S = 10.0
 _RECORDING_FORMATS = {".ts": "mpegts", ".m2ts": "mpegts", ".mkv": "matroska", ".flv": "flv"}
-_DEFAULT_PORTS = {"rtmp": 1935, "rtmps": 443}
-_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,12 +80,14 @@ class StreamConfig:
     reconnect_for_s: give up (SinkError) after this long without a connection.
     backoff_initial_s / backoff_max_s: wait before the first reconnect attempt, doubled
         after each failure up to the maximum.
-    connect_timeout_s: TCP connect timeout for each attempt.
+    connect_timeout_s: how long one connection attempt (TCP, TLS, RTMP handshake) may take.
     stall_timeout_s: a send blocked this long (network silently gone: no reset, no
         error, as when a phone loses signal) counts as a disconnect.
     queue_frames: frames waiting for the sender thread (bounded memory).
     max_block_s: how long ``write_frame`` waits on a full queue before dropping;
         after one such drop it does not wait again until the sender catches up.
+    finish_timeout_s: how long ``commit`` waits for a network destination to take the
+        end of the stream before cutting it (Ctrl-C must end a run within seconds).
     """
 
     keyframe_interval_s: float = 2.0
@@ -100,10 +98,11 @@ class StreamConfig:
     stall_timeout_s: float = 10.0
     queue_frames: int = 8
     max_block_s: float = 0.5
+    finish_timeout_s: float = 3.0
 
     def __post_init__(self) -> None:
         for name in ("keyframe_interval_s", "backoff_initial_s", "backoff_max_s", "connect_timeout_s",
-                     "stall_timeout_s"):
+                     "stall_timeout_s", "finish_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("reconnect_for_s", "max_block_s"):
@@ -118,7 +117,7 @@ class StreamConfig:
 
 @dataclass(frozen=True)
 class Destination:
-    """Where a StreamSink writes. ``shown`` is safe to log: RTMP stream keys are hidden."""
+    """Where a StreamSink writes. ``shown`` is safe to log: credentials are masked."""
 
     target: str
     format: str
@@ -132,9 +131,9 @@ class Destination:
             return cls(text, format or "mpegts", False, "stdout")
         scheme = urlsplit(text).scheme.lower() if "://" in text else ""
         if scheme in ("rtmp", "rtmps"):
-            return cls(text, format or "flv", True, _hide_stream_key(text))
+            return cls(text, format or "flv", True, mask_url(text))
         if scheme in ("udp", "tcp", "srt"):
-            return cls(text, format or "mpegts", True, text)
+            return cls(text, format or "mpegts", True, mask_url(text))
         if scheme:
             raise SinkError(f"{scheme}://: unsupported live destination (use rtmp://, udp://, tcp://, a file or -)")
         fmt = format or _RECORDING_FORMATS.get(Path(text).suffix.lower())
@@ -142,25 +141,10 @@ class Destination:
             raise SinkError(f"{text}: a live recording must be .ts, .mkv or .flv (a streamable container)")
         return cls(text, fmt, False, text)
 
-    def tcp_address(self) -> tuple[str, int] | None:
-        """(host, port) to probe before connecting, or None (UDP, stdout, files)."""
-        parts = urlsplit(self.target)
-        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
-        if parts.scheme.lower() in ("rtmp", "rtmps", "tcp") and parts.hostname and port:
-            return parts.hostname, port
-        return None
-
-
-def _hide_stream_key(url: str) -> str:
-    """rtmp://host/app/KEY -> rtmp://host/app/***: the stream key is a credential."""
-    parts = urlsplit(url)
-    app = parts.path.rsplit("/", 1)[0] if parts.path.count("/") > 1 else parts.path
-    return f"{parts.scheme}://{parts.hostname or ''}{':%d' % parts.port if parts.port else ''}{app}/***"
-
 
 def _reason(exc: BaseException) -> str:
-    """The error without its filename: PyAV puts the full URL (stream key) there."""
-    return getattr(exc, "strerror", None) or type(exc).__name__
+    """The error without its filename (PyAV puts the full URL, stream key and all, there)."""
+    return mask_secrets(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
 
 
 def copy_packet(packet: av.Packet) -> av.Packet:
@@ -171,60 +155,6 @@ def copy_packet(packet: av.Packet) -> av.Packet:
     out.is_keyframe = packet.is_keyframe
     out.stream = packet.stream
     return out
-
-
-def _probe(dest: Destination, address: tuple[str, int], timeout_s: float) -> tuple[str, int]:
-    """Connect with a timeout, and for RTMP see the server answer the handshake's first
-    step; returns the peer (ip, port). FFmpeg's own connect holds the GIL with no
-    timeout, so a server that accepts but never answers would freeze the process."""
-    try:
-        with socket.create_connection(address, timeout=timeout_s) as sock:
-            peer = sock.getpeername()[:2]
-            if dest.format == "flv" and not dest.target.lower().startswith("rtmps"):
-                sock.sendall(b"\x03" + bytes(1536))  # C0 (version 3) + C1 (time 0, zeros)
-                if not sock.recv(1):  # S0
-                    raise ConnectionResetError("closed during the RTMP handshake")
-    except OSError as exc:
-        raise SinkError(f"{dest.shown}: cannot connect: {_reason(exc)}") from None
-    return peer
-
-
-def _open_fds() -> set[int]:
-    try:
-        listed = [int(name) for name in os.listdir("/proc/self/fd")]
-    except OSError:  # not Linux: no stall cutting, the rest works
-        return set()
-    open_now = set()
-    for fd in listed:  # leave out the descriptor listdir itself used (closed by now, reusable)
-        try:
-            os.fstat(fd)
-            open_now.add(fd)
-        except OSError:
-            pass
-    return open_now
-
-
-def _sockets_to(peer: tuple[str, int], fds: set[int]) -> list[socket.socket]:
-    """Duplicates of the TCP sockets among ``fds`` connected to ``peer`` (FFmpeg's)."""
-    found = []
-    for fd in fds:
-        try:
-            dup = os.dup(fd)
-        except OSError:
-            continue
-        try:
-            sock = socket.socket(fileno=dup)
-        except OSError:  # not a socket
-            os.close(dup)
-            continue
-        try:
-            if sock.type == socket.SOCK_STREAM and sock.getpeername()[:2] == peer:
-                found.append(sock)
-                continue
-        except OSError:
-            pass
-        sock.close()
-    return found
 
 
 class _StdoutWriter:
@@ -239,26 +169,28 @@ class _StdoutWriter:
         return len(data)
 
 
-class _Connection:
-    """One container on one connection: its own encoders and time origin.
+class Connection:
+    """One container on one connection, in this process: its own encoders and time origin.
+
+    Used for stdout and recordings, and inside the relay process for network
+    destinations. ``audio``: the source's stream (AAC is copied, anything else
+    re-encoded to AAC) or its AudioParams (always re-encoded: the relay process has
+    no stream to copy from).
 
     Timestamps: the first frame sent is 0 ms; audio is rebased by the same origin,
     and audio from before it is dropped (it would precede the first keyframe).
     """
 
     def __init__(self, dest: Destination, info: VideoInfo, encoder: EncoderConfig,
-                 audio_stream: av.audio.stream.AudioStream | None, connect_timeout_s: float) -> None:
+                 audio: av.audio.stream.AudioStream | AudioParams | None) -> None:
         self.dest = dest
         self.frame_rate = info.frame_rate or Fraction(30)
-        self.sockets: list[socket.socket] = []
-        address = dest.tcp_address()
-        peer = _probe(dest, address, connect_timeout_s) if address is not None else None
-        fds_before = _open_fds() if peer is not None else set()
         container_options = {}
         if dest.format == "flv":
             container_options["flvflags"] = "no_duration_filesize"  # nothing to seek back to
-        if dest.network or dest.target == "-":
-            container_options["flush_packets"] = "1"
+        # Every packet leaves at once: to a viewer, and to a recording, which then holds all
+        # that was sent if the machine dies (FFmpeg would otherwise write 256 kB at a time).
+        container_options["flush_packets"] = "1"
         try:
             target = _StdoutWriter() if dest.target == "-" else dest.target
             self.container = av.open(target, "w", format=dest.format, container_options=container_options)
@@ -267,34 +199,26 @@ class _Connection:
         try:
             scrub_metadata(self.container)
             self.video = VideoEncoder(self.container, encoder, replace(info, time_base=_MS))
-            self.decoder = None
-            self.audio_out = self._add_audio(audio_stream) if audio_stream is not None else None
+            self.transcoder: AudioTranscoder | None = None
+            self.audio_out = self._add_audio(audio) if audio is not None else None
             self.container.start_encoding()  # connects and writes the header now, not at the first frame
         except (av.FFmpegError, OSError) as exc:
             self.close_quietly()
             raise SinkError(f"{dest.shown}: cannot connect: {_reason(exc)}") from None
-        if peer is not None:
-            self.sockets = _sockets_to(peer, _open_fds() - fds_before)
         self.origin_s: Fraction | None = None
         self.last_ms = -1
         self.last_audio_dts: int | None = None
 
-    def _add_audio(self, src: av.audio.stream.AudioStream) -> av.audio.stream.AudioStream:
-        ctx = src.codec_context
-        if ctx.name == "aac":
+    def _add_audio(self, src) -> av.audio.stream.AudioStream:
+        if isinstance(src, av.audio.stream.AudioStream) and src.codec_context.name == "aac":
             out = self.container.add_stream_from_template(src)
-        else:
-            # Our own decoder: the source's may be shared by other sinks (fan-out).
-            self.decoder = av.CodecContext.create(ctx.name, "r")
-            self.decoder.sample_rate, self.decoder.layout = ctx.sample_rate, ctx.layout
-            if ctx.extradata:
-                self.decoder.extradata = ctx.extradata
-            rate = ctx.sample_rate if ctx.sample_rate in _AAC_RATES else 48000
-            layout = "mono" if ctx.layout.nb_channels == 1 else "stereo"  # AAC-LC in FLV: at most stereo
-            out = self.container.add_stream("aac", rate=rate, layout=layout)
-            log.info("%s: re-encoding %s audio to AAC", self.dest.shown, ctx.name)
-        out.metadata.clear()
-        return out
+            out.metadata.clear()
+            return out
+        params = src if isinstance(src, AudioParams) else AudioParams.of(src)
+        # AAC-LC in FLV: at most stereo.
+        self.transcoder = AudioTranscoder(self.container, params, "aac", max_channels=2)
+        log.info("%s: re-encoding %s audio to AAC", self.dest.shown, params.codec)
+        return self.transcoder.stream
 
     def send_frame(self, frame: Frame) -> None:
         t = frame.pts * frame.time_base if frame.pts is not None else frame.index / self.frame_rate
@@ -311,8 +235,8 @@ class _Connection:
             return
         if packet.pts * packet.time_base < self.origin_s:
             return
-        if self.decoder is not None:
-            self._transcode(packet)
+        if self.transcoder is not None:
+            self.container.mux(self.transcoder.encode(packet, self.origin_s))
             return
         offset = round(self.origin_s / packet.time_base)
         dts = (packet.dts if packet.dts is not None else packet.pts) - offset
@@ -323,35 +247,17 @@ class _Connection:
         packet.stream = self.audio_out
         self.container.mux(packet)
 
-    def _transcode(self, packet: av.Packet) -> None:
-        rate = self.audio_out.codec_context.sample_rate
-        for frame in self.decoder.decode(packet):
-            if frame.pts is None or frame.time_base is None:
-                continue
-            # Sample-exact timestamps, so the encoder's re-chunking into 1024-sample frames is gapless.
-            frame.pts = round((frame.pts * frame.time_base - self.origin_s) * rate)
-            frame.time_base = Fraction(1, rate)
-            self.container.mux(self.audio_out.encode(frame))
-
     def finish(self) -> None:
         """Flush the encoders and write the trailer."""
         self.container.mux(self.video.flush())
-        if self.decoder is not None:
-            self.container.mux(self.audio_out.encode(None))
+        if self.transcoder is not None:
+            self.container.mux(self.transcoder.flush())
         self.container.close()
 
     def cut(self) -> None:
-        """Shut the connection down under FFmpeg's feet, from any thread: a send
-        blocked on a stalled network returns an error at once. No-op for non-TCP."""
-        for sock in self.sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        """Nothing to cut: a local output cannot stall on a network."""
 
     def close_quietly(self) -> None:
-        for sock in self.sockets:
-            sock.close()  # our duplicate descriptors only
         try:
             self.container.close()
         except Exception:  # the connection is already broken; nothing more to send
@@ -365,8 +271,10 @@ class StreamSink:
     with packets from ``audio_streams``, then exactly one of ``commit`` / ``abort``,
     all from one thread. The sink takes ownership of ``frame.planes``: do not modify
     them after ``write_frame``. The first connection is made in the constructor
-    (SinkError if it fails); later failures of a network destination are retried,
-    others (stdout closed, disk full) raise SinkError from the next call.
+    (SinkError if it fails, unless ``required`` is False: a network destination
+    beside others then keeps retrying in the background while they go on); later
+    failures of a network destination are retried, others (stdout closed, disk full)
+    raise SinkError from the next call.
 
     Counters (read any time): frames_sent, frames_dropped (queue full or
     disconnected), reconnects (successful ones).
@@ -375,7 +283,7 @@ class StreamSink:
     def __init__(self, destination: str | Path, info: VideoInfo, *, audio_streams: list = (),
                  encoder: EncoderConfig | None = None, config: StreamConfig | None = None,
                  format: str | None = None, overwrite: bool = False,
-                 on_sent: Callable[[Frame], None] | None = None) -> None:
+                 on_sent: Callable[[Frame], None] | None = None, required: bool = True) -> None:
         self.dest = Destination.parse(destination, format)
         self.on_sent = on_sent  # called in the sender thread once a frame is muxed (latency stats)
         if not self.dest.network and self.dest.target != "-":
@@ -400,8 +308,15 @@ class StreamSink:
         self._error: SinkError | None = None
         self._send_started: float | None = None  # monotonic time of the send in progress
         self._closed = False
-        self._conn: _Connection | None = self._connect()
-        self._connected.set()
+        try:
+            self._conn: Connection | RelayConnection | None = self._connect()
+        except SinkError as exc:
+            if required or not self.dest.network:
+                raise
+            log.warning("%s; retrying in the background, the other destinations go on", exc)
+            self._conn = None
+        if self._conn is not None:
+            self._connected.set()
         self._flowing.set()
         self._thread = threading.Thread(target=self._send_loop, name="blurcam-stream-sender", daemon=True)
         self._thread.start()
@@ -445,8 +360,11 @@ class StreamSink:
         self._closed = True
         self._ending.set()
         self._wake.set()
-        self._put_local(_END, timeout_s=_JOIN_TIMEOUT_S)
-        self._thread.join(timeout=_JOIN_TIMEOUT_S)
+        # A recording waits for the disk; a network destination gets a few seconds.
+        wait_s = self.config.finish_timeout_s if self.dest.network else _JOIN_TIMEOUT_S
+        deadline = time.monotonic() + wait_s
+        self._put_local(_END, timeout_s=wait_s)
+        self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             self._stop.set()
             self._cut()
@@ -460,7 +378,7 @@ class StreamSink:
         self._stop.set()
         self._wake.set()
         self._drain()
-        self._thread.join(timeout=_JOIN_TIMEOUT_S)
+        self._thread.join(timeout=self.config.finish_timeout_s if self.dest.network else _JOIN_TIMEOUT_S)
         if self._thread.is_alive():  # stuck in a blocking send
             self._cut()
             self._thread.join(timeout=_POLL_S * 10)
@@ -508,8 +426,17 @@ class StreamSink:
             dropped += isinstance(item, Frame)
         self._count_dropped(dropped)
 
-    def _connect(self) -> _Connection:
-        return _Connection(self.dest, self.info, self.encoder, self.audio_stream, self.config.connect_timeout_s)
+    def _connect(self) -> Connection | RelayConnection:
+        if self.dest.network:
+            audio = AudioParams.of(self.audio_stream) if self.audio_stream is not None else None
+            return RelayConnection(self.dest, self.info, self.encoder, audio, self.config.connect_timeout_s,
+                                   on_muxed=self._muxed)
+        return Connection(self.dest, self.info, self.encoder, self.audio_stream)
+
+    def _muxed(self, frame: Frame) -> None:
+        """A relay process has muxed ``frame`` (called from its reader thread)."""
+        if self.on_sent is not None:
+            self.on_sent(frame)
 
     # ---- sender thread ---------------------------------------------------------------
 
@@ -547,7 +474,7 @@ class StreamSink:
                 self._conn.send_frame(item)
                 self.frames_sent += 1
                 self._flowing.set()
-                if self.on_sent is not None:
+                if self.on_sent is not None and not self.dest.network:  # a relay reports once muxed
                     self.on_sent(item)
             else:
                 self._conn.send_audio(item)

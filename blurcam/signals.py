@@ -1,0 +1,47 @@
+"""SIGTERM and SIGHUP handled like Ctrl-C, so every way a run is stopped cleans up.
+
+A closed terminal (SIGHUP), ``timeout`` or ``docker stop`` (SIGTERM) and Ctrl-C
+(SIGINT) all raise :class:`Interrupted` in the main thread, once: the code that
+aborts sinks and removes partial outputs on KeyboardInterrupt runs for each of them.
+Later signals during that cleanup are recorded but not raised again, so the cleanup
+finishes (kill -9 still ends the process at once; the next run in that folder
+removes what it left, see ``blurcam.io.sink.remove_stale_partials``).
+"""
+from __future__ import annotations
+
+import signal
+import threading
+
+_HANDLED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+received: int | None = None  # the first signal received, if any
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal arrived; ``exit_code`` is the shell's convention, 128 + signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+def _handler(signum: int, _frame) -> None:
+    global received
+    if received is not None:
+        return
+    received = signum
+    raise Interrupted(signum)
+
+
+def install() -> None:
+    """Handle SIGINT, SIGTERM and SIGHUP (where the platform has them). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in _HANDLED:
+        signal.signal(sig, _handler)
+
+
+def exit_code(exc: BaseException | None = None) -> int:
+    """128 + the signal that stopped the run (130 for a plain KeyboardInterrupt)."""
+    signum = getattr(exc, "signum", None) or received or signal.SIGINT
+    return 128 + int(signum)

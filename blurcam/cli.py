@@ -68,8 +68,11 @@ def _interrupted(exc: BaseException | None, what: str = "partial output removed"
 
 @app.command()
 def blur(
-    input: Annotated[Path, typer.Argument(help="Video (mp4, mov, mkv, ...) or image (jpg, png, webp).", show_default=False)],
-    output: Annotated[Optional[Path], typer.Argument(help="Where to write; default INPUT.blurred.EXT.", show_default=False)] = None,
+    paths: Annotated[list[Path], typer.Argument(metavar="INPUT [OUTPUT] | INPUT... -o OUTPUT_DIR", help="Video (mp4, mov, mkv, ...) or image (jpg, png, webp) and where to write it (default INPUT.blurred.EXT); or folders and files, mirrored under --output-dir.", show_default=False)],
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Folder mode: mirror every video and image of the INPUTs here (resumable; see README).", show_default=False)] = None,
+    jobs: Annotated[Optional[int], typer.Option(help="Folder mode: files redacted at once, each in its own process. Default: what the cores and memory allow for the preset.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Folder mode: redo every file, even those the manifest says are done.")] = False,
+    ray: Annotated[Optional[str], typer.Option(help="Folder mode on a Ray cluster: ADDRESS (host:port or ray://host:10001), auto (RAY_ADDRESS or the running cluster) or local (start one on this machine). Needs pip install 'blurcam[ray]'.", show_default=False)] = None,
     mode: Annotated[str, typer.Option(help="blur (smoothed noisy cell means), pixelate or solid.")] = "blur",
     threshold: Annotated[Optional[float], typer.Option(help="Detector confidence, 0-1: lower finds more faces and redacts more background. Default: the preset's.", show_default=False)] = None,
     pad: Annotated[float, typer.Option(help="Box growth about its centre (1.5 = 50% larger).")] = 1.5,
@@ -89,6 +92,8 @@ def blur(
     """Redact every face in a video or image file.
 
     The output keeps resolution, frame count, timing, rotation and audio. Subtitle, data (GPS, telemetry) and attachment streams and all metadata are removed. It is written under a temporary name and renamed into place only when complete.
+
+    Folders: blurcam blur CARD/ [MORE...] -o OUT/ mirrors every video and image under OUT/, several files at once, skipping those done before with the same settings (OUT/blurcam-manifest.json).
     """
     from .errors import EXIT_SALVAGED
     from .io.sink import EncoderConfig
@@ -101,6 +106,12 @@ def blur(
                         centerface_every=detect_every, salvage=salvage, redact=_build(RedactConfig, mode=mode, pad=pad),
                         track=_build(TrackConfig, hold_frames=hold, lookback_frames=lookback),
                         encoder=_build(EncoderConfig, codec=codec, crf=crf, preset=preset))
+        if output_dir is not None or len(paths) > 2 or any(p.is_dir() for p in paths) or jobs or force or ray:
+            from .batch_cli import blur_folder
+
+            return blur_folder(paths, output_dir, config, jobs=jobs, force=force, ray=ray, quiet=quiet,
+                               report=report)
+        input, output = paths[0], (paths[1] if len(paths) > 1 else None)
         output = output or default_output_path(input)
         progress = Progress(None if is_image_path(input) else _frame_count(input), enabled=not quiet and sys.stderr.isatty())
         try:
@@ -187,6 +198,34 @@ def live(
         _fail(exc)
     except KeyboardInterrupt as exc:
         _interrupted(exc, "recordings closed")
+
+
+@app.command()
+def verify(
+    input: Annotated[Path, typer.Argument(help="The original video or image (or a folder of them).", show_default=False)],
+    output: Annotated[Path, typer.Argument(help="Its redacted output (or the OUTPUT_DIR of a folder run).", show_default=False)],
+    sheet: Annotated[Optional[Path], typer.Option(help="Write a contact sheet PNG (a folder of them for folders).", show_default=False)] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the findings as JSON.", show_default=False)] = None,
+    every: Annotated[Optional[int], typer.Option(help="Check every k-th frame (1: all). Default: as many as cost what the blur did.", show_default=False)] = None,
+    threshold: Annotated[float, typer.Option(help="Detector confidence for the check (thorough preset); low finds more.")] = 0.05,
+    detail_limit: Annotated[float, typer.Option(help="Share of a face's fine detail (0-1) allowed to survive in OUTPUT.")] = 0.3,
+    strict: Annotated[bool, typer.Option("--strict", help="Also fail on doubtful boxes: detail left where the detector is under 0.5 sure of a face (mostly textures).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
+) -> None:
+    """Check that OUTPUT shows no face of INPUT: re-detect faces in both with the strongest preset at a low threshold, and measure how much facial detail of each survives in OUTPUT.
+
+    Exits 22 when a face keeps its detail, 23 when OUTPUT is missing or not a redaction of INPUT. The sheet and JSON are made from OUTPUT's pixels and box positions only: no pixel of INPUT is written.
+    """
+    from .batch_cli import verify_paths
+
+    try:
+        verify_paths(input, output, sheet=sheet, json_out=json_out, every=every, threshold=threshold,
+                     detail_limit=detail_limit, strict=strict, quiet=quiet)
+    except BlurcamError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.echo("blurcam: interrupted", err=True)
+        raise typer.Exit(130)
 
 
 @app.command()

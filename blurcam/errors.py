@@ -69,5 +69,44 @@ class ModelIntegrityError(DetectorError):
     exit_code = 10
 
 
+# Folder runs and verification (exit codes 20-29).
+
+
+class SomeFilesFailedError(BlurcamError):
+    """A folder run finished, but at least one file could not be redacted."""
+
+    exit_code = 20
+
+
+class OutputCollisionError(UsageError):
+    """Two inputs of a folder run would be written to the same output name."""
+
+    exit_code = 21
+
+
+class ResidualFacesError(BlurcamError):
+    """``blurcam verify`` found facial detail in the output (or faces it could not check)."""
+
+    exit_code = 22
+
+
+class PairError(BlurcamError):
+    """``blurcam verify``: the output is missing, or is not a redaction of the input."""
+
+    exit_code = 23
+
+
+class ManifestError(BlurcamError):
+    """The folder's manifest cannot be read or was written by an unknown schema."""
+
+    exit_code = 24
+
+
+class ClusterError(BlurcamError):
+    """Ray is not installed, or the cluster cannot be reached or lost the run."""
+
+    exit_code = 25
+
+
 # Not errors, but outcomes with their own exit status (the CLI's table in README.md):
 EXIT_SALVAGED = 12  # --salvage wrote every frame that decoded, but some of the input was lost

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 # Hidden temporary outputs: .NAME.<8 hex>.partial.EXT, beside the output.
 _PARTIAL = re.compile(r"^\..+\.[0-9a-f]{8}\.partial(\.[^.]*)?$")
-_STALE_AFTER_S = 5.0  # a partial younger than this may not be locked by its writer yet
+STALE_AFTER_S = 5.0  # a partial younger than this may not be locked by its writer yet
 
 
 def disk_error(exc: BaseException, where: str) -> Exception:
@@ -73,7 +73,7 @@ def remove_stale_partials(folder: Path) -> list[Path]:
         except OSError:
             continue
         try:
-            if time.time() - os.fstat(fd).st_mtime < _STALE_AFTER_S:
+            if time.time() - os.fstat(fd).st_mtime < STALE_AFTER_S:
                 continue
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # locked: its writer is alive

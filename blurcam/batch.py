@@ -405,8 +405,8 @@ def default_jobs(detector: str, n_files: int) -> int:
     two cores for the CenterFace presets (onnxruntime runs 2+ threads), but at least two,
     because model loading, decoding and muxing of one file overlap another's detection;
     at most one per GB of memory (a 1080p ``thorough`` job peaks near 0.75 GB) and per file."""
-    from .detect import PRESETS
     from .cpu import usable_cpus
+    from .detect import PRESETS
 
     per_job = 1 if not PRESETS.get(detector, {}).get("centerface") else 2
     jobs = max(2, usable_cpus() // per_job)
@@ -429,9 +429,12 @@ def record_result(plan: FolderPlan, job: Job, result: JobResult) -> None:
 _worker_state: dict = {}
 
 
-def _worker_init(progress_q, stop_event, parent_pid: int) -> None:
+def _worker_init(progress_q, stop_event, parent_pid: int, cpus: int) -> None:
     import signal
 
+    from .cpu import SHARE_ENV
+
+    os.environ[SHARE_ENV] = str(cpus)  # before any detector or encoder picks its threads
     # Ctrl-C (and a closed terminal's SIGHUP) reach the whole process group: the parent
     # alone decides, and tells the workers through stop_event, so each removes its
     # partial output and reports back.
@@ -472,6 +475,8 @@ def run_local(plan: FolderPlan, config, *, jobs: int, events: Events | None = No
     import multiprocessing
     import queue
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from .cpu import share_per_job
     from concurrent.futures.process import BrokenProcessPool
 
     events = events or Events()
@@ -495,8 +500,8 @@ def run_local(plan: FolderPlan, config, *, jobs: int, events: Events | None = No
         results.append(result)
         events.finished(job, result)
 
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                               initargs=(progress_q, stop, os.getpid()))
+    init_args = (progress_q, stop, os.getpid(), share_per_job(jobs))
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init, initargs=init_args)
     interrupted: KeyboardInterrupt | None = None
     try:
         while waiting or inflight:
@@ -520,7 +525,7 @@ def run_local(plan: FolderPlan, config, *, jobs: int, events: Events | None = No
                 if any(isinstance(f.exception(), BrokenProcessPool) for f in done if not f.cancelled()):
                     pool.shutdown(wait=False, cancel_futures=True)
                     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                                               initargs=(progress_q, stop, os.getpid()))
+                                               initargs=init_args)
             except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (blurcam.signals)
                 if interrupted is not None:
                     raise

@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import os
 
+SHARE_ENV = "BLURCAM_CPUS"  # a process's share of the machine, set for folder-run workers
+
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    """The CPUs this process may use: its affinity mask where the OS has one, capped by
+    ``BLURCAM_CPUS`` (folder runs give each worker process its share, so two jobs on
+    2 cores do not each start 2 onnxruntime and 2 encoder threads)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    share = os.environ.get(SHARE_ENV, "")
+    return max(1, min(cpus, int(share))) if share.isdigit() else cpus
+
+
+def share_per_job(jobs: int) -> int:
+    """The CPUs each of ``jobs`` concurrent processes gets (at least one)."""
+    return max(1, usable_cpus() // max(1, jobs))
 
 
 def detector_threads() -> int:

@@ -99,3 +99,9 @@ def test_input_size_follows_long_side_not_source_resolution():
         assert detector.input_size(480, 640) == (768, 1024)
     finally:
         detector.close()
+    no_upscale = CenterFaceDetector(input_long_side=768, upscale=False)
+    try:
+        assert no_upscale.input_size(1280, 720) == (768, 432)
+        assert no_upscale.input_size(640, 360) == (640, 360)  # run at its own size, not enlarged
+    finally:
+        no_upscale.close()

@@ -68,8 +68,9 @@ PRESETS: dict[str, dict] = {
     # Crowd-grade at real time: int8 CenterFace at 768 px on every frame (a stream has no
     # look-back, so a face that appears on a frame CenterFace skipped would be sent
     # unredacted). WIDER, int8: all 0.878, easy 0.967 (448 px fp32 was 0.543 / 0.939).
+    # Sources smaller than 768 px run at their own size: enlarging costs real time.
     "live": {"mediapipe": 0.6, "every": 1, "encode_threads": False, "centerface": [
-        dict(input_long_side=768, threshold=0.1, small_threshold=0.05, small_px=32)]},
+        dict(input_long_side=768, threshold=0.1, small_threshold=0.05, small_px=32, upscale=False)]},
     # The default for files: crowd-grade recall (WIDER targets), CenterFace every 2nd frame.
     # Thresholds re-tuned for the int8 model, whose scores run a little lower than fp32's
     # (fp32's 0.1/0.06 + 0.15 lost 0.005-0.007 of coverage in four columns with int8).

@@ -66,7 +66,7 @@ _choice = {"precision": "int8", "runtime": None}
 
 def configure(*, precision: str | None = None, runtime: str | None = None) -> None:
     """Set the process's CenterFace precision (``int8``, ``fp32``) and runtime
-    (``onnxruntime``, ``openvino``; None: :func:`default_runtime`). None leaves a setting
+    (``onnxruntime``, ``openvino``; :func:`default_runtime` unless set). None leaves a setting
     as it is. Raises UsageError for an unknown value or a runtime that is not installed."""
     if precision is not None:
         if precision not in PRECISIONS:
@@ -82,7 +82,14 @@ def configure(*, precision: str | None = None, runtime: str | None = None) -> No
 
 
 def default_runtime() -> str:
-    """onnxruntime: measured faster end to end here (see README, Speed)."""
+    """onnxruntime, whether or not OpenVINO is installed (``--runtime openvino`` opts in).
+
+    Measured on a 2-core AVX2 machine, int8: OpenVINO runs CenterFace@1024 alone 6 % faster
+    (37.8 vs 40.3 ms, hot loop), but end to end it was faster on one clip and slower on
+    another (balanced, 720p: 15.4 vs 13.8 fps on a street clip, 16.4 vs 20.3 on the sample
+    clip), equal live (326 vs 332 frames dropped of 1800), and it costs ~90 MB more peak RSS
+    and ~0.5 s more startup. So it is kept as an option, not chosen for the user.
+    """
     return "onnxruntime"
 
 
@@ -106,6 +113,9 @@ class CenterFaceDetector:
         down) so its longer side has this length. Fixing the input size, rather than
         a scale, makes recall and cost the same for a scene whatever the source
         resolution. None: use ``input_scale``.
+    upscale: with ``input_long_side``, whether a smaller image is enlarged to it (True)
+        or run at its own size (False: for real time, where a 640x360 stream enlarged to
+        768 px costs 1.4x the pixels for the few faces under ~12 px it adds).
     input_scale: network input pixels per frame pixel, when ``input_long_side`` is None.
         1.0 is full resolution (what deface does).
     box_scale: scale every box about its centre. CenterFace's boxes run larger than
@@ -120,7 +130,8 @@ class CenterFaceDetector:
     """
 
     def __init__(self, *, threshold: float = 0.2, small_threshold: float | None = None, small_px: float = 32,
-                 min_px: float = 0, input_long_side: int | None = None, input_scale: float = 1.0,
+                 min_px: float = 0, input_long_side: int | None = None, upscale: bool = True,
+                 input_scale: float = 1.0,
                  box_scale: float = 1.0, threads: int | None = None, precision: str | None = None,
                  runtime: str | None = None) -> None:
         for label, value in (("threshold", threshold), ("small_threshold", small_threshold)):
@@ -142,6 +153,7 @@ class CenterFaceDetector:
         self.min_px = float(min_px)
         self.box_scale = float(box_scale)
         self.input_long_side = input_long_side
+        self.upscale = bool(upscale)
         self.input_scale = float(input_scale)
         self.max_side = input_long_side  # views larger than the network input only cost time
         default_precision, default_rt = current_choice()
@@ -156,6 +168,8 @@ class CenterFaceDetector:
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         """Network input (width, height) before padding, for a width x height frame."""
         scale = self.input_long_side / max(width, height) if self.input_long_side else self.input_scale
+        if self.input_long_side and not self.upscale:
+            scale = min(scale, 1.0)
         return max(_MULTIPLE, round(width * scale)), max(_MULTIPLE, round(height * scale))
 
     def detect(self, image: np.ndarray, timestamp_ms: int) -> Faces:

@@ -54,6 +54,21 @@ def detect(scene, runtime, precision, **options):
         detector.close()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def release_other_models():
+    """Drop the models this module loaded beyond the default one: an idle OpenVINO model
+    kept alive in the test process slowed the real-time live tests that run after it."""
+    from blurcam.detect import centerface
+
+    before = set(centerface._sessions)
+    yield
+    for key in set(centerface._sessions) - before:
+        del centerface._sessions[key]
+    import gc
+
+    gc.collect()
+
+
 @pytest.fixture(scope="module")
 def scenes(sprites):
     clear = clear_faces_scene(sprites)

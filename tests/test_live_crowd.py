@@ -3,7 +3,10 @@
 The crowd is 30 LFW faces (scikit-image's ``lfw_subset``, 25x25 grey crops) drawn 20-30 px
 tall with a head and shoulders around each, drifting across a 1280x720 clip. The faces
 are the first 30 that the new preset finds on still frames (fixed here, not re-chosen by
-the test): the test checks that ``blurcam live`` covers them in every frame it sends.
+the test): the test checks that ``blurcam live`` covers them in every frame it sends, and that at
+least 10 of those frames show the scene (the first second goes out obscured whole while
+the model loads, which covers faces without detecting them). The backdrop is scikit-image's
+``brick``: on ``coffee``, two of the 30 positions (dark and bright areas) were never found.
 """
 from __future__ import annotations
 
@@ -21,11 +24,11 @@ from blurcam.boxes import box_iou
 from blurcam.detect.centerface import CenterFaceDetector
 from blurcam.pipeline import detect_image
 from blurcam.synth import write_clip
-from leak import detail_kept
+from leak import background_psnr, detail_kept
 
 FACE_IDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
             21, 22, 23, 24, 25, 26, 28, 29, 30, 31]
-N_FRAMES = 45
+N_FRAMES = 90  # 3 s: the stream goes out obscured whole for the first ~1 s while the model loads
 LAYOUT_SEED = 11
 
 
@@ -93,12 +96,16 @@ def test_regression_live_448px_missed_small_crowd_faces_now_covered_in_every_fra
         images = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(images) >= N_FRAMES // 2
     small = [cv2.resize(f, (160, 90), interpolation=cv2.INTER_AREA).astype(np.float32) for f in frames]
-    leaks = []
+    leaks, redacted_not_obscured = [], 0
     for image in images:
         thumb = cv2.resize(image, (160, 90), interpolation=cv2.INTER_AREA).astype(np.float32)
         t = int(np.argmin([np.abs(s - thumb).mean() for s in small]))  # the input frame this one shows
+        # A frame obscured whole (model still loading, or late) covers every face trivially;
+        # count the frames that show the scene, so the check below is about detection.
+        redacted_not_obscured += background_psnr(frames[t], image, boxes[t], margin=1.5) > 30
         for box in boxes[t]:
             kept = detail_kept(frames[t], image, box)
             if kept is not None and kept >= 0.4:
                 leaks.append((t, box.round().tolist(), round(kept, 2)))
     assert not leaks, f"{len(leaks)} face-frames leaked, e.g. {leaks[:5]}"
+    assert redacted_not_obscured >= 10, f"only {redacted_not_obscured} frames showed the scene"

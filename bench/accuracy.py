@@ -1,7 +1,8 @@
 """Redaction coverage and speed of blurcam's detectors on a WIDER FACE style folder.
 
     python bench/accuracy.py WIDER_DIR [--detector SPEC ...] [--threshold T ...]
-                             [--limit N] [--json out.json]
+                             [--limit N] [--json out.json] [--precision int8|fp32]
+                             [--runtime onnxruntime|openvino]
 
 WIDER_DIR is either shared/data/wider-dev (gt.json + images/) or the official WIDER FACE
 layout (wider_face_split/wider_face_val_bbx_gt.txt + WIDER_val/images/). The metric is
@@ -143,10 +144,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="threshold for parts without their own (repeatable); default: each detector's own")
     ap.add_argument("--limit", type=int, help="score only N images, spread evenly over the sorted list")
     ap.add_argument("--json", type=Path, help="write all reports here as a JSON list")
+    ap.add_argument("--precision", choices=("int8", "fp32"), help="CenterFace model (default: int8)")
+    ap.add_argument("--runtime", choices=("onnxruntime", "openvino"), help="CenterFace runtime (default: onnxruntime)")
     ap.add_argument("--save-detections", type=Path,
                     help="folder for raw detections, one .npz per run (name -> (N, 5) xyxy + score)")
     args = ap.parse_args(argv)
 
+    from blurcam.detect.centerface import configure
+
+    configure(precision=args.precision, runtime=args.runtime)
     truths, images_dir = find_dataset(args.wider_dir)
     truths = subset(truths, args.limit)
     header = ["detector", "thr", *COLUMNS, "ms/image", "ms/720p"]

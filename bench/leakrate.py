@@ -33,7 +33,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("clips", type=Path)
     ap.add_argument("leakcheck", type=Path)
-    ap.add_argument("--detector", action="append", help="preset or backend (repeatable); default balanced")
+    ap.add_argument("--detector", action="append",
+                    help="preset or backend, NAME[@int8|fp32] (repeatable); default balanced")
     ap.add_argument("--every", action="append", type=int, help="CenterFace every K frames (repeatable)")
     ap.add_argument("--threshold", type=float)
     ap.add_argument("--track", action="append", default=[],
@@ -87,8 +88,16 @@ def _track_config(spec: str) -> TrackConfig:
 
 
 def _blurcam(detector: str, every: int | None, threshold: float | None, track: TrackConfig):
+    """A preset, optionally ``NAME@PRECISION`` (``balanced@fp32``) for CenterFace's model."""
+    from blurcam.detect.centerface import configure
+
+    detector, _, precision = detector.partition("@")
     config = PipelineConfig(detector=detector, threshold=threshold, centerface_every=every, track=track)
-    return lambda clip, out: redact_file(clip, out, config).frames
+
+    def run(clip: Path, out: Path) -> int:
+        configure(precision=precision or "int8")
+        return redact_file(clip, out, config).frames
+    return run
 
 
 def _deface(exe: str, thresh: float | None):

@@ -2,6 +2,7 @@
 ``blurcam.pipeline.run_live`` into an MPEG-TS recording (the same StreamSink as RTMP).
 
     python bench/live_bench.py [--seconds 60] [--quality live] [--size 1280x720] [--clip FILE]
+                               [--precision int8|fp32] [--runtime onnxruntime|openvino]
 
 Prints frames in/out, dropped and obscured frames, and pipeline latency (capture
 timestamp to muxed packet) p50/p95 in ms. Targets: 0 dropped, p95 <= 150 ms.
@@ -29,7 +30,12 @@ def main() -> None:
     ap.add_argument("--quality", default="live")
     ap.add_argument("--size", default="1280x720")
     ap.add_argument("--clip", type=Path, help="a file to play instead of the sample-based clip")
+    ap.add_argument("--precision", choices=("int8", "fp32"))
+    ap.add_argument("--runtime", choices=("onnxruntime", "openvino"))
     args = ap.parse_args()
+    from blurcam.detect.centerface import configure
+
+    configure(precision=args.precision, runtime=args.runtime)
     w, h = map(int, args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         clip = args.clip or sample_clip(Path(tmp) / "live.mp4", size_wh=(w, h), frames=30 * args.seconds)
@@ -45,7 +51,8 @@ def main() -> None:
             source.close()
             detector.close()
     p50, p95 = stats.percentiles_all()
-    print(f"| {args.quality} | {args.size} | {stats.frames_in} | {stats.frames} | {stats.frames_dropped} | "
+    label = args.quality + "".join(f" {v}" for v in (args.precision, args.runtime) if v)
+    print(f"| {label} | {args.size} | {stats.frames_in} | {stats.frames} | {stats.frames_dropped} | "
           f"{stats.frames_obscured_whole} | {p50:.0f} | {p95:.0f} |")
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from blurcam.detect import make_detector, view_side
+from blurcam.detect.centerface import installed_runtimes
 from blurcam.io.convert import planes_to_rgb, planes_to_videoframe, planes_to_view, rgb_to_planes, shrink, videoframe_to_planes
 from blurcam.view import make_view, view_to_frame
 from blurcam.redact import RedactConfig, redact_faces
@@ -147,6 +148,9 @@ def frame_720p():
     ("mediapipe-full", lambda: __import__("blurcam.detect.mediapipe", fromlist=["x"]).MediaPipeDetector("full")),
     ("centerface@512", lambda: _centerface(512)),
     ("centerface@1024", lambda: _centerface(1024)),
+    ("centerface@1024-fp32", lambda: _centerface(1024, "fp32")),
+    ("centerface@1024-openvino", lambda: _centerface(1024, runtime="openvino")),
+    ("centerface@1024-fp32-openvino", lambda: _centerface(1024, "fp32", runtime="openvino")),
     ("preset-live", lambda: make_detector("live", centerface_every=1)),
     ("preset-balanced", lambda: make_detector("balanced", centerface_every=1)),
 ])
@@ -165,7 +169,10 @@ def test_detector_per_frame(benchmark, frame_720p, name, build):
     assert len(faces) and box_iou(faces.xyxy, face[None]).max() > 0.3  # it found the face
 
 
-def _centerface(side):
+def _centerface(side, precision="int8", runtime="onnxruntime"):
+    """CenterFace at ``side`` px (int8 unless asked; fp32 is the reference for the int8 speed-up)."""
     from blurcam.detect.centerface import CenterFaceDetector
 
-    return CenterFaceDetector(input_long_side=side, threshold=0.2)
+    if runtime not in installed_runtimes():
+        pytest.skip(f"{runtime} is not installed")
+    return CenterFaceDetector(input_long_side=side, threshold=0.2, precision=precision, runtime=runtime)

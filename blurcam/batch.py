@@ -429,12 +429,14 @@ def record_result(plan: FolderPlan, job: Job, result: JobResult) -> None:
 _worker_state: dict = {}
 
 
-def _worker_init(progress_q, stop_event, parent_pid: int, cpus: int) -> None:
+def _worker_init(progress_q, stop_event, parent_pid: int, cpus: int, inference: tuple[str, str]) -> None:
     import signal
 
     from .cpu import SHARE_ENV
+    from .detect.centerface import configure
 
     os.environ[SHARE_ENV] = str(cpus)  # before any detector or encoder picks its threads
+    configure(precision=inference[0], runtime=inference[1])  # the parent's --precision, --runtime
     # Ctrl-C (and a closed terminal's SIGHUP) reach the whole process group: the parent
     # alone decides, and tells the workers through stop_event, so each removes its
     # partial output and reports back.
@@ -477,6 +479,7 @@ def run_local(plan: FolderPlan, config, *, jobs: int, events: Events | None = No
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from .cpu import share_per_job
+    from .detect.centerface import current_choice
     from concurrent.futures.process import BrokenProcessPool
 
     events = events or Events()
@@ -500,7 +503,7 @@ def run_local(plan: FolderPlan, config, *, jobs: int, events: Events | None = No
         results.append(result)
         events.finished(job, result)
 
-    init_args = (progress_q, stop, os.getpid(), share_per_job(jobs))
+    init_args = (progress_q, stop, os.getpid(), share_per_job(jobs), current_choice())
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init, initargs=init_args)
     interrupted: KeyboardInterrupt | None = None
     try:

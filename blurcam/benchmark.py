@@ -93,7 +93,11 @@ def child_main(argv: list[str]) -> None:
     elif kind == "blurcam":
         from .pipeline import PipelineConfig, redact_file
 
-        stats = redact_file(src, dst, PipelineConfig(**json.loads(argv[3])), overwrite=True)
+        from .detect.centerface import configure
+
+        settings = json.loads(argv[3])
+        configure(precision=settings.pop("precision", None), runtime=settings.pop("runtime", None))
+        stats = redact_file(src, dst, PipelineConfig(**settings), overwrite=True)
         frames, startup = stats.frames, max(0.0, time.perf_counter() - started - stats.seconds)
     else:
         raise SystemExit(f"unknown measurement {kind!r}")
@@ -169,7 +173,9 @@ def run_benchmark(clip: str | Path, presets: list[str], *, include_deface: bool 
                   deface_exe: str | None = None, timeout_s: float = 1800,
                   before: str | Path | None = None) -> list[Measurement]:
     """Measure the floor, each preset and (optionally) deface on ``clip``, one after another.
-    A preset may be given as ``NAME:K`` to run CenterFace on every K-th frame.
+    A preset may be given as ``NAME:K`` to run CenterFace on every K-th frame, and
+    followed by ``@PRECISION`` or ``@PRECISION/RUNTIME`` (``balanced@fp32``,
+    ``live@int8/openvino``) to choose CenterFace's model and runtime.
     ``before``: a checkout of an earlier blurcam; each preset is also run from it (rows
     named "before: ..."), so a change is measured before and after in one run."""
     clip = str(Path(clip).resolve())
@@ -180,9 +186,14 @@ def run_benchmark(clip: str | Path, presets: list[str], *, include_deface: bool 
         child = [sys.executable, "-m", "blurcam.benchmark"]
         results.append(_run_child("transcode floor", [*child, "floor", clip, os.devnull], timeout_s))
         for i, spec in enumerate(presets):
+            spec, _, inference = spec.partition("@")  # "live@fp32", "balanced@int8/openvino"
             preset, _, every = spec.partition(":")  # "balanced:1" = CenterFace on every frame
-            config = json.dumps({"detector": preset, "centerface_every": int(every) if every else None})
-            name = f"blurcam {preset}" + (f" (CenterFace every {every})" if every else "")
+            settings = {"detector": preset, "centerface_every": int(every) if every else None}
+            precision, _, runtime = inference.partition("/")
+            settings.update({k: v for k, v in (("precision", precision), ("runtime", runtime)) if v})
+            config = json.dumps(settings)
+            name = (f"blurcam {preset}" + (f" (CenterFace every {every})" if every else "")
+                    + (f" {inference}" if inference else ""))
             if before is not None:
                 results.append(_run_child(f"before: {name}", [*child, "blurcam", clip, f"{tmp}/b{i}.mp4", config],
                                           timeout_s, before))

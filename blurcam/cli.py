@@ -66,6 +66,12 @@ def _interrupted(exc: BaseException | None, what: str = "partial output removed"
     raise typer.Exit(code)
 
 
+def _configure_inference(precision: str, runtime: str | None) -> None:
+    from .detect.centerface import configure
+
+    configure(precision=precision, runtime=runtime)
+
+
 @app.command()
 def blur(
     paths: Annotated[list[Path], typer.Argument(metavar="INPUT [OUTPUT] | INPUT... -o OUTPUT_DIR", help="Video (mp4, mov, mkv, ...) or image (jpg, png, webp) and where to write it (default INPUT.blurred.EXT); or folders and files, mirrored under --output-dir.", show_default=False)],
@@ -80,6 +86,8 @@ def blur(
     lookback: Annotated[int, typer.Option(help="Frames before a face's first detection that are also redacted.")] = 15,
     quality: Annotated[str, typer.Option("--quality", "--detector", help="Detector preset: fast, balanced, thorough or live (speed vs recall, see README); or one backend: mediapipe, mediapipe-full, mediapipe-short, centerface.")] = "balanced",
     detect_every: Annotated[Optional[int], typer.Option(help="Run CenterFace on every k-th frame only (MediaPipe and persistence cover the rest). Default: the preset's.", show_default=False)] = None,
+    precision: Annotated[str, typer.Option(help="CenterFace model: int8 (default, faster) or fp32 (the reference).")] = "int8",
+    runtime: Annotated[Optional[str], typer.Option(help="CenterFace runtime: onnxruntime or openvino (pip install 'blurcam[openvino]'). Default: onnxruntime.", show_default=False)] = None,
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop audio instead of copying it.")] = False,
     crf: Annotated[int, typer.Option(help="Encoder quality (x264: 0-51, lower is better).")] = 18,
     preset: Annotated[str, typer.Option(help="Encoder speed preset (x264/x265).")] = "veryfast",
@@ -102,6 +110,7 @@ def blur(
     from .track import TrackConfig
 
     try:
+        _configure_inference(precision, runtime)
         config = _build(PipelineConfig, detector=quality, threshold=threshold, audio=not no_audio,
                         centerface_every=detect_every, salvage=salvage, redact=_build(RedactConfig, mode=mode, pad=pad),
                         track=_build(TrackConfig, hold_frames=hold, lookback_frames=lookback),
@@ -146,6 +155,8 @@ def live(
     duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of source time.", show_default=False)] = None,
     quality: Annotated[str, typer.Option("--quality", "--detector", help="Detector preset; live holds 720p30 on 2 cores (see README).")] = "live",
     threshold: Annotated[Optional[float], typer.Option(help="Detector confidence, 0-1. Default: the preset's.", show_default=False)] = None,
+    precision: Annotated[str, typer.Option(help="CenterFace model: int8 (default, faster) or fp32 (the reference).")] = "int8",
+    runtime: Annotated[Optional[str], typer.Option(help="CenterFace runtime: onnxruntime or openvino (pip install 'blurcam[openvino]'). Default: onnxruntime.", show_default=False)] = None,
     mode: Annotated[str, typer.Option(help="blur, pixelate or solid.")] = "blur",
     hold: Annotated[int, typer.Option(help="Frames a face stays redacted after its last detection.")] = 10,
     detect_timeout_ms: Annotated[float, typer.Option(help="A frame whose detection takes longer is sent obscured whole.")] = 500.0,
@@ -178,6 +189,7 @@ def live(
             sys.stderr.flush()
 
     try:
+        _configure_inference(precision, runtime)
         config = _build(LiveConfig, detector=quality, threshold=threshold, audio=not no_audio, realtime=realtime,
                         max_seconds=duration, detect_timeout_ms=detect_timeout_ms, redact=_build(RedactConfig, mode=mode),
                         track=_build(TrackConfig, hold_frames=hold, lookback_frames=0),

@@ -24,7 +24,11 @@ log = logging.getLogger(__name__)
 TASK_RETRIES = 3  # a file whose worker dies is run again up to this many times
 
 
-def _ray_job(job, config) -> JobResult:
+def _ray_job(job, config, inference: tuple[str, str]) -> JobResult:
+    from .detect.centerface import configure
+
+    precision, runtime = inference  # the driver's --precision and --runtime, on every node
+    configure(precision=precision, runtime=runtime)
     return run_job(job, config)
 
 
@@ -84,9 +88,12 @@ def run_ray(plan: FolderPlan, config, *, address: str, events: Events | None = N
     try:
         task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=False)(_ray_job)
         config_ref = ray.put(config)
+        from .detect.centerface import current_choice
+
+        inference = current_choice()
         pending = {}
         for job in plan.todo:
-            pending[task.remote(job, config_ref)] = job
+            pending[task.remote(job, config_ref, inference)] = job
             events.started(job, None)
         try:
             while pending:

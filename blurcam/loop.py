@@ -137,6 +137,7 @@ class FilePolicy:
 
     queue_frames: int
     watchdog_s = None  # a file waits for its detector, however slow
+    warm_up = False  # nothing to drop while the model loads: load it first
 
     def __init__(self, lookback_frames: int, queue_frames: int = 4) -> None:
         self.lookback_frames, self.queue_frames = lookback_frames, queue_frames
@@ -178,6 +179,8 @@ class LivePolicy:
     counted), a frame whose detection is overdue is sent obscured whole, and nothing
     is held back (a stream cannot look back). ``realtime`` paces a file to its
     timestamps; ``max_seconds`` stops after that much source time."""
+
+    warm_up = True  # start streaming at once, obscured, while the model loads and warms up
 
     def __init__(self, detect_timeout_ms: float, *, realtime: bool = False, max_seconds: float | None = None,
                  queue_frames: int = 4) -> None:
@@ -224,23 +227,26 @@ Policy = FilePolicy | LivePolicy
 
 
 class _DetectorSlot:
-    """The detector, or a factory run in a thread of its own: until it has loaded (and
-    made one call at the stream's size, where runtimes allocate), frames go out
+    """The detector. With ``warm_up`` (streams) it is made ready in a thread of its own:
+    the factory, if given one, runs there, then one call at the stream's size (where
+    runtimes allocate, a stall that would drop live frames); until then frames go out
     obscured, so a stream starts at once. A detector that fails to load leaves every
-    frame obscured, and says why."""
+    frame obscured, and says why. Without ``warm_up`` (files) it is ready at once."""
 
-    def __init__(self, detector: Detector | Callable[[], Detector], info) -> None:
+    def __init__(self, detector: Detector | Callable[[], Detector], info, warm_up: bool) -> None:
         self.owned = not hasattr(detector, "detect")
-        self._ready: list[Detector] = [] if self.owned else [detector]
+        self._ready: list[Detector] = []
         self._thread = None
-        if self.owned:
+        if warm_up:
             self._thread = threading.Thread(target=self._load, args=(detector, info), name="blurcam-loader",
                                             daemon=True)
             self._thread.start()
+        else:
+            self._ready.append(detector() if self.owned else detector)
 
-    def _load(self, factory: Callable[[], Detector], info) -> None:
+    def _load(self, detector: Detector | Callable[[], Detector], info) -> None:
         try:
-            active = factory()
+            active = detector() if self.owned else detector
             w, h = view_size(info.width, info.height, view_side(active))
             active.detect(np.zeros((h, w, 3) if info.rotation_deg % 180 == 0 else (w, h, 3), np.uint8), 0)
             self._ready.append(active)
@@ -293,8 +299,9 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
                stop: threading.Event | None = None) -> RunStats:
     """Redact every frame of ``source`` into ``sink`` under ``policy``; returns ``stats``.
 
-    ``detector``: an instance, or a factory run in a thread (frames are obscured until
-    it is ready; the loop then closes it). The sink gets frames in order, each at most
+    ``detector``: an instance, or a factory (the loop then closes what it made). Under a
+    policy with a watchdog (streams) it is loaded and warmed up in a thread while frames
+    go out obscured. The sink gets frames in order, each at most
     once, each redacted or obscured whole; the caller commits or aborts it.
     ``on_frame`` runs in the caller's thread after each frame is written (progress,
     reports); ``on_tick`` about once a second; setting ``stop`` ends the run early.
@@ -305,7 +312,7 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
     frames_q: queue.Queue = queue.Queue(maxsize=policy.queue_frames)
     detected_q: queue.Queue = queue.Queue(maxsize=policy.queue_frames + 2)
     audio_q: queue.Queue = queue.Queue(maxsize=0 if isinstance(policy, FilePolicy) else 256)
-    slot = _DetectorSlot(detector, source.info)
+    slot = _DetectorSlot(detector, source.info, warm_up=policy.warm_up)
     inflight = _InFlight()
     tracker = Persistence(track)
     rng = np.random.default_rng()

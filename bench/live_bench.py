@@ -20,7 +20,7 @@ from blurcam.benchmark import sample_clip  # noqa: E402
 from blurcam.detect import make_detector  # noqa: E402
 from blurcam.io.source import MediaSource  # noqa: E402
 from blurcam.io.stream import StreamSink  # noqa: E402
-from blurcam.loop import LiveStats  # noqa: E402
+from blurcam.loop import LiveStats, warm_up  # noqa: E402
 from blurcam.pipeline import LiveConfig, run_live  # noqa: E402
 
 
@@ -41,6 +41,7 @@ def main() -> None:
         clip = args.clip or sample_clip(Path(tmp) / "live.mp4", size_wh=(w, h), frames=30 * args.seconds)
         detector = make_detector(args.quality)  # loaded before the clock starts: the stream would start obscured
         source = MediaSource(clip, live=True)
+        warm_up(detector, source.info)  # and warmed up at the stream's size, as blurcam live does
         stats = LiveStats()
         sink = StreamSink(Path(tmp) / "out.ts", source.info, audio_streams=source.audio_streams, on_sent=stats.sent)
         try:

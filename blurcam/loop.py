@@ -180,7 +180,7 @@ class LivePolicy:
     is held back (a stream cannot look back). ``realtime`` paces a file to its
     timestamps; ``max_seconds`` stops after that much source time."""
 
-    warm_up = True  # start streaming at once, obscured, while the model loads and warms up
+    warm_up = True  # start streaming at once, obscured, while a model made here loads and warms up
 
     def __init__(self, detect_timeout_ms: float, *, realtime: bool = False, max_seconds: float | None = None,
                  queue_frames: int = 4) -> None:
@@ -227,28 +227,28 @@ Policy = FilePolicy | LivePolicy
 
 
 class _DetectorSlot:
-    """The detector. With ``warm_up`` (streams) it is made ready in a thread of its own:
-    the factory, if given one, runs there, then one call at the stream's size (where
-    runtimes allocate, a stall that would drop live frames); until then frames go out
-    obscured, so a stream starts at once. A detector that fails to load leaves every
-    frame obscured, and says why. Without ``warm_up`` (files) it is ready at once."""
+    """The detector. An instance is the caller's and ready at once (warm it up at the
+    stream's size first if that matters). A factory under a ``warm_up`` policy
+    (streams) runs in a thread of its own, then makes one call at the stream's size
+    (where runtimes allocate, a stall that would drop live frames); until then frames
+    go out obscured, so a stream starts at once. A detector that fails to load leaves
+    every frame obscured, and says why. Other factories (files) run at once."""
 
     def __init__(self, detector: Detector | Callable[[], Detector], info, warm_up: bool) -> None:
         self.owned = not hasattr(detector, "detect")
         self._ready: list[Detector] = []
         self._thread = None
-        if warm_up:
+        if self.owned and warm_up:
             self._thread = threading.Thread(target=self._load, args=(detector, info), name="blurcam-loader",
                                             daemon=True)
             self._thread.start()
         else:
             self._ready.append(detector() if self.owned else detector)
 
-    def _load(self, detector: Detector | Callable[[], Detector], info) -> None:
+    def _load(self, factory: Callable[[], Detector], info) -> None:
         try:
-            active = detector() if self.owned else detector
-            w, h = view_size(info.width, info.height, view_side(active))
-            active.detect(np.zeros((h, w, 3) if info.rotation_deg % 180 == 0 else (w, h, 3), np.uint8), 0)
+            active = factory()
+            warm_up(active, info)
             self._ready.append(active)
         except Exception as exc:
             log.error("detector failed to load (%s); every frame is obscured", exc)
@@ -261,6 +261,14 @@ class _DetectorSlot:
             self._thread.join()
         if self.owned and self._ready:
             self._ready[0].close()
+
+
+def warm_up(detector: Detector, info) -> None:
+    """One call on a blank view of a stream's size (``info``: its VideoInfo): the
+    runtimes allocate on their first call at a new size, a stall a live stream
+    would pay in dropped frames."""
+    w, h = view_size(info.width, info.height, view_side(detector))
+    detector.detect(np.zeros((h, w, 3) if info.rotation_deg % 180 == 0 else (w, h, 3), np.uint8), 0)
 
 
 class _InFlight:
@@ -299,9 +307,9 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
                stop: threading.Event | None = None) -> RunStats:
     """Redact every frame of ``source`` into ``sink`` under ``policy``; returns ``stats``.
 
-    ``detector``: an instance, or a factory (the loop then closes what it made). Under a
-    policy with a watchdog (streams) it is loaded and warmed up in a thread while frames
-    go out obscured. The sink gets frames in order, each at most
+    ``detector``: an instance (ready: the caller's), or a factory (the loop then closes
+    what it made; under the live policy it is loaded and warmed up in a thread while
+    frames go out obscured). The sink gets frames in order, each at most
     once, each redacted or obscured whole; the caller commits or aborts it.
     ``on_frame`` runs in the caller's thread after each frame is written (progress,
     reports); ``on_tick`` about once a second; setting ``stop`` ends the run early.

@@ -94,14 +94,6 @@ class LiveConfig:
             raise ValueError("live output cannot look back: lookback_frames must be 0")
 
 
-def live_config(**kwargs) -> LiveConfig:
-    """LiveConfig from keyword arguments, ValueError -> UsageError (for the CLI)."""
-    try:
-        return LiveConfig(**kwargs)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
 def default_output_path(input_path: str | Path) -> Path:
     """INPUT's name + ``.blurred`` + its extension: clip.mp4 -> clip.blurred.mp4. A video
     in a container blurcam does not write (an animated GIF, a .3gp) becomes an .mp4."""
@@ -267,11 +259,10 @@ def run_live(source: MediaSource, sink: Sink, config: LiveConfig | None = None, 
 @dataclass
 class LiveRun:
     """How a live run ended: its counters, and the stop signal if it was interrupted
-    (None: the source ended). Destinations that failed on the way are in ``failures``."""
+    (None: the source ended). A destination that failed on the way was logged when it did."""
 
     stats: LiveStats
     interrupted: KeyboardInterrupt | None = None
-    failures: list[SinkError] = field(default_factory=list)
 
 
 def stream_live(source: str | None, destinations: list[str], config: LiveConfig | None = None, *,
@@ -313,7 +304,6 @@ def stream_live(source: str | None, destinations: list[str], config: LiveConfig 
             run.interrupted = exc
             stop.set()
         sink.commit()
-        run.failures = getattr(sink, "failures", [])
         return run
     except BaseException:
         for each in sinks:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -214,7 +215,11 @@ def test_interrupted_folder_run_resumes(long_card, tmp_path, sig):
 
 # --- Ray: a real local cluster (ray start --head on 127.0.0.1, two worker slots) ----------
 
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
+# Token authentication on, with a token made for this test run: nothing may depend on a
+# token a manual Ray run left in ~/.ray (CI runs with an empty HOME). The cluster and
+# blurcam's driver both read it from RAY_AUTH_TOKEN.
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 
 def _ray_exe() -> str | None:

@@ -89,10 +89,28 @@ def remove_stale_partials(folder: Path) -> list[Path]:
     return removed
 
 
+def _umask() -> int:
+    """The process's umask (POSIX has no call that reads it without setting it)."""
+    try:
+        with open("/proc/self/status") as f:  # Linux: read it without touching it
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)  # set and restore at once; the partial is 0600 either way
+    os.umask(mask)
+    return mask
+
+
 def move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
     """Rename the finished ``tmp`` to ``path``; without ``overwrite`` never clobber a
-    file that appeared meanwhile (OutputExistsError)."""
+    file that appeared meanwhile (OutputExistsError).
+
+    The partial is 0600 while it is written; the finished file gets the mode any other
+    tool would give it (0666 less the umask), so a colleague or a web server can read it."""
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         if overwrite:
             os.replace(tmp, path)
             return

@@ -54,6 +54,16 @@ def open_input(url: str | Path, *, format: str | None = None, options: dict | No
         raise SourceError(f"{name}: cannot open: {mask_secrets(reason)}") from None
 
 
+def _decodes(packet: av.Packet) -> bool:
+    """Whether an audio packet decodes (with its stream's decoder, otherwise unused:
+    audio is remuxed). A broken one would stop the muxer."""
+    try:
+        packet.decode()
+        return True
+    except (av.FFmpegError, ValueError):
+        return False
+
+
 def _first(timeout_s) -> float:
     return timeout_s[0] if isinstance(timeout_s, tuple) else timeout_s
 
@@ -95,6 +105,7 @@ class MediaSource:
         cc = self.video.codec_context
         self.frames_decoded = 0
         self._last_time_s: float | None = None  # of the latest decoded frame
+        self._last_pts: int | None = None  # of the latest decoded frame, in the stream's time base
         self._color: tuple = ()
         self.info = VideoInfo(width=cc.width, height=cc.height, time_base=self.video.time_base,
                               frame_rate=self.video.average_rate or self.video.guessed_rate,
@@ -139,11 +150,19 @@ class MediaSource:
             while True:
                 try:
                     for packet in self.container.demux(streams):
+                        if packet.is_corrupt and packet.size:  # MPEG-TS: continuity or PES size errors
+                            self._damaged(index, "the demuxer found corrupt or missing packets")
                         if packet.stream is self.video:
                             for frame in self._decode(packet):
+                                if self._last_pts is not None and (frame.pts is None
+                                                                   or frame.pts <= self._last_pts):
+                                    self._damaged(index, "timestamps jump back or are missing")
+                                    continue  # salvage: a frame out of order cannot be written
                                 yield self._to_frame(frame, index)
                                 index += 1
-                        elif packet.size:  # size 0 marks a demuxer flush packet, not data
+                        elif packet.size and (not self.damaged or _decodes(packet)):
+                            # size 0 marks a demuxer flush packet, not data; once a salvaged
+                            # input is damaged, audio that no longer decodes is left out
                             yield packet
                     break
                 except av.EOFError:
@@ -168,11 +187,27 @@ class MediaSource:
             # No frame count (Matroska, MPEG-TS): the video must reach the stated duration.
             if self._last_time_s < duration_s - max(1.0, 0.05 * duration_s):
                 short = f"video ends at {self._last_time_s:.1f} s of {duration_s:.1f} s"
+        rate = self.info.frame_rate
+        if short is None and not expected and duration_s and rate and "mpegts" in self.container.format.name:
+            # MPEG-TS carries no frame count, and a hole in the middle keeps the duration:
+            # count against duration x rate (TS video is constant-rate: cameras, broadcast).
+            estimate = round(duration_s * float(rate))
+            if index < estimate - max(2, 0.02 * estimate):
+                short = f"decoded {index} of about {estimate} frames"
         if short:
             if not self.salvage:
                 raise TruncatedInputError(f"{self.url}: input is truncated or damaged: {short} "
                                           "(--salvage keeps what decodes)")
             self.damaged = True
+
+    def _damaged(self, index: int, why: str) -> None:
+        """Damage found while reading on: TruncatedInputError, or with salvage noted (and read past)."""
+        if not self.salvage:
+            raise TruncatedInputError(f"{self.url}: input is damaged after frame {index}: {why} "
+                                      "(--salvage keeps what decodes)")
+        if not self.damaged:
+            log.warning("%s: damaged after frame %d (%s); reading on", self.url, index, why)
+        self.damaged = True
 
     def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
         try:
@@ -189,6 +224,8 @@ class MediaSource:
         return self.info.frames
 
     def _to_frame(self, frame: av.VideoFrame, index: int) -> Frame:
+        if frame.pts is not None:
+            self._last_pts = frame.pts
         if frame.pts is not None and frame.time_base is not None:
             self._last_time_s = float(frame.pts * frame.time_base)
         rotation = int(round(frame.rotation or 0))

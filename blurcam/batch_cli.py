@@ -28,7 +28,7 @@ def blur_folder(paths: list[Path], output_dir: Path | None, config, *, jobs: int
     console = Console(stderr=True, highlight=False)
     plan = plan_folder(paths, output_dir, config, force=force,
                        on_wait=lambda: console.print(f"waiting for another blurcam run into {output_dir} to end "
-                                                     "(Ctrl-C to stop) ...", markup=False))
+                                                     "(Ctrl-C to stop) ...", markup=False, soft_wrap=True))
     try:
         _run_folder(plan, config, jobs=jobs, ray=ray, quiet=quiet, console=console)
     finally:
@@ -43,7 +43,7 @@ def _run_folder(plan, config, *, jobs: int | None, ray: str | None, quiet: bool,
 
     events = RichEvents(len(plan.todo), quiet=quiet, console=console)
     for item in plan.left_out:  # always shown: files in it may be unredacted
-        console.print(f"[red]left out[/red] {escape(str(item.path))}: {escape(item.reason)}")
+        console.print(f"[red]left out[/red] {escape(str(item.path))}: {escape(item.reason)}", soft_wrap=True)
     if plan.ignored and not quiet:
         console.print(f"left out {plan.ignored} files that are not video or images")
     if plan.skipped and not quiet:

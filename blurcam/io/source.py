@@ -54,6 +54,32 @@ def open_input(url: str | Path, *, format: str | None = None, options: dict | No
         raise SourceError(f"{name}: cannot open: {mask_secrets(reason)}") from None
 
 
+def _hole(steps: dict[int, int], frames: int) -> str | None:
+    """Frames missing from the middle of a constant-rate video, from its timestamp steps
+    (``steps``: pts step -> count): a hole keeps the duration and the end, and Matroska
+    and MPEG-TS have no frame count to compare with. A stream whose steps are not
+    regular (variable frame rate) is not judged. Returns the reason, or None."""
+    total = sum(steps.values())
+    if total < 10:
+        return None
+    ordered = sorted(steps.items())
+    half, seen = total / 2, 0
+    for step, count in ordered:  # the median step
+        seen += count
+        if seen >= half:
+            median = step
+            break
+    if median <= 0:
+        return None
+    regular = sum(c for s, c in ordered if abs(s - median) <= 0.1 * median)
+    if regular < 0.9 * total:
+        return None
+    missing = sum(c * (round(s / median) - 1) for s, c in ordered if s > 1.5 * median)
+    if missing > max(2, 0.02 * (frames + missing)):
+        return f"about {missing} of {frames + missing} frames missing (timestamps jump)"
+    return None
+
+
 def _decodes(packet: av.Packet) -> bool:
     """Whether an audio packet decodes (with its stream's decoder, otherwise unused:
     audio is remuxed). A broken one would stop the muxer."""
@@ -106,6 +132,7 @@ class MediaSource:
         self.frames_decoded = 0
         self._last_time_s: float | None = None  # of the latest decoded frame
         self._last_pts: int | None = None  # of the latest decoded frame, in the stream's time base
+        self._steps: dict[int, int] = {}  # pts step between decoded frames -> how often
         self._color: tuple = ()
         self.info = VideoInfo(width=cc.width, height=cc.height, time_base=self.video.time_base,
                               frame_rate=self.video.average_rate or self.video.guessed_rate,
@@ -187,13 +214,8 @@ class MediaSource:
             # No frame count (Matroska, MPEG-TS): the video must reach the stated duration.
             if self._last_time_s < duration_s - max(1.0, 0.05 * duration_s):
                 short = f"video ends at {self._last_time_s:.1f} s of {duration_s:.1f} s"
-        rate = self.info.frame_rate
-        if short is None and not expected and duration_s and rate and "mpegts" in self.container.format.name:
-            # MPEG-TS carries no frame count, and a hole in the middle keeps the duration:
-            # count against duration x rate (TS video is constant-rate: cameras, broadcast).
-            estimate = round(duration_s * float(rate))
-            if index < estimate - max(2, 0.02 * estimate):
-                short = f"decoded {index} of about {estimate} frames"
+        if short is None and not expected:
+            short = _hole(self._steps, index)
         if short:
             if not self.salvage:
                 raise TruncatedInputError(f"{self.url}: input is truncated or damaged: {short} "
@@ -225,6 +247,9 @@ class MediaSource:
 
     def _to_frame(self, frame: av.VideoFrame, index: int) -> Frame:
         if frame.pts is not None:
+            if self._last_pts is not None and not self.info.is_live:  # a stream is not judged
+                step = frame.pts - self._last_pts
+                self._steps[step] = self._steps.get(step, 0) + 1
             self._last_pts = frame.pts
         if frame.pts is not None and frame.time_base is not None:
             self._last_time_s = float(frame.pts * frame.time_base)

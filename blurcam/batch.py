@@ -1,13 +1,15 @@
 """Folder runs: many inputs -> a mirrored output tree, in parallel processes, resumable.
 
-    plan_jobs(inputs, output_dir)         which file goes where (collisions are errors)
+    scan_inputs(inputs, output_dir)       which file goes where (collisions are errors), and
+                                          what could not be read (listed; the run exits 20)
     Manifest(output_dir)                  what is done, with which settings and models
     run_local(jobs, config, ...)          each file in a worker process (spawn), results back
     run_job(job, config)                  one file, in whatever process runs it (pool or Ray)
 
 The manifest (``blurcam-manifest.json`` in OUTPUT_DIR) is written only by the
 process that plans the run, atomically, after every finished file: workers never
-touch it. It records each input's size, mtime and SHA-256, a fingerprint of the
+touch it. That process holds a lock on OUTPUT_DIR for the whole run (FolderLock), so a
+second run into the same folder waits instead of overwriting the first one's records. It records each input's size, mtime and SHA-256, a fingerprint of the
 settings (PipelineConfig + the models' SHA-256s) and the output's size; a file whose
 record matches is skipped. It holds paths relative to the input folders, counts and
 hashes: no pixels, no absolute paths, no secrets.

@@ -142,6 +142,7 @@ def scan_inputs(inputs: Iterable[str | Path], output_dir: str | Path) -> tuple[l
         for path, rel in candidates:
             if not is_media_path(path):
                 ignored += 1
+                log.info("left out %s: not a video or image", path)
                 continue
             jobs.append(Job(path.absolute(), output_dir / rel, rel, rel))
     seen: dict[str, Job] = {}
@@ -169,6 +170,7 @@ def _walk(folder: Path, root: Path, out_resolved: Path, left_out: list[LeftOut],
     above = (*above, (st.st_dev, st.st_ino))
     for entry in entries:
         if entry.name.startswith("."):
+            log.info("left out %s: hidden", entry.path)
             continue
         path = Path(entry.path)
         try:

@@ -1,13 +1,15 @@
 """Folder runs: many inputs -> a mirrored output tree, in parallel processes, resumable.
 
-    plan_jobs(inputs, output_dir)         which file goes where (collisions are errors)
+    scan_inputs(inputs, output_dir)       which file goes where (collisions are errors), and
+                                          what could not be read (listed; the run exits 20)
     Manifest(output_dir)                  what is done, with which settings and models
     run_local(jobs, config, ...)          each file in a worker process (spawn), results back
     run_job(job, config)                  one file, in whatever process runs it (pool or Ray)
 
 The manifest (``blurcam-manifest.json`` in OUTPUT_DIR) is written only by the
 process that plans the run, atomically, after every finished file: workers never
-touch it. It records each input's size, mtime and SHA-256, a fingerprint of the
+touch it. That process holds a lock on OUTPUT_DIR for the whole run (FolderLock), so a
+second run into the same folder waits instead of overwriting the first one's records. It records each input's size, mtime and SHA-256, a fingerprint of the
 settings (PipelineConfig + the models' SHA-256s) and the output's size; a file whose
 record matches is skipped. It holds paths relative to the input folders, counts and
 hashes: no pixels, no absolute paths, no secrets.
@@ -34,7 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BlurcamError, ManifestError, OutputCollisionError, SinkError, SourceError
+from .errors import BlurcamError, ManifestError, OutputCollisionError, SameFileError, SinkError, SourceError
 from .models import sha256_file
 
 log = logging.getLogger(__name__)
@@ -92,39 +94,55 @@ def is_media_path(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS or is_image_path(path)
 
 
+@dataclass(frozen=True)
+class LeftOut:
+    """Something under a folder run's inputs that could not be read (a folder that cannot
+    be listed, a broken link, a media name that is not a regular file), and why. The
+    run lists each one and exits 20: files in it may be unredacted."""
+
+    path: Path
+    reason: str
+
+
 def plan_jobs(inputs: Iterable[str | Path], output_dir: str | Path) -> tuple[list[Job], int]:
+    """:func:`scan_inputs` without what it left out: (jobs, non-media files left out)."""
+    jobs, ignored, _left_out = scan_inputs(inputs, output_dir)
+    return jobs, ignored
+
+
+def scan_inputs(inputs: Iterable[str | Path], output_dir: str | Path) -> tuple[list[Job], int, list[LeftOut]]:
     """Map every media file under ``inputs`` to its place under ``output_dir``.
 
     A folder's tree is mirrored directly under ``output_dir``; a file goes to
-    ``output_dir/NAME``. Hidden files and folders, non-media files (camera sidecars
-    such as .THM thumbnails and .XML are not copied) and anything inside
-    ``output_dir`` are left out. Returns (jobs sorted by key, non-media files left out).
-    Raises SourceError for a missing input and OutputCollisionError when two inputs
-    would share an output name (compared case-insensitively: macOS and Windows
-    folders cannot hold both).
+    ``output_dir/NAME``. Symbolic links to folders are followed, except one back to a
+    folder it is inside (a loop: its files are in the run already). Hidden files and
+    folders, non-media files (camera sidecars such as .THM thumbnails and .XML are not
+    copied) and anything inside ``output_dir`` are left out. Returns (jobs sorted by
+    key, non-media files left out, what could not be read). Raises SourceError for a
+    missing input, SameFileError when OUTPUT_DIR is an input folder, and
+    OutputCollisionError when two inputs would share an output name (compared
+    case-insensitively: macOS and Windows folders cannot hold both).
     """
     output_dir = Path(output_dir).absolute()
     out_resolved = output_dir.resolve()
     jobs: list[Job] = []
+    left_out: list[LeftOut] = []
     ignored = 0
     for given in inputs:
         root = Path(given)
         if not root.exists():
             raise SourceError(f"{root}: no such file or folder")
+        if root.resolve() == out_resolved:
+            raise SameFileError(f"{output_dir}: the output folder is the input {root}; "
+                                "write it somewhere else")
         if root.is_file():
             candidates = [(root, root.name)]
         else:
-            candidates = []
-            for folder, dirs, files in os.walk(root):
-                here = Path(folder)
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                                 and (here / d).resolve() != out_resolved)
-                for name in sorted(files):
-                    if not name.startswith("."):
-                        candidates.append((here / name, (here / name).relative_to(root).as_posix()))
+            candidates = list(_walk(root, root, out_resolved, left_out, ()))
         for path, rel in candidates:
             if not is_media_path(path):
                 ignored += 1
+                log.info("left out %s: not a video or image", path)
                 continue
             jobs.append(Job(path.absolute(), output_dir / rel, rel, rel))
     seen: dict[str, Job] = {}
@@ -133,8 +151,56 @@ def plan_jobs(inputs: Iterable[str | Path], output_dir: str | Path) -> tuple[lis
         if other is not job:
             raise OutputCollisionError(f"{other.input} and {job.input} would both be written to {job.output}")
         if job.input.resolve() == job.output.resolve():
-            raise OutputCollisionError(f"{job.input}: output would overwrite the input")
-    return sorted(jobs, key=lambda j: j.key), ignored
+            raise SameFileError(f"{job.output}: the output would replace the input {job.input}; "
+                                "write it somewhere else")
+    return sorted(jobs, key=lambda j: j.key), ignored, left_out
+
+
+def _walk(folder: Path, root: Path, out_resolved: Path, left_out: list[LeftOut],
+          above: tuple[tuple[int, int], ...]):
+    """Yield (path, path relative to ``root``) of the visible regular files under
+    ``folder``, sorted; record in ``left_out`` what cannot be read. ``above``: the
+    (device, inode) of the folders being walked, to recognise a link back to one."""
+    try:
+        st = folder.stat()
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        left_out.append(LeftOut(folder, f"folder cannot be read: {exc.strerror or exc}"))
+        return
+    above = (*above, (st.st_dev, st.st_ino))
+    for entry in entries:
+        if entry.name.startswith("."):
+            log.info("left out %s: hidden", entry.path)
+            continue
+        path = Path(entry.path)
+        try:
+            is_dir, is_file = entry.is_dir(), entry.is_file()
+        except OSError as exc:
+            left_out.append(LeftOut(path, f"cannot be read: {exc.strerror or exc}"))
+            continue
+        if is_dir:
+            target = path.resolve()
+            if target == out_resolved:
+                continue
+            try:
+                target_st = path.stat()
+            except OSError as exc:
+                left_out.append(LeftOut(path, f"folder cannot be read: {exc.strerror or exc}"))
+                continue
+            if (target_st.st_dev, target_st.st_ino) in above:
+                log.info("%s: not followed: a link back to %s, whose files are in the run", path, target)
+                continue
+            yield from _walk(path, root, out_resolved, left_out, above)
+        elif is_file:
+            yield path, path.relative_to(root).as_posix()
+        elif entry.is_symlink():
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            left_out.append(LeftOut(path, f"broken symbolic link (to {target})"))
+        elif is_media_path(path):
+            left_out.append(LeftOut(path, "not a regular file (a pipe, socket or device)"))
 
 
 def settings_record(config) -> dict:
@@ -168,6 +234,9 @@ class Manifest:
                                     "move it away or use --force") from None
             if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
                 raise ManifestError(f"{self.path}: manifest has an unknown schema; move it away or use --force")
+            problem = _shape_problem(data)
+            if problem:
+                raise ManifestError(f"{self.path}: manifest is damaged ({problem}); move it away or use --force")
             self.data = data
 
     @property
@@ -220,6 +289,27 @@ class Manifest:
             raise SinkError(f"{self.path}: cannot write manifest: {exc.strerror or exc}") from None
 
 
+def _shape_problem(data: dict) -> str | None:
+    """What is wrong with a schema-1 manifest's shape (hand-edited, half-merged), or None.
+    Checked on reading, so that no later use of it fails with a traceback."""
+    settings, files = data.get("settings", {}), data.get("files", {})
+    if not isinstance(settings, dict):
+        return '"settings" is not an object'
+    if not isinstance(files, dict):
+        return '"files" is not an object'
+    for fp, record in settings.items():
+        if not isinstance(record, dict) or not isinstance(record.get("config", {}), dict):
+            return f'settings {fp!r} is not an object'
+    for key, rec in files.items():
+        if not isinstance(rec, dict):
+            return f"entry {key!r} is not an object"
+        if not isinstance(rec.get("settings"), str) or not isinstance(rec.get("source", ""), str):
+            return f"entry {key!r} has a malformed field"
+    data.setdefault("settings", settings)
+    data.setdefault("files", files)
+    return None
+
+
 def prepare_output_dir(output_dir: str | Path) -> Path:
     """Create OUTPUT_DIR if needed and check it can be written; SinkError otherwise."""
     output_dir = Path(output_dir)
@@ -236,6 +326,42 @@ def prepare_output_dir(output_dir: str | Path) -> Path:
     except OSError as exc:
         raise SinkError(f"{output_dir}: output folder is not writable: {exc.strerror or exc}") from None
     return output_dir
+
+
+class FolderLock:
+    """An exclusive lock on OUTPUT_DIR for the whole of a folder run, so that two runs
+    into one folder never read, then overwrite, each other's manifest: the second waits
+    (``on_wait()`` is called once first, to say so). POSIX ``flock`` on the folder
+    itself: nothing is created in it, and the lock goes when the process ends, however
+    it ends. Without ``fcntl`` (Windows) runs are not serialised."""
+
+    def __init__(self, folder: Path, on_wait: Callable[[], None] | None = None) -> None:
+        self.fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:
+            return
+        try:
+            self.fd = os.open(folder, os.O_RDONLY)
+        except OSError as exc:
+            raise SinkError(f"{folder}: output folder cannot be opened: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX)  # Ctrl-C interrupts the wait
+            except BaseException:
+                self.release()
+                raise
+        except OSError:  # a filesystem without locks (some network mounts): run unserialised
+            log.info("%s: cannot be locked; another run into it at the same time could lose records", folder)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def remove_partials(output_dir: str | Path, *, settle_s: float = 0.0) -> list[Path]:
@@ -267,18 +393,41 @@ class FolderPlan:
     ignored: int
     manifest: Manifest
     settings_fp: str
+    lock: FolderLock | None = None
+    left_out: list[LeftOut] = dataclasses.field(default_factory=list)
+
+    def close(self) -> None:
+        """Release OUTPUT_DIR for the next run (call when the run has ended)."""
+        if self.lock is not None:
+            self.lock.release()
 
 
-def plan_folder(inputs: Iterable[str | Path], output_dir: str | Path, config, *, force: bool = False) -> FolderPlan:
-    """Plan a folder run: map inputs to outputs, read the manifest, decide what to skip,
+def plan_folder(inputs: Iterable[str | Path], output_dir: str | Path, config, *, force: bool = False,
+                on_wait: Callable[[], None] | None = None) -> FolderPlan:
+    """Plan a folder run: map inputs to outputs, lock OUTPUT_DIR (waiting for another
+    run into it to end; ``on_wait`` says so), read the manifest, decide what to skip,
     and mark the rest pending. An existing output the manifest does not know of is
-    refused (SinkError via its job) unless ``force``: it may be someone's own file."""
+    refused (SinkError via its job) unless ``force``: it may be someone's own file.
+    ``plan.left_out``: what under the inputs could not be read. The caller calls
+    ``plan.close()`` when the run has ended."""
+    jobs, ignored, left_out = scan_inputs(inputs, output_dir)
+    if not jobs:
+        why = f" ({len(left_out)} left out: {left_out[0].path}: {left_out[0].reason})" if left_out else ""
+        raise SourceError(f"no video or image files found in {', '.join(map(str, inputs))}{why}")
+    output_dir = prepare_output_dir(output_dir)
+    lock = FolderLock(output_dir, on_wait)
+    try:
+        plan = _plan_locked(jobs, ignored, output_dir, config, force)
+    except BaseException:
+        lock.release()
+        raise
+    plan.lock, plan.left_out = lock, left_out
+    return plan
+
+
+def _plan_locked(jobs: list[Job], ignored: int, output_dir: Path, config, force: bool) -> FolderPlan:
     from .errors import OutputExistsError
 
-    jobs, ignored = plan_jobs(inputs, output_dir)
-    if not jobs:
-        raise SourceError(f"no video or image files found in {', '.join(map(str, inputs))}")
-    output_dir = prepare_output_dir(output_dir)
     remove_partials(output_dir)  # a killed run's; each job's FileSink also cleans its own folder
     manifest = Manifest(output_dir) if not force else _fresh_manifest(output_dir)
     settings = settings_record(config)

@@ -74,8 +74,8 @@ def _configure_inference(precision: str, runtime: str | None) -> None:
 
 @app.command()
 def blur(
-    paths: Annotated[list[Path], typer.Argument(metavar="INPUT [OUTPUT] | INPUT... -o OUTPUT_DIR", help="Video (mp4, mov, mkv, ...) or image (jpg, png, webp) and where to write it (default INPUT.blurred.EXT); or folders and files, mirrored under --output-dir.", show_default=False)],
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Folder mode: mirror every video and image of the INPUTs here (resumable; see README).", show_default=False)] = None,
+    paths: Annotated[list[str], typer.Argument(metavar="INPUT [OUTPUT] | INPUT... -o OUTPUT_DIR", help="Video (mp4, mov, mkv, ...) or image (jpg, png, webp) and where to write it (default INPUT.blurred.EXT); or folders and files, mirrored under --output-dir.", show_default=False)],
+    output_dir: Annotated[Optional[str], typer.Option("--output-dir", "-o", help="Folder mode: mirror every video and image of the INPUTs here (resumable; see README).", show_default=False)] = None,
     jobs: Annotated[Optional[int], typer.Option(help="Folder mode: files redacted at once, each in its own process. Default: what the cores and memory allow for the preset.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Folder mode: redo every file, even those the manifest says are done.")] = False,
     ray: Annotated[Optional[str], typer.Option(help="Folder mode on a Ray cluster: ADDRESS (host:port or ray://host:10001), auto (RAY_ADDRESS or the running cluster) or local (start one on this machine). Needs pip install 'blurcam\\[ray]'.", show_default=False)] = None,
@@ -93,7 +93,8 @@ def blur(
     preset: Annotated[str, typer.Option(help="Encoder speed preset (x264/x265).")] = "veryfast",
     codec: Annotated[Optional[str], typer.Option(help="libx264, libx265, libvpx-vp9 or mpeg4. Default: VP9 for .webm, else libx264.", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists (never the input).")] = False,
-    report: Annotated[Optional[Path], typer.Option(help="Write a JSON report of every redacted box.", show_default=False)] = None,
+    report: Annotated[Optional[str], typer.Option(help="Write a JSON report of every redacted box.", show_default=False)] = None,
+    report_full_paths: Annotated[bool, typer.Option("--report-full-paths", help="Name the input and output in the report by their absolute paths (default: base names only, so a shared report shows no folder names).")] = False,
     salvage: Annotated[bool, typer.Option("--salvage", help="Redact and write every frame of a damaged or truncated video that still decodes (exit 12 if any was lost).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
 ) -> None:
@@ -110,6 +111,12 @@ def blur(
     from .track import TrackConfig
 
     try:
+        paths = [_local_path(p, "input" if i == 0 or output_dir is not None or len(paths) > 2 else "output")
+                 for i, p in enumerate(paths)]
+        output_dir = None if output_dir is None else _local_path(output_dir, "output")
+        report = None if report is None else _local_path(report, "report")
+        if report_full_paths and report is None:
+            raise UsageError("--report-full-paths is an option of --report FILE.json")
         _configure_inference(precision, runtime)
         config = _build(PipelineConfig, detector=quality, threshold=threshold, audio=not no_audio,
                         centerface_every=detect_every, salvage=salvage, redact=_build(RedactConfig, mode=mode, pad=pad),
@@ -124,7 +131,8 @@ def blur(
         output = output or default_output_path(input)
         progress = Progress(None if is_image_path(input) else _frame_count(input), enabled=not quiet and sys.stderr.isatty())
         try:
-            stats = redact_path(input, output, config, overwrite=overwrite, report=report, on_frame=progress)
+            stats = redact_path(input, output, config, overwrite=overwrite, report=report,
+                                report_full_paths=report_full_paths, on_frame=progress)
         finally:
             progress.close()
         if stats.frames_obscured_whole:
@@ -281,6 +289,20 @@ def bench(
                                                       "cpu_ms_per_frame": m.cpu_ms_per_frame} for m in results], indent=1))
     except BlurcamError as exc:
         _fail(exc)
+
+
+def _local_path(value: str, what: str) -> Path:
+    """A path typed for ``blur``; a URL (which a Path would mangle into ``http:/host``
+    and which blur cannot read or write) is a usage error pointing to ``live``."""
+    from .urls import looks_like_url, mask_url
+
+    if looks_like_url(value):
+        if what == "input":
+            raise UsageError(f"{mask_url(value)}: blur reads files only; to record a stream with faces "
+                             "removed use: blurcam live SOURCE --to FILE")
+        raise UsageError(f"{mask_url(value)}: blur writes files only; to send a stream with faces "
+                         "removed use: blurcam live INPUT --to URL")
+    return Path(value)
 
 
 def _build(config_class, **values):

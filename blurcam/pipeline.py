@@ -201,10 +201,12 @@ def redact_image(input_path: str | Path, output_path: str | Path | None = None,
 
 def redact_path(input_path: str | Path, output_path: str | Path | None = None,
                 config: PipelineConfig | None = None, *, overwrite: bool = False, report: str | Path | None = None,
+                report_full_paths: bool = False,
                 on_frame: Callable[[FrameRecord], None] | None = None) -> RunStats:
     """Redact a video or a still image (by its extension), and write ``report`` (the
     --report JSON) beside it. The report path is checked before any work, and written
-    atomically; if it fails after the output was written, the error says so."""
+    atomically; if it fails after the output was written, the error says so. The report
+    names the files by their base names, or by absolute paths with ``report_full_paths``."""
     from .report import ReportBuilder, write_report
 
     config = config or PipelineConfig()
@@ -213,7 +215,7 @@ def redact_path(input_path: str | Path, output_path: str | Path | None = None,
     if report is not None:
         report = Path(report)
         refuse_same_file(input_path, report, "report")
-        refuse_same_file(output_path, report, "report")
+        refuse_same_file(output_path, report, "report", whose="output")
         check_output_path(report, overwrite)
         builder = ReportBuilder()
 
@@ -228,7 +230,7 @@ def redact_path(input_path: str | Path, output_path: str | Path | None = None,
     if builder is not None:
         try:
             write_report(report, builder.build(input_path=input_path, output_path=output_path, config=config,
-                                               stats=stats), overwrite=overwrite)
+                                               stats=stats, full_paths=report_full_paths), overwrite=overwrite)
         except BlurcamError as exc:
             raise type(exc)(f"{output_path} was written, but not its report: {exc}") from None
     return stats

@@ -2,7 +2,8 @@
 
 Schema (version 1):
 
-    {"schema": 1, "blurcam": "0.1.0", "input": str, "output": str,
+    {"schema": 1, "blurcam": "0.1.0",
+     "input": str, "output": str,     # base names (absolute paths with --report-full-paths)
      "settings": {...PipelineConfig as plain values...},
      "versions": {"python", "av", "ffmpeg", "mediapipe", "opencv", "numpy"},
      "models": {file name: sha256},
@@ -48,12 +49,16 @@ class ReportBuilder:
                             "time_s": None if record.time_s is None else round(record.time_s, 6),
                             "obscured_whole": record.obscured_whole, "faces": faces})
 
-    def build(self, *, input_path, output_path, config: PipelineConfig, stats: RunStats) -> dict:
+    def build(self, *, input_path, output_path, config: PipelineConfig, stats: RunStats,
+              full_paths: bool = False) -> dict:
+        """The report. ``input``/``output`` are the files' base names: a report is shared
+        with editors, and a full path shows the user's home and folder names. With
+        ``full_paths`` they are absolute paths."""
         return {
             "schema": SCHEMA_VERSION,
             "blurcam": __version__,
-            "input": mask_url(str(input_path)),
-            "output": mask_url(str(output_path)),
+            "input": report_name(input_path, full_paths),
+            "output": report_name(output_path, full_paths),
             "settings": dataclasses.asdict(config),
             "versions": versions(),
             "models": {name: entry["sha256"] for name, entry in manifest().items()},
@@ -68,6 +73,15 @@ class ReportBuilder:
             },
             "frames": self.frames,
         }
+
+
+def report_name(path: str | Path, full_path: bool = False) -> str:
+    """How a report names a file: its base name, or its absolute path with ``full_path``
+    (URLs keep their address, masked)."""
+    text = str(path)
+    if "://" in text:
+        return mask_url(text)
+    return str(Path(path).absolute()) if full_path else Path(path).name
 
 
 def versions() -> dict[str, str]:

@@ -10,7 +10,9 @@ FFmpeg error, which quotes the URL it failed on). What is hidden:
     rtmp://host/app/KEY                    RTMP path after the app -> rtmp://host/app/***
     rtmp://host/KEY                        (no app: the only segment may be the key) -> rtmp://host/***
 
-Paths that are not URLs (no ``scheme://``) are returned unchanged.
+Paths that are not URLs (no ``scheme://``) are returned unchanged. A URL that went
+through ``pathlib.Path`` lost a slash (``http:/user:PW@host/a?token=T``); ``mask_secrets``
+masks that form too, so a message quoting such a "path" shows no secret either.
 """
 from __future__ import annotations
 
@@ -19,6 +21,14 @@ import re
 MASK = "***"
 # A URL runs to white space or a quote; punctuation that ends a sentence is not part of it.
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>:,.;)]")
+# The same after pathlib folded '//' into '/' (a scheme of 2+ letters: not a drive letter).
+_FOLDED_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]+):/(?!/)([^\s'\"<>]*[^\s'\"<>:,.;)])")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def looks_like_url(text: str) -> bool:
+    """True for ``scheme://...`` (two or more letters: ``C://`` is a Windows drive)."""
+    return bool(_SCHEME.match(str(text)))
 
 
 def mask_url(url: str) -> str:
@@ -49,7 +59,8 @@ def _mask_param(param: str) -> str:
 
 def mask_secrets(text: str) -> str:
     """``text`` with every URL in it masked by :func:`mask_url`."""
-    return _URL.sub(lambda m: mask_url(m.group(0)), str(text))
+    text = _URL.sub(lambda m: mask_url(m.group(0)), str(text))
+    return _FOLDED_URL.sub(lambda m: mask_url(f"{m.group(1)}://{m.group(2)}"), text)
 
 
 class SecretFilter:

@@ -145,15 +145,17 @@ def write_atomically(path: Path, data: bytes, *, overwrite: bool) -> None:
         unlock(lock)
 
 
-def refuse_same_file(input_path: str | Path, output_path: str | Path, what: str = "output") -> None:
+def refuse_same_file(input_path: str | Path, output_path: str | Path, what: str = "output",
+                     whose: str = "input") -> None:
     """SameFileError if ``output_path`` names the file ``input_path`` is (a symlink,
-    another spelling, a hard link): writing it would destroy the original."""
+    another spelling, a hard link): writing it would destroy the original. ``whose``
+    names ``input_path`` in the message (``input``, or ``output`` for a report)."""
     try:
         same = os.path.samefile(input_path, output_path)
     except OSError:  # one of them does not exist (yet)
         same = Path(input_path).resolve() == Path(output_path).resolve()
     if same:
-        raise SameFileError(f"{output_path}: the {what} would replace the input {input_path}; "
+        raise SameFileError(f"{output_path}: the {what} would replace the {whose} {input_path}; "
                             "write it somewhere else")
 
 

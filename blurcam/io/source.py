@@ -54,6 +54,42 @@ def open_input(url: str | Path, *, format: str | None = None, options: dict | No
         raise SourceError(f"{name}: cannot open: {mask_secrets(reason)}") from None
 
 
+def _hole(steps: dict[int, int], frames: int) -> str | None:
+    """Frames missing from the middle of a constant-rate video, from its timestamp steps
+    (``steps``: pts step -> count): a hole keeps the duration and the end, and Matroska
+    and MPEG-TS have no frame count to compare with. A stream whose steps are not
+    regular (variable frame rate) is not judged. Returns the reason, or None."""
+    total = sum(steps.values())
+    if total < 10:
+        return None
+    ordered = sorted(steps.items())
+    half, seen = total / 2, 0
+    for step, count in ordered:  # the median step
+        seen += count
+        if seen >= half:
+            median = step
+            break
+    if median <= 0:
+        return None
+    regular = sum(c for s, c in ordered if abs(s - median) <= 0.1 * median)
+    if regular < 0.9 * total:
+        return None
+    missing = sum(c * (round(s / median) - 1) for s, c in ordered if s > 1.5 * median)
+    if missing > max(2, 0.02 * (frames + missing)):
+        return f"about {missing} of {frames + missing} frames missing (timestamps jump)"
+    return None
+
+
+def _decodes(packet: av.Packet) -> bool:
+    """Whether an audio packet decodes (with its stream's decoder, otherwise unused:
+    audio is remuxed). A broken one would stop the muxer."""
+    try:
+        packet.decode()
+        return True
+    except (av.FFmpegError, ValueError):
+        return False
+
+
 def _first(timeout_s) -> float:
     return timeout_s[0] if isinstance(timeout_s, tuple) else timeout_s
 
@@ -95,6 +131,8 @@ class MediaSource:
         cc = self.video.codec_context
         self.frames_decoded = 0
         self._last_time_s: float | None = None  # of the latest decoded frame
+        self._last_pts: int | None = None  # of the latest decoded frame, in the stream's time base
+        self._steps: dict[int, int] = {}  # pts step between decoded frames -> how often
         self._color: tuple = ()
         self.info = VideoInfo(width=cc.width, height=cc.height, time_base=self.video.time_base,
                               frame_rate=self.video.average_rate or self.video.guessed_rate,
@@ -139,11 +177,19 @@ class MediaSource:
             while True:
                 try:
                     for packet in self.container.demux(streams):
+                        if packet.is_corrupt and packet.size:  # MPEG-TS: continuity or PES size errors
+                            self._damaged(index, "the demuxer found corrupt or missing packets")
                         if packet.stream is self.video:
                             for frame in self._decode(packet):
+                                if self._last_pts is not None and (frame.pts is None
+                                                                   or frame.pts <= self._last_pts):
+                                    self._damaged(index, "timestamps jump back or are missing")
+                                    continue  # salvage: a frame out of order cannot be written
                                 yield self._to_frame(frame, index)
                                 index += 1
-                        elif packet.size:  # size 0 marks a demuxer flush packet, not data
+                        elif packet.size and (not self.damaged or _decodes(packet)):
+                            # size 0 marks a demuxer flush packet, not data; once a salvaged
+                            # input is damaged, audio that no longer decodes is left out
                             yield packet
                     break
                 except av.EOFError:
@@ -168,11 +214,22 @@ class MediaSource:
             # No frame count (Matroska, MPEG-TS): the video must reach the stated duration.
             if self._last_time_s < duration_s - max(1.0, 0.05 * duration_s):
                 short = f"video ends at {self._last_time_s:.1f} s of {duration_s:.1f} s"
+        if short is None and not expected:
+            short = _hole(self._steps, index)
         if short:
             if not self.salvage:
                 raise TruncatedInputError(f"{self.url}: input is truncated or damaged: {short} "
                                           "(--salvage keeps what decodes)")
             self.damaged = True
+
+    def _damaged(self, index: int, why: str) -> None:
+        """Damage found while reading on: TruncatedInputError, or with salvage noted (and read past)."""
+        if not self.salvage:
+            raise TruncatedInputError(f"{self.url}: input is damaged after frame {index}: {why} "
+                                      "(--salvage keeps what decodes)")
+        if not self.damaged:
+            log.warning("%s: damaged after frame %d (%s); reading on", self.url, index, why)
+        self.damaged = True
 
     def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
         try:
@@ -189,6 +246,11 @@ class MediaSource:
         return self.info.frames
 
     def _to_frame(self, frame: av.VideoFrame, index: int) -> Frame:
+        if frame.pts is not None:
+            if self._last_pts is not None and not self.info.is_live:  # a stream is not judged
+                step = frame.pts - self._last_pts
+                self._steps[step] = self._steps.get(step, 0) + 1
+            self._last_pts = frame.pts
         if frame.pts is not None and frame.time_base is not None:
             self._last_time_s = float(frame.pts * frame.time_base)
         rotation = int(round(frame.rotation or 0))

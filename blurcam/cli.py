@@ -94,6 +94,8 @@ def blur(
     codec: Annotated[Optional[str], typer.Option(help="libx264, libx265, libvpx-vp9 or mpeg4. Default: VP9 for .webm, else libx264.", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists (never the input).")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Write a JSON report of every redacted box.", show_default=False)] = None,
+    regions: Annotated[Optional[Path], typer.Option(help="Manual regions JSON (see README, 'Manual regions'): boxes always redacted on top of the detector's, over their time spans.", show_default=False)] = None,
+    apply_exclusions: Annotated[bool, typer.Option("--apply-exclusions", help="Let the regions file's not-a-face regions remove boxes the detector is under 0.5 sure of (listed in the report).")] = False,
     salvage: Annotated[bool, typer.Option("--salvage", help="Redact and write every frame of a damaged or truncated video that still decodes (exit 12 if any was lost).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
 ) -> None:
@@ -110,14 +112,22 @@ def blur(
     from .track import TrackConfig
 
     try:
+        from .regions import load_regions
+
         _configure_inference(precision, runtime)
+        if apply_exclusions and regions is None:
+            raise UsageError("--apply-exclusions needs --regions FILE.json")
+        manual = load_regions(regions) if regions is not None else None
         config = _build(PipelineConfig, detector=quality, threshold=threshold, audio=not no_audio,
+                        regions=manual, apply_exclusions=apply_exclusions,
                         centerface_every=detect_every, salvage=salvage, redact=_build(RedactConfig, mode=mode, pad=pad),
                         track=_build(TrackConfig, hold_frames=hold, lookback_frames=lookback),
                         encoder=_build(EncoderConfig, codec=codec, crf=crf, preset=preset))
         if output_dir is not None or len(paths) > 2 or any(p.is_dir() for p in paths) or jobs or force or ray:
             from .batch_cli import blur_folder
 
+            if manual is not None:
+                raise UsageError("--regions applies to one video: give INPUT [OUTPUT], not a folder")
             return blur_folder(paths, output_dir, config, jobs=jobs, force=force, ray=ray, quiet=quiet,
                                report=report)
         input, output = paths[0], (paths[1] if len(paths) > 1 else None)

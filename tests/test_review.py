@@ -167,6 +167,18 @@ def _drag(page, picture_xyxy, picture_wh) -> None:
     page.mouse.up()
 
 
+def _until(page, js: str, timeout_s: float = 30.0):
+    """Poll ``js`` (a function expression) in the page until it returns something
+    truthy (wait_for_function's polling evaluates strings, which the page's CSP forbids)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = page.evaluate(js)
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {js}")
+
+
 def _wait_for(desk, check, timeout_s: float = 90.0) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -204,7 +216,7 @@ def test_review_end_to_end_in_a_real_browser(desk, missed_face_clip, tmp_path):
         page.reload()
         page.get_by_text("Done", exact=True).wait_for()
         page.get_by_role("button", name="Review missed.mp4").click()
-        page.wait_for_function("document.getElementById('video').readyState >= 2")
+        _until(page, "() => document.getElementById('video').readyState >= 2")
 
         # first frame: type the box (the keyboard way)
         first, last = clip.boxes[0][1], clip.boxes[-1][1]
@@ -214,7 +226,7 @@ def test_review_end_to_end_in_a_real_browser(desk, missed_face_clip, tmp_path):
         # last frame: step there, drag the box (the mouse way)
         page.get_by_label("Time").focus()
         page.keyboard.press("End")
-        page.wait_for_function("document.getElementById('video').currentTime > 0.95")
+        _until(page, "() => document.getElementById('video').currentTime > 0.95")
         _drag(page, last, (640, 360))
         page.get_by_text("2 keyframe(s)").wait_for()
 
@@ -224,9 +236,11 @@ def test_review_end_to_end_in_a_real_browser(desk, missed_face_clip, tmp_path):
 
         target = desk.exports / "published.mp4"
         page.get_by_label("Export to").fill(str(target))
+        _until(page, "() => !document.getElementById('export').disabled")  # enabled once the page has the new render
         page.get_by_role("button", name="Export").focus()
         page.keyboard.press("Enter")
-        page.get_by_text("Exported:").wait_for()
+        status = _until(page, "() => document.getElementById('export-status').textContent")
+        assert status.startswith("Exported:"), status
         if SCREENSHOT:
             page.get_by_label("Time").focus()
             for _ in range(15):

@@ -186,7 +186,7 @@ def _wait_for(desk, check, timeout_s: float = 90.0) -> dict:
         if check(state):
             return state
         time.sleep(0.2)
-    raise AssertionError(f"timed out: {desk.state()}")
+    raise AssertionError(f"timed out after {timeout_s} s: {desk.state()}")
 
 
 def test_review_end_to_end_in_a_real_browser(desk, missed_face_clip, tmp_path):
@@ -203,12 +203,18 @@ def test_review_end_to_end_in_a_real_browser(desk, missed_face_clip, tmp_path):
         requests = []
         page.on("request", lambda r: requests.append(r.url))
         page.goto(desk.url)
+        # the keyboard reaches the controls in order, from the file input to Start
+        page.get_by_label("Add files").focus()
+        for _ in range(2):
+            page.keyboard.press("Tab")
+        assert page.evaluate("() => document.activeElement.id") == "start"
         page.get_by_label("Add files").set_input_files(str(clip.path))
         page.get_by_text("Added missed.mp4").wait_for()
         page.get_by_label("Preset").select_option("fast")
         page.get_by_role("button", name="Start").focus()
         page.keyboard.press("Enter")  # the keyboard works
-        page.get_by_text("Done", exact=True).wait_for(timeout=90_000)
+        _wait_for(desk, lambda s: s["items"][0]["state"] in ("done", "failed"), timeout_s=120)
+        page.get_by_text("Done", exact=True).wait_for()
         state = desk.state()["items"][0]
         assert state["renders"] == 1 and state["uploaded"] and state["source"] is None  # no private path shown
 
@@ -230,6 +236,14 @@ def test_review_end_to_end_in_a_real_browser(desk, missed_face_clip, tmp_path):
         _drag(page, last, (640, 360))
         page.get_by_text("2 keyframe(s)").wait_for()
 
+        # the detected face marked "not a face" by mistake: the detector is over 0.5 sure of it, so it stays covered
+        page.get_by_role("button", name="Not a face: box 1").click()
+        page.get_by_text("Not a face not-face1").wait_for()
+        # every control on the page has an accessible name (a label, aria-label or its text)
+        unnamed = page.evaluate("""() => [...document.querySelectorAll('input, select, button, progress')]
+            .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+            .map((e) => e.outerHTML)""")
+        assert unnamed == [], unnamed
         page.get_by_role("button", name="Render again").click()
         _wait_for(desk, lambda s: s["items"][0]["renders"] == 2 and s["items"][0]["state"] == "done")
         page.get_by_text("Done", exact=True).wait_for()
@@ -272,9 +286,12 @@ def test_review_end_to_end_in_a_real_browser(desk, missed_face_clip, tmp_path):
         assert not any(k.split(":")[-1] == key for k in tags), f"{key} survived: {tags}"
     # beside it: the regions file the CLI can rebuild it with, the report naming the region, verify's findings
     regions = json.loads((desk.exports / "published.regions.json").read_text())
-    assert [r["kind"] for r in regions["regions"]] == ["face"] and len(regions["regions"][0]["keyframes"]) == 2
+    assert [r["kind"] for r in regions["regions"]] == ["face", "not-a-face"]
+    assert len(regions["regions"][0]["keyframes"]) == 2
     report = json.loads((desk.exports / "published.report.json").read_text())
+    assert report["regions"]["apply_exclusions"] is True
     assert report["regions"]["regions"][0]["frames"] == len(clip.frames)
+    assert all(box["score"] < 0.5 for box in report["regions"]["excluded_boxes"])
     assert (desk.exports / "published.verify.json").exists()
 
     # export is confined: not outside the folders given, not over the input, not over a file without asking
@@ -283,3 +300,32 @@ def test_review_end_to_end_in_a_real_browser(desk, missed_face_clip, tmp_path):
         code, body = desk.request(f"/api/items/{item}/export", method="POST",
                                   body=json.dumps({"path": path}).encode(), headers={"Content-Type": "application/json"})
         assert code == status, body
+
+
+def test_a_file_that_fails_says_why_on_the_desk(desk, tmp_path):
+    status, body = desk.request("/api/upload?name=broken.mp4", method="POST", body=b"not a video at all" * 100)
+    assert status == 200
+    item = json.loads(body)["id"]
+    status, _ = desk.request(f"/api/items/{item}/start", method="POST", body=b'{"preset": "fast"}',
+                             headers={"Content-Type": "application/json"})
+    assert status == 200
+    state = _wait_for(desk, lambda s: s["items"][0]["state"] in ("failed", "done"), timeout_s=60)["items"][0]
+    assert state["state"] == "failed" and "broken.mp4" in state["error"] and "\n" not in state["error"]
+    assert desk.request(f"/api/items/{item}/output")[0] == 404  # nothing to play or export
+    code, body = desk.request(f"/api/items/{item}/export", method="POST", body=b'{"path": "x.mp4"}',
+                              headers={"Content-Type": "application/json"})
+    assert code == 400 and b"not rendered" in body
+
+
+def test_stopping_the_desk_mid_render_stops_the_job_and_removes_everything(tmp_path, face_clip):
+    running = Desk([str(face_clip.path)], cwd=tmp_path)
+    try:
+        item = running.state()["items"][0]["id"]
+        running.request(f"/api/items/{item}/start", method="POST", body=b'{"preset": "thorough"}',
+                        headers={"Content-Type": "application/json"})
+        _wait_for(running, lambda s: s["items"][0]["phase_done"] > 0, timeout_s=60)  # frames are being written
+    finally:
+        running.stop()
+    assert running.process.returncode is not None
+    assert not running.workdir.exists()
+    assert sorted(p.name for p in face_clip.path.parent.iterdir() if "blurred" in p.name) == []  # nothing beside the input

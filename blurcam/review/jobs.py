@@ -192,18 +192,26 @@ class Desk:
             except queue.Empty:
                 continue
             item = self.get(item_id)
-            regions_path = self.sidecar(item, "regions.json")
-            regions_path.write_text(json.dumps(item.regions, indent=1))
-            spec = {"input": str(item.source), "output": str(self.output_of(item)),
-                    "report": str(self.sidecar(item, "report.json")), "regions": str(regions_path),
-                    "verify": str(self.sidecar(item, "verify.json")), "sheet": str(self.sidecar(item, "sheet.png")),
-                    "preset": item.preset}
-            messages = ctx.Queue()
-            process = ctx.Process(target=work, args=(spec, messages), name="blurcam-review-job", daemon=True)
-            with self.lock:
-                item.state = "rendering"
-            process.start()
-            self._process = process
+            try:
+                self._run_one(ctx, item)
+            except Exception as exc:  # never leave the runner dead and the file "queued"
+                log.exception("review job failed")
+                self._update(item, ("error", f"internal error: {type(exc).__name__}: {exc}"))
+
+    def _run_one(self, ctx, item: Item) -> None:
+        regions_path = self.sidecar(item, "regions.json")
+        regions_path.write_text(json.dumps(item.regions, indent=1))
+        spec = {"input": str(item.source), "output": str(self.output_of(item)),
+                "report": str(self.sidecar(item, "report.json")), "regions": str(regions_path),
+                "verify": str(self.sidecar(item, "verify.json")), "sheet": str(self.sidecar(item, "sheet.png")),
+                "preset": item.preset}
+        messages = ctx.Queue()
+        process = ctx.Process(target=work, args=(spec, messages), name="blurcam-review-job", daemon=True)
+        with self.lock:
+            item.state = "rendering"
+        process.start()
+        self._process = process
+        try:
             finished = False
             while not finished and not self._stop.is_set():
                 try:
@@ -214,9 +222,11 @@ class Desk:
                         finished = True
                     continue
                 finished = self._update(item, message)
+        finally:
             process.join(timeout=5)
             if process.is_alive():
                 process.terminate()
+                process.join(timeout=5)
             self._process = None
 
     def _update(self, item: Item, message: tuple) -> bool:
@@ -310,12 +320,14 @@ def work(spec: dict, messages) -> None:
     output against the input; progress at most 4 times a second, then ("done",
     verify findings, per-frame summary) or ("error", one line)."""
     import logging as _logging
+    import signal
 
     from ..errors import BlurcamError as _BlurcamError
     from ..pipeline import PipelineConfig, redact_path
     from ..regions import load_regions
     from ..verify import VerifyConfig, verify_pair, write_outputs
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the desk, and the desk stops this job
     _logging.basicConfig(level=_logging.ERROR)
     last = [0.0]
 

@@ -80,25 +80,31 @@ async function poll() {
   setTimeout(poll, 500);
 }
 
+async function refresh() {
+  const { ok, data } = await api("api/state");
+  if (ok) { desk.items = data.items; desk.roots = data.roots; renderList(); }
+}
+
 $("add").addEventListener("change", async (event) => {
   const files = Array.from(event.target.files);
   for (const file of files) {
     $("upload-status").textContent = `Uploading ${file.name}…`;
     const { ok, data } = await api(`api/upload?name=${encodeURIComponent(file.name)}`,
       { method: "POST", body: file, headers: { "Content-Type": "application/octet-stream" } });
+    await refresh();
     $("upload-status").textContent = ok ? `Added ${file.name}` : `Could not add ${file.name}: ${data.error}`;
   }
   event.target.value = "";
-  const { ok, data } = await api("api/state");
-  if (ok) { desk.items = data.items; renderList(); }
 });
 
 $("start").addEventListener("click", async () => {
   const preset = $("preset").value;
+  await refresh();  // files added a moment ago are started too
   for (const item of desk.items)
     if (item.state === "added" || item.state === "failed")
       await api(`api/items/${item.id}/start`, { method: "POST", body: JSON.stringify({ preset }),
         headers: { "Content-Type": "application/json" } });
+  await refresh();
 });
 
 // ---- one file: player, overlay, findings ------------------------------------------

@@ -31,6 +31,7 @@ from .loop import FilePolicy, FrameRecord, LivePolicy, LiveStats, RunStats, run_
 from .redact import RedactConfig, redact_faces
 from .regions import RegionPass, Regions
 from .track import TrackConfig
+from .types import Frame
 from .view import detect_image
 
 log = logging.getLogger(__name__)
@@ -180,8 +181,9 @@ def redact_image(input_path: str | Path, output_path: str | Path | None = None,
                  detector: Detector | None = None,
                  on_frame: Callable[[FrameRecord], None] | None = None,
                  regions: RegionPass | None = None) -> RunStats:
-    """Redact a still image (manual regions apply at time 0). EXIF orientation is applied when reading; the output is
-    written from pixels alone, so EXIF (GPS, camera, time) and text chunks are gone."""
+    """Redact a still image. EXIF orientation is applied when reading; the output is
+    written from pixels alone, so EXIF (GPS, camera, time) and text chunks are gone.
+    Manual regions (``config.regions``) apply as at time 0."""
     import cv2
 
     config = config or PipelineConfig()
@@ -217,9 +219,7 @@ def redact_image(input_path: str | Path, output_path: str | Path | None = None,
         if own_detector:
             detector.close()
     regions = regions or region_pass(config)
-    if regions is not None:
-        from .types import Frame
-
+    if regions is not None:  # a one-frame "video" at time 0, stored as displayed
         faces = regions.apply(Frame((bgr[..., 0],) * 3, 0, 0, Fraction(1, 1)), faces)
     destroyed = redact_faces(bgr, faces.xyxy, config.redact)
     ok, encoded = cv2.imencode(output_path.suffix.lower(), bgr)

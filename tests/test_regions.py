@@ -174,3 +174,27 @@ def test_exclusion_never_uncovers_a_confident_face(tmp_path, missed_face_clip):
     data = json.loads(report.read_text())["regions"]
     assert data["apply_exclusions"] is True and data["excluded_boxes"] == []
     assert data["regions"][0]["kind"] == "not-a-face"
+
+
+def test_regions_apply_to_a_still_image_at_time_zero(tmp_path, missed_face_clip):
+    import cv2
+
+    clip = missed_face_clip
+    image = tmp_path / "still.png"
+    cv2.imwrite(str(image), cv2.cvtColor(clip.frames[0], cv2.COLOR_RGB2BGR))
+    regions = tmp_path / "regions.json"
+    regions.write_text(json.dumps(doc(region("missed", keys=((0.0, clip.boxes[0][1].tolist()),)))))
+    out = tmp_path / "still.blurred.png"
+    result = runner.invoke(app, ["blur", str(image), str(out), "--quality", "fast", "--regions", str(regions), "-q"])
+    assert result.exit_code == 0, result.output
+    redacted = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    for box in clip.boxes[0]:
+        assert detail_kept(to_gray(clip.frames[0]), to_gray(redacted), box) < 0.3
+
+
+def test_region_times_count_from_the_first_frame_not_from_pts_zero():
+    """A clip cut from a longer recording starts at pts 1.5 s; a player shows it from 0."""
+    r = parse_regions(doc(region(keys=((0.0, [0, 0, 10, 10]),), end=0.1)))
+    run = RegionPass(r, slack_s=1 / 60)
+    hits = [len(run.apply(_frame(45 + i), Faces.empty())) for i in range(6)]  # 1.5 s, 1.533 s, ...
+    assert hits == [1, 1, 1, 1, 0, 0]  # 0, 1/30, 2/30, 3/30 (= end) in; 4/30 out

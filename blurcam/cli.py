@@ -252,7 +252,7 @@ def verify(
 
 @app.command()
 def review(
-    paths: Annotated[Optional[list[Path]], typer.Argument(metavar="[PATHS]...", help="Videos or images, or folders of them, to put on the desk (more can be uploaded on the page).", show_default=False)] = None,
+    paths: Annotated[Optional[list[Path]], typer.Argument(metavar="PATHS", help="Videos or images, or folders of them, to put on the desk (more can be uploaded on the page).", show_default=False)] = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free one).")] = 0,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open the browser; open the launcher file it names yourself.")] = False,
     export_dir: Annotated[Optional[Path], typer.Option(help="A folder exports may also be written to (default: the folders of PATHS, else the current folder).", show_default=False)] = None,
@@ -260,7 +260,7 @@ def review(
 ) -> None:
     """Open the review desk: a page on this machine to redact files, check them with verify, add faces the detector missed, render again and export.
 
-    It listens on 127.0.0.1 only; every request must carry a random token made for this run (other users and web pages get 403). Uploads and renders stay in a private temporary folder that is deleted when the desk stops (Ctrl-C). Needs pip install 'blurcam[review]'.
+    It listens on 127.0.0.1 only; every request must carry a random token made for this run (other users and web pages get 403). Uploads and renders stay in a private temporary folder that is deleted when the desk stops (Ctrl-C).
     """
     try:
         try:
@@ -269,7 +269,7 @@ def review(
 
             from .review.server import serve
         except ImportError as exc:
-            raise UsageError(f"blurcam review needs the review extra: pip install 'blurcam[review]' ({exc.name} missing)") from None
+            raise UsageError(f"blurcam review needs {exc.name}: pip install starlette uvicorn (or reinstall blurcam)") from None
         if max_upload_mb < 1:
             raise UsageError(f"--max-upload-mb must be >= 1, got {max_upload_mb}")
         serve(paths or [], port=port, open_browser=not no_browser, export_dir=export_dir, max_upload_mb=max_upload_mb)

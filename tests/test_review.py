@@ -21,12 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
-
-from blurcam.detail import detail_kept, to_gray  # noqa: E402
-from conftest import IDENTIFYING_TAGS, decode_rgb  # noqa: E402
-from test_pipeline import all_tags  # noqa: E402
+from blurcam.detail import detail_kept, to_gray
+from conftest import IDENTIFYING_TAGS, decode_rgb
+from test_pipeline import all_tags
 
 CHROMIUM = os.environ.get("BLURCAM_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -66,6 +63,7 @@ class Desk:
         conn.request(method, path + (f"{sep}token={self.token}" if token else ""), body=body, headers=all_headers)
         response = conn.getresponse()
         data = response.read()
+        self.last_headers = {k.lower(): v for k, v in response.getheaders()}
         conn.close()
         return response.status, data
 
@@ -131,8 +129,9 @@ def test_upload_limit_and_private_folder_removed_on_exit(tmp_path, face_clip):
         uploads = list((running.workdir / "uploads").rglob("*.mp4"))
         assert [p.name for p in uploads] == ["clip.mp4"]  # the big one was removed as it failed
         assert (uploads[0].stat().st_mode & 0o777) == 0o600
-        status, _ = running.request(f"/api/items/{json.loads(body)['id']}/original")
-        assert status == 200
+        status, data = running.request(f"/api/items/{json.loads(body)['id']}/original")
+        assert status == 200 and data == face_clip.path.read_bytes()
+        assert running.last_headers["cache-control"] == "no-store"  # the browser keeps no copy of an original
     finally:
         log = running.stop()
     assert not running.workdir.exists(), "the private folder (with the upload, an original) was left behind"
@@ -329,3 +328,20 @@ def test_stopping_the_desk_mid_render_stops_the_job_and_removes_everything(tmp_p
     assert running.process.returncode is not None
     assert not running.workdir.exists()
     assert sorted(p.name for p in face_clip.path.parent.iterdir() if "blurred" in p.name) == []  # nothing beside the input
+
+
+def test_bad_paths_and_a_busy_port_exit_2(tmp_path):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from blurcam.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["review", "--no-browser", str(tmp_path / "missing.mp4")])
+    assert result.exit_code == 2 and "no such file or folder" in result.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        result = runner.invoke(app, ["review", "--no-browser", "--port", str(busy.getsockname()[1])])
+    assert result.exit_code == 2 and "cannot listen" in result.output

@@ -231,7 +231,9 @@ def test_review_end_to_end_in_a_real_browser(desk, missed_face_clip, tmp_path):
         # last frame: step there, drag the box (the mouse way)
         page.get_by_label("Time").focus()
         page.keyboard.press("End")
-        _until(page, "() => document.getElementById('video').currentTime > 0.95")
+        # the player's clock starts at the clip's first timestamp, 1.5 s; the page counts from its first frame
+        _until(page, "() => document.getElementById('video').currentTime > 1.5 + 0.95")
+        assert float(page.locator("#clock").inner_text().split()[0]) < 1.05
         _drag(page, last, (640, 360))
         page.get_by_text("2 keyframe(s)").wait_for()
 

@@ -364,22 +364,22 @@ def work(spec: dict, messages) -> None:
 
 
 def summarize(report: dict) -> dict:
-    """What the page draws from a --report: per frame its time and boxes
-    [x1, y1, x2, y2, score, track, source], and faces per second of video."""
+    """What the page draws from a --report: per frame its time from the first frame
+    and boxes [x1, y1, x2, y2, score, track, source], faces per second of video, and
+    origin_s, the first frame's timestamp (a player's clock starts there, regions at 0)."""
     frames, per_second = [], {}
     for fr in report["frames"]:
         t = fr["time_s"] or 0.0
         boxes = [[*f["box"], f["score"], f["track"], f["source"]] for f in fr["faces"]]
         frames.append({"t": t, "boxes": boxes, "whole": fr["obscured_whole"]})
-        second = int(t)
+        second = int(t - (report["frames"][0]["time_s"] or 0.0))
         per_second[second] = max(per_second.get(second, 0), len(boxes))
-    if frames:
-        origin = frames[0]["t"]
-        for fr in frames:
-            fr["t"] = round(fr["t"] - origin, 6)
+    origin = frames[0]["t"] if frames else 0.0
+    for fr in frames:
+        fr["t"] = round(fr["t"] - origin, 6)
     seconds = max(per_second) + 1 if per_second else 0
     regions = report.get("regions") or {}
-    return {"frames": frames, "faces_per_second": [per_second.get(s, 0) for s in range(seconds)],
+    return {"frames": frames, "origin_s": origin, "faces_per_second": [per_second.get(s, 0) for s in range(seconds)],
             "stats": report["summary"], "regions": regions.get("regions", []),
             "excluded": regions.get("excluded_boxes", [])}
 

@@ -148,8 +148,9 @@ function loadMedia(force) {
   if (force || !$("video").src.endsWith(src)) {
     const t = $("video").currentTime || 0;
     $("video").src = src;
-    $("video").addEventListener("loadedmetadata", () => { $("video").currentTime = Math.min(t, $("video").duration || 0); },
-      { once: true });
+    $("video").addEventListener("loadedmetadata", () => {
+      $("video").currentTime = Math.max(origin(), Math.min(t, $("video").duration || 0));
+    }, { once: true });
   }
 }
 
@@ -209,7 +210,7 @@ function renderFindings() {
       const row = el("li", { className: kind.toLowerCase() });
       const tile = tiles.get(e.first);
       if (tile) row.append(thumbFor(tile));
-      const t = e.time == null ? e.first / desk.fps : e.time;
+      const t = e.time == null ? e.first / desk.fps : Math.max(0, e.time - origin());  // verify: timestamps
       const span = e.last > e.first ? `frames ${e.first}–${e.last}` : `frame ${e.first}`;
       row.append(` ${kind}: ${span} from ${t.toFixed(2)} s, ${e.count} box(es), up to ` +
         `${(100 * e.detail).toFixed(0)}% of the detail kept `);
@@ -227,7 +228,8 @@ function renderStrip() {
   const s = desk.detail.summary;
   if (!s) return;
   const most = Math.max(1, ...s.faces_per_second);
-  const residual = new Set(((desk.detail.verify || {}).findings || []).map((f) => Math.floor(f.time_s || 0)));
+  const residual = new Set(((desk.detail.verify || {}).findings || [])
+    .map((f) => Math.floor(f.time_s == null ? f.frame / desk.fps : f.time_s - origin())));
   s.faces_per_second.forEach((n, second) => {
     const bar = el("button", { type: "button", className: residual.has(second) ? "bar residual" : "bar",
       title: `${second}-${second + 1} s: up to ${n} faces` });
@@ -242,15 +244,25 @@ function renderStrip() {
 // ---- time and drawing ------------------------------------------------------------
 
 const video = $("video");
-function now() { return desk.detail && desk.detail.image ? 0 : video.currentTime || 0; }
-function seek(t) { video.pause(); video.currentTime = Math.max(0, Math.min(t, video.duration || t)); }
+// Times on the page (and in regions files) count from the first frame; a player's clock
+// starts at the first frame's timestamp (1.5 s for a clip cut from a longer recording).
+function origin() { return (desk.detail && desk.detail.summary && desk.detail.summary.origin_s) || 0; }
+function now() { return desk.detail && desk.detail.image ? 0 : Math.max(0, (video.currentTime || 0) - origin()); }
+function seek(t) {
+  video.pause();
+  video.currentTime = Math.max(origin(), Math.min(t + origin(), video.duration || t + origin()));
+}
 $("play").addEventListener("click", () => (video.paused ? video.play() : video.pause()));
 $("prev").addEventListener("click", () => seek(now() - 1 / desk.fps));
 $("next").addEventListener("click", () => seek(now() + 1 / desk.fps));
 $("time").addEventListener("input", (e) => seek(parseFloat(e.target.value)));
 video.addEventListener("play", () => { $("play").textContent = "Pause"; });
 video.addEventListener("pause", () => { $("play").textContent = "Play"; });
-video.addEventListener("loadedmetadata", () => { $("time").max = video.duration; $("time").step = 1 / desk.fps; draw(); });
+video.addEventListener("loadedmetadata", () => {
+  $("time").max = Math.max(0, video.duration - origin());
+  $("time").step = 1 / desk.fps;
+  draw();
+});
 video.addEventListener("timeupdate", () => draw());
 video.addEventListener("seeked", () => draw());
 function tick() { if (!video.paused) draw(); requestAnimationFrame(tick); }

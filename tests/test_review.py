@@ -10,15 +10,12 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from blurcam.detail import detail_kept, to_gray

@@ -4,11 +4,12 @@ job goes on whatever the page does).
 
     Desk(workdir, roots)        the session: items, one job at a time, FIFO
     desk.add_path(path)         a file the user named (never written to)
-    desk.add_upload(name, chunks, limit)   an upload, kept only in the private workdir
-    desk.start(item_id, preset) queue render + verify (regions: item.regions)
+    await desk.add_upload(name, chunks)    an upload, kept only in the private workdir
+    desk.set_regions(item_id, doc)  the file's regions (blurcam.regions schema)
+    desk.start(item_id, preset) queue render + verify with them
     desk.export(item_id, path, overwrite)  copy output, report, regions, verify JSON
 
-Per item, in ``workdir/<id>/``: ``NAME.blurred.EXT`` (the redacted output),
+Per item, in ``workdir/items/<id>/``: ``NAME.blurred.EXT`` (the redacted output),
 ``.report.json``, ``.regions.json`` (beside the output, as blurcam blur reads it),
 ``.verify.json`` and ``.sheet.png`` (made from OUTPUT pixels only). Uploads are in
 ``workdir/uploads/<id>/``. The workdir is 0700 and removed when the desk closes.
@@ -39,8 +40,8 @@ PRESETS = ("fast", "balanced", "thorough")
 MEDIA_EXTENSIONS = tuple(VIDEO_FORMATS) + IMAGE_EXTENSIONS
 
 
-class UploadTooLarge(BlurcamError):
-    exit_code = 2
+class UploadTooLarge(UsageError):
+    """An upload over the desk's limit (the server answers 413)."""
 
 
 @dataclass

@@ -105,7 +105,7 @@ def make_app(desk: Desk, token: str, port: int):
         status = (404 if isinstance(exc, KeyError) else 413 if isinstance(exc, UploadTooLarge)
                   else 409 if isinstance(exc, OutputExistsError) else 400 if isinstance(exc, UsageError)
                   else 400 if isinstance(exc, BlurcamError) else 500)
-        message = f"no such file on the desk" if isinstance(exc, KeyError) else str(exc)
+        message = "no such file on the desk" if isinstance(exc, KeyError) else str(exc)
         return JSONResponse({"error": message, "exists": isinstance(exc, OutputExistsError)}, status_code=status)
 
     async def index(request: Request) -> Response:

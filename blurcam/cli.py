@@ -95,6 +95,8 @@ def blur(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUTPUT if it exists (never the input).")] = False,
     report: Annotated[Optional[str], typer.Option(help="Write a JSON report of every redacted box.", show_default=False)] = None,
     report_full_paths: Annotated[bool, typer.Option("--report-full-paths", help="Name the input and output in the report by their absolute paths (default: base names only, so a shared report shows no folder names).")] = False,
+    regions: Annotated[Optional[Path], typer.Option(help="Manual regions JSON (see README, 'Manual regions'): boxes always redacted on top of the detector's, over their time spans.", show_default=False)] = None,
+    apply_exclusions: Annotated[bool, typer.Option("--apply-exclusions", help="Let the regions file's not-a-face regions remove boxes the detector is under 0.5 sure of (listed in the report).")] = False,
     salvage: Annotated[bool, typer.Option("--salvage", help="Redact and write every frame of a damaged or truncated video that still decodes (exit 12 if any was lost).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress line.")] = False,
 ) -> None:
@@ -108,6 +110,7 @@ def blur(
     from .io.sink import EncoderConfig
     from .pipeline import PipelineConfig, default_output_path, is_image_path, redact_path
     from .redact import RedactConfig
+    from .regions import load_regions
     from .track import TrackConfig
 
     try:
@@ -118,13 +121,19 @@ def blur(
         if report_full_paths and report is None:
             raise UsageError("--report-full-paths is an option of --report FILE.json")
         _configure_inference(precision, runtime)
+        if apply_exclusions and regions is None:
+            raise UsageError("--apply-exclusions needs --regions FILE.json")
+        manual = load_regions(regions) if regions is not None else None
         config = _build(PipelineConfig, detector=quality, threshold=threshold, audio=not no_audio,
+                        regions=manual, apply_exclusions=apply_exclusions,
                         centerface_every=detect_every, salvage=salvage, redact=_build(RedactConfig, mode=mode, pad=pad),
                         track=_build(TrackConfig, hold_frames=hold, lookback_frames=lookback),
                         encoder=_build(EncoderConfig, codec=codec, crf=crf, preset=preset))
         if output_dir is not None or len(paths) > 2 or any(p.is_dir() for p in paths) or jobs or force or ray:
             from .batch_cli import blur_folder
 
+            if manual is not None:
+                raise UsageError("--regions applies to one video: give INPUT [OUTPUT], not a folder")
             return blur_folder(paths, output_dir, config, jobs=jobs, force=force, ray=ray, quiet=quiet,
                                report=report)
         input, output = paths[0], (paths[1] if len(paths) > 1 else None)
@@ -246,6 +255,35 @@ def verify(
     except KeyboardInterrupt:
         typer.echo("blurcam: interrupted", err=True)
         raise typer.Exit(130)
+
+
+@app.command()
+def review(
+    paths: Annotated[Optional[list[Path]], typer.Argument(metavar="PATHS", help="Videos or images, or folders of them, to put on the desk (more can be uploaded on the page).", show_default=False)] = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free one).")] = 0,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open the browser; open the launcher file it names yourself.")] = False,
+    export_dir: Annotated[Optional[Path], typer.Option(help="A folder exports may also be written to (default: the folders of PATHS, else the current folder).", show_default=False)] = None,
+    max_upload_mb: Annotated[int, typer.Option(help="Largest upload accepted, MiB.")] = 4096,
+) -> None:
+    """Open the review desk: a page on this machine to redact files, check them with verify, add faces the detector missed, render again and export.
+
+    It listens on 127.0.0.1 only; every request must carry a random token made for this run (other users and web pages get 403). Uploads and renders stay in a private temporary folder that is deleted when the desk stops (Ctrl-C).
+    """
+    try:
+        try:
+            import starlette  # noqa: F401
+            import uvicorn  # noqa: F401
+
+            from .review.server import serve
+        except ImportError as exc:
+            raise UsageError(f"blurcam review needs {exc.name}: pip install starlette uvicorn (or reinstall blurcam)") from None
+        if max_upload_mb < 1:
+            raise UsageError(f"--max-upload-mb must be >= 1, got {max_upload_mb}")
+        serve(paths or [], port=port, open_browser=not no_browser, export_dir=export_dir, max_upload_mb=max_upload_mb)
+    except BlurcamError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.echo("blurcam review: stopped; private folder removed", err=True)
 
 
 @app.command()

@@ -139,8 +139,8 @@ class FilePolicy:
     watchdog_s = None  # a file waits for its detector, however slow
     warm_up = False  # nothing to drop while the model loads: load it first
 
-    def __init__(self, lookback_frames: int, queue_frames: int = 4) -> None:
-        self.lookback_frames, self.queue_frames = lookback_frames, queue_frames
+    def __init__(self, lookback_frames: int, queue_frames: int = 4, regions=None) -> None:
+        self.lookback_frames, self.queue_frames, self.regions = lookback_frames, queue_frames, regions
         self._held: deque[_Pending] = deque()
 
     def items(self, source: MediaSource) -> Iterator:
@@ -166,12 +166,18 @@ class FilePolicy:
         self._held.append(pending)
         ready = []
         while len(self._held) > self.lookback_frames:
-            ready.append(self._held.popleft())
+            ready.append(self._with_regions(self._held.popleft()))
         return ready
 
     def flush(self) -> list[_Pending]:
         ready, self._held = list(self._held), deque()
-        return ready
+        return [self._with_regions(item) for item in ready]
+
+    def _with_regions(self, item: _Pending) -> _Pending:
+        """The manual-regions hook: a frame's boxes are final once it leaves the window."""
+        if self.regions is not None:
+            item.faces, item.extra = self.regions.apply(item.frame, Faces.concat([item.faces, *item.extra])), []
+        return item
 
 
 class LivePolicy:

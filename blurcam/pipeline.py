@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,9 @@ from .io.fanout import FanOut
 from .io.stream import StreamConfig, StreamSink
 from .loop import FilePolicy, FrameRecord, LivePolicy, LiveStats, RunStats, run_frames
 from .redact import RedactConfig, redact_faces
+from .regions import RegionPass, Regions
 from .track import TrackConfig
+from .types import Frame
 from .view import detect_image
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,8 @@ class PipelineConfig:
     centerface_every: run CenterFace on every k-th frame (None: the preset's choice).
     queue_frames: capacity of each inter-stage queue, in frames (>= 1).
     salvage: read a damaged input past its errors (RunStats.damaged says if any were met).
+    regions: manual regions (blurcam.regions) redacted on top of the detector's boxes;
+        apply_exclusions: let their not-a-face regions remove low-score boxes.
     """
 
     detector: str = DEFAULT_FILE_PRESET
@@ -55,6 +60,8 @@ class PipelineConfig:
     audio: bool = True
     queue_frames: int = 4
     salvage: bool = False
+    regions: Regions | None = None
+    apply_exclusions: bool = False
 
     def __post_init__(self) -> None:
         if self.centerface_every is not None and self.centerface_every < 1:
@@ -105,10 +112,13 @@ def default_output_path(input_path: str | Path) -> Path:
 def redact_file(input_path: str | Path, output_path: str | Path | None = None,
                 config: PipelineConfig | None = None, *, overwrite: bool = False,
                 detector: Detector | None = None,
-                on_frame: Callable[[FrameRecord], None] | None = None) -> RunStats:
+                on_frame: Callable[[FrameRecord], None] | None = None,
+                regions: RegionPass | None = None) -> RunStats:
     """Redact a video file into ``output_path`` (atomically: complete or absent).
 
     ``detector`` overrides ``config.detector`` (tests inject failing detectors).
+    ``regions``: the pass that applies ``config.regions`` (made here if not given; give
+    one to read its tally afterwards).
     Raises a BlurcamError subclass for every user-facing failure.
     """
     config = config or PipelineConfig()
@@ -127,7 +137,11 @@ def redact_file(input_path: str | Path, output_path: str | Path | None = None,
             detector = make_detector(config.detector, threshold=config.threshold,
                                      centerface_every=config.centerface_every)
         lookback = config.track.lookback_frames if not source.info.is_live else 0
-        stats = run_frames(source, sink, detector, FilePolicy(lookback, config.queue_frames),
+        if regions is None:
+            regions = region_pass(config)
+        if regions is not None and regions.slack_s is None:
+            regions.slack_s = half_frame_s(source.info)
+        stats = run_frames(source, sink, detector, FilePolicy(lookback, config.queue_frames, regions),
                            redact=config.redact, track=config.track, on_frame=on_frame)
         sink.commit()
         stats.damaged, stats.frames_expected = source.damaged, source.frames_expected
@@ -142,6 +156,19 @@ def redact_file(input_path: str | Path, output_path: str | Path | None = None,
             detector.close()
 
 
+def region_pass(config: PipelineConfig) -> RegionPass | None:
+    """The RegionPass for ``config.regions`` (None without regions); the video job sets
+    its slack to half a frame (:func:`half_frame_s`)."""
+    if config.regions is None:
+        return None
+    return RegionPass(config.regions, apply_exclusions=config.apply_exclusions, slack_s=None)
+
+
+def half_frame_s(info) -> float:
+    """Half a frame interval of ``info`` (a VideoInfo) in seconds; 60 fps when unknown."""
+    return 0.5 / float(info.frame_rate) if info.frame_rate else 1 / 120
+
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -152,9 +179,11 @@ def is_image_path(path: str | Path) -> bool:
 def redact_image(input_path: str | Path, output_path: str | Path | None = None,
                  config: PipelineConfig | None = None, *, overwrite: bool = False,
                  detector: Detector | None = None,
-                 on_frame: Callable[[FrameRecord], None] | None = None) -> RunStats:
+                 on_frame: Callable[[FrameRecord], None] | None = None,
+                 regions: RegionPass | None = None) -> RunStats:
     """Redact a still image. EXIF orientation is applied when reading; the output is
-    written from pixels alone, so EXIF (GPS, camera, time) and text chunks are gone."""
+    written from pixels alone, so EXIF (GPS, camera, time) and text chunks are gone.
+    Manual regions (``config.regions``) apply as at time 0."""
     import cv2
 
     config = config or PipelineConfig()
@@ -189,13 +218,16 @@ def redact_image(input_path: str | Path, output_path: str | Path | None = None,
     finally:
         if own_detector:
             detector.close()
-    regions = redact_faces(bgr, faces.xyxy, config.redact)
+    regions = regions or region_pass(config)
+    if regions is not None:  # a one-frame "video" at time 0, stored as displayed
+        faces = regions.apply(Frame((bgr[..., 0],) * 3, 0, 0, Fraction(1, 1)), faces)
+    destroyed = redact_faces(bgr, faces.xyxy, config.redact)
     ok, encoded = cv2.imencode(output_path.suffix.lower(), bgr)
     if not ok:
         raise SinkError(f"{output_path}: cannot encode image")
     write_atomically(output_path, encoded.tobytes(), overwrite=overwrite)
     if on_frame is not None:
-        on_frame(FrameRecord(0, 0.0, faces, regions, False))
+        on_frame(FrameRecord(0, 0.0, faces, destroyed, False))
     return RunStats(frames=1, faces_detected=len(faces), seconds=time.perf_counter() - started)
 
 
@@ -217,7 +249,7 @@ def redact_path(input_path: str | Path, output_path: str | Path | None = None,
         refuse_same_file(input_path, report, "report")
         refuse_same_file(output_path, report, "report", whose="output")
         check_output_path(report, overwrite)
-        builder = ReportBuilder()
+        builder = ReportBuilder(config.regions.ids if config.regions is not None else ())
 
     def each(record: FrameRecord) -> None:
         if builder is not None:
@@ -226,11 +258,12 @@ def redact_path(input_path: str | Path, output_path: str | Path | None = None,
             on_frame(record)
 
     job = redact_image if is_image_path(input_path) else redact_file
-    stats = job(input_path, output_path, config, overwrite=overwrite, on_frame=each)
+    regions = region_pass(config)
+    stats = job(input_path, output_path, config, overwrite=overwrite, on_frame=each, regions=regions)
     if builder is not None:
         try:
             write_report(report, builder.build(input_path=input_path, output_path=output_path, config=config,
-                                               stats=stats, full_paths=report_full_paths), overwrite=overwrite)
+                                               stats=stats, full_paths=report_full_paths, regions=regions), overwrite=overwrite)
         except BlurcamError as exc:
             raise type(exc)(f"{output_path} was written, but not its report: {exc}") from None
     return stats

@@ -13,7 +13,12 @@ Schema (version 1):
                  "faces": [{"box": [x1, y1, x2, y2],      # detector box, pixels
                             "region": [x1, y1, x2, y2],   # destroyed pixels, int, x2/y2 exclusive
                             "score": float, "track": int,
-                            "source": "detected" | "carried"}]}]}
+                            "source": "detected" | "carried" | "region",
+                            "region_id": str}]}]},   # region_id: only for "region"
+     "regions": null | {"schema_version": 1, "apply_exclusions": bool,
+                 "regions": [{"id", "kind", "start", "end", "applied": bool, "frames": int,
+                              "first_frame": int | null, "last_frame": int | null}],
+                 "excluded_boxes": [{"frame", "region", "box", "score"}]}
 """
 from __future__ import annotations
 
@@ -28,29 +33,37 @@ from .models import manifest
 from .urls import mask_url
 from .loop import FrameRecord, RunStats
 from .pipeline import PipelineConfig
+from .regions import REGION_TRACK_BASE, RegionPass
 
 SCHEMA_VERSION = 1
 
 
 class ReportBuilder:
-    """Collects FrameRecords (pass ``add`` as the pipeline's ``on_frame``)."""
+    """Collects FrameRecords (pass ``add`` as the pipeline's ``on_frame``).
+    ``region_ids``: the ids of the run's manual regions, to name their boxes."""
 
-    def __init__(self) -> None:
+    def __init__(self, region_ids: tuple[str, ...] = ()) -> None:
         self.frames: list[dict] = []
+        self.region_ids = region_ids
 
     def add(self, record: FrameRecord) -> None:
         f = record.faces
-        faces = [{"box": [round(v, 1) for v in f.xyxy[i].tolist()],
-                  "region": record.regions[i].tolist() if i < len(record.regions) else None,
-                  "score": round(float(f.score[i]), 3),
-                  "track": int(f.track_id[i]),
-                  "source": "carried" if f.carried[i] else "detected"} for i in range(len(f))]
+        faces = []
+        for i in range(len(f)):
+            track = int(f.track_id[i])
+            face = {"box": [round(v, 1) for v in f.xyxy[i].tolist()],
+                    "region": record.regions[i].tolist() if i < len(record.regions) else None,
+                    "score": round(float(f.score[i]), 3), "track": track,
+                    "source": "carried" if f.carried[i] else "detected"}
+            if track <= REGION_TRACK_BASE:  # a manual region's box (regions.RegionPass)
+                face.update(track=-1, source="region", region_id=self.region_ids[REGION_TRACK_BASE - track])
+            faces.append(face)
         self.frames.append({"index": record.index,
                             "time_s": None if record.time_s is None else round(record.time_s, 6),
                             "obscured_whole": record.obscured_whole, "faces": faces})
 
     def build(self, *, input_path, output_path, config: PipelineConfig, stats: RunStats,
-              full_paths: bool = False) -> dict:
+              full_paths: bool = False, regions: RegionPass | None = None) -> dict:
         """The report. ``input``/``output`` are the files' base names: a report is shared
         with editors, and a full path shows the user's home and folder names. With
         ``full_paths`` they are absolute paths."""
@@ -59,7 +72,7 @@ class ReportBuilder:
             "blurcam": __version__,
             "input": report_name(input_path, full_paths),
             "output": report_name(output_path, full_paths),
-            "settings": dataclasses.asdict(config),
+            "settings": dataclasses.asdict(dataclasses.replace(config, regions=None)),
             "versions": versions(),
             "models": {name: entry["sha256"] for name, entry in manifest().items()},
             "summary": {
@@ -71,6 +84,7 @@ class ReportBuilder:
                 "seconds": round(stats.seconds, 3),
                 "fps": round(stats.fps, 2),
             },
+            "regions": None if regions is None else regions.tally.to_json(regions.regions, regions.apply_exclusions),
             "frames": self.frames,
         }
 

@@ -73,3 +73,21 @@ def gt_json(face_clip) -> Path:
     path = face_clip.path.with_suffix(".gt.json")
     path.write_text(json.dumps({"size": [640, 360], "frames": [b.tolist() for b in face_clip.boxes]}))
     return path
+
+
+@pytest.fixture(scope="session")
+def missed_face_clip(media_dir, sprites) -> Clip:
+    """640x360, 30 frames at 30 fps: an upright face (~80 px) and an upside-down one
+    (a photo hung the wrong way, a person lying down) that ``--quality fast`` misses in
+    every frame. boxes[i][1] is the upside-down face. Identifying tags, AAC audio. Its
+    timestamps start at 1.5 s, as in a clip cut from a longer recording (players show
+    it from 1.5 s; regions count from its first frame)."""
+    from blurcam.synth import Sprite
+
+    astronaut, _ = sprites
+    h = astronaut.image.shape[0]
+    x1, y1, x2, y2 = astronaut.face_xyxy
+    flipped = Sprite(np.ascontiguousarray(astronaut.image[::-1]), (x1, h - y2, x2, h - y1))
+    placements = [Placement(astronaut, 200, (20, 80), (80, 60)), Placement(flipped, 200, (380, 100), (420, 120))]
+    return _clip(media_dir / "missed.mp4", placements, metadata=IDENTIFYING_TAGS, pts=[45 + i for i in range(30)],
+                 time_base=Fraction(1, 30))

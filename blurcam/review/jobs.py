@@ -1,0 +1,397 @@
+"""The review desk's files and jobs: what each file is, where its work lives, and the
+render + verify job that runs in a child process (so the page stays responsive and a
+job goes on whatever the page does).
+
+    Desk(workdir, roots)        the session: items, one job at a time, FIFO
+    desk.add_path(path)         a file the user named (never written to)
+    await desk.add_upload(name, chunks)    an upload, kept only in the private workdir
+    desk.set_regions(item_id, doc)  the file's regions (blurcam.regions schema)
+    desk.start(item_id, preset) queue render + verify with them
+    desk.export(item_id, path, overwrite)  copy output, report, regions, verify JSON
+
+Per item, in ``workdir/items/<id>/``: ``NAME.blurred.EXT`` (the redacted output),
+``.report.json``, ``.regions.json`` (beside the output, as blurcam blur reads it),
+``.verify.json`` and ``.sheet.png`` (made from OUTPUT pixels only). Uploads are in
+``workdir/uploads/<id>/``. The workdir is 0700 and removed when the desk closes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import queue
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import BlurcamError, OutputExistsError, SinkError, UsageError
+from ..io.atomic import move_into_place, refuse_same_file
+from ..io.sink import VIDEO_FORMATS
+from ..pipeline import IMAGE_EXTENSIONS, is_image_path
+from ..regions import parse_regions
+
+log = logging.getLogger(__name__)
+
+PRESETS = ("fast", "balanced", "thorough")
+MEDIA_EXTENSIONS = tuple(VIDEO_FORMATS) + IMAGE_EXTENSIONS
+
+
+class UploadTooLarge(UsageError):
+    """An upload over the desk's limit (the server answers 413)."""
+
+
+@dataclass
+class Item:
+    """One file on the desk. state: added, queued, rendering, verifying, done, failed."""
+
+    id: str
+    name: str
+    source: Path
+    uploaded: bool
+    folder: str = ""
+    state: str = "added"
+    phase_done: int = 0
+    phase_total: int | None = None
+    progress: float = 0.0
+    error: str | None = None
+    preset: str = "balanced"
+    renders: int = 0
+    regions: dict = field(default_factory=lambda: {"schema": "blurcam-regions", "version": 1, "regions": []})
+    verify: dict | None = None
+    summary: dict | None = None
+    exported: list[str] = field(default_factory=list)
+    updated_s: float = field(default_factory=time.time)
+
+    @property
+    def is_image(self) -> bool:
+        return is_image_path(self.source)
+
+    def public(self, full: bool = False) -> dict:
+        """What the page sees (no path of an upload: it is private). ``full`` adds the
+        regions, verify findings and per-frame summary; polls get the short form."""
+        short = {"id": self.id, "name": self.name, "folder": self.folder, "uploaded": self.uploaded,
+                "image": self.is_image, "state": self.state, "progress": round(self.progress, 4),
+                "phase_done": self.phase_done, "phase_total": self.phase_total, "error": self.error,
+                "preset": self.preset, "renders": self.renders, "exported": self.exported,
+                "source": None if self.uploaded else str(self.source)}
+        if full:
+            short.update(regions=self.regions, verify=self.verify, summary=self.summary)
+        return short
+
+
+class Desk:
+    """The session's items and its job runner (one child process at a time)."""
+
+    def __init__(self, workdir: Path, roots: list[Path], *, max_upload_bytes: int) -> None:
+        self.workdir, self.roots, self.max_upload_bytes = workdir, roots, max_upload_bytes
+        self.items: dict[str, Item] = {}
+        self.lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._process = None
+        self._runner = threading.Thread(target=self._run, name="blurcam-review-jobs", daemon=True)
+        self._runner.start()
+
+    # files -----------------------------------------------------------------------
+
+    def add_path(self, path: Path, folder: str = "") -> Item:
+        path = path.resolve()
+        item = Item(secrets.token_hex(6), path.name, path, uploaded=False, folder=folder)
+        with self.lock:
+            self.items[item.id] = item
+        return item
+
+    async def add_upload(self, name: str, chunks, declared_bytes: int | None = None) -> Item:
+        """Store an upload (an async iterable of byte chunks) in the private workdir.
+        The original never goes anywhere else; a too-large upload is removed as it fails."""
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).name).lstrip(".") or "upload"
+        if Path(safe).suffix.lower() not in MEDIA_EXTENSIONS:
+            raise UsageError(f"{safe}: not a video or image blurcam reads ({', '.join(MEDIA_EXTENSIONS)})")
+        too_large = UploadTooLarge(f"{safe}: larger than the upload limit ({self.max_upload_bytes // 2**20} MiB)")
+        if declared_bytes is not None and declared_bytes > self.max_upload_bytes:
+            raise too_large
+        item_id = secrets.token_hex(6)
+        folder = self.workdir / "uploads" / item_id
+        folder.mkdir(parents=True, mode=0o700)
+        path = folder / safe
+        size = 0
+        try:
+            with open(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "wb") as f:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > self.max_upload_bytes:
+                        raise too_large
+                    f.write(chunk)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if size == 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise UsageError(f"{safe}: empty file")
+        item = Item(item_id, safe, path, uploaded=True)
+        with self.lock:
+            self.items[item.id] = item
+        return item
+
+    def get(self, item_id: str) -> Item:
+        with self.lock:
+            item = self.items.get(item_id)
+        if item is None:
+            raise KeyError(item_id)
+        return item
+
+    def folder_of(self, item: Item) -> Path:
+        folder = self.workdir / "items" / item.id
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return folder
+
+    def output_of(self, item: Item) -> Path:
+        return self.folder_of(item) / output_name(item.source)
+
+    def default_export(self, item: Item) -> str:
+        """Where the page proposes to export: beside the input, or in the first folder
+        exports may go to (uploads)."""
+        name = output_name(item.source)
+        folder = item.source.parent if not item.uploaded and self.inside_roots(item.source.parent) else self.roots[0]
+        return str(folder / name)
+
+    def sidecar(self, item: Item, kind: str) -> Path:
+        """``report.json``, ``regions.json``, ``verify.json`` or ``sheet.png`` beside the output."""
+        out = self.output_of(item)
+        return out.with_name(f"{out.stem}.{kind}")
+
+    # jobs ------------------------------------------------------------------------
+
+    def set_regions(self, item_id: str, doc: dict) -> Item:
+        parse_regions(doc, "regions")  # RegionsError (a UsageError) for a bad document
+        item = self.get(item_id)
+        with self.lock:
+            item.regions = doc
+        return item
+
+    def start(self, item_id: str, preset: str) -> Item:
+        if preset not in PRESETS:
+            raise UsageError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        item = self.get(item_id)
+        with self.lock:
+            if item.state in ("queued", "rendering", "verifying"):
+                return item
+            item.state, item.preset, item.error, item.progress = "queued", preset, None, 0.0
+            item.phase_done, item.phase_total = 0, None
+        self._queue.put(item.id)
+        return item
+
+    def _run(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        while not self._stop.is_set():
+            try:
+                item_id = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            item = self.get(item_id)
+            try:
+                self._run_one(ctx, item)
+            except Exception as exc:  # never leave the runner dead and the file "queued"
+                log.exception("review job failed")
+                self._update(item, ("error", f"internal error: {type(exc).__name__}: {exc}"))
+
+    def _run_one(self, ctx, item: Item) -> None:
+        regions_path = self.sidecar(item, "regions.json")
+        regions_path.write_text(json.dumps(item.regions, indent=1))
+        spec = {"input": str(item.source), "output": str(self.output_of(item)),
+                "report": str(self.sidecar(item, "report.json")), "regions": str(regions_path),
+                "verify": str(self.sidecar(item, "verify.json")), "sheet": str(self.sidecar(item, "sheet.png")),
+                "preset": item.preset}
+        messages = ctx.Queue()
+        process = ctx.Process(target=work, args=(spec, messages), name="blurcam-review-job", daemon=True)
+        with self.lock:
+            item.state = "rendering"
+        process.start()
+        self._process = process
+        try:
+            finished = False
+            while not finished and not self._stop.is_set():
+                try:
+                    message = messages.get(timeout=0.2)
+                except queue.Empty:
+                    if not process.is_alive() and messages.empty():
+                        self._update(item, ("error", "the job stopped unexpectedly"))
+                        finished = True
+                    continue
+                finished = self._update(item, message)
+        finally:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+            self._process = None
+
+    def _update(self, item: Item, message: tuple) -> bool:
+        kind = message[0]
+        with self.lock:
+            item.updated_s = time.time()
+            if kind in ("render", "verify"):
+                _, done, total = message
+                item.state, item.phase_done, item.phase_total = ("rendering" if kind == "render" else "verifying",
+                                                                 done, total)
+                share = done / total if total else 0.0
+                # rendering is most of the work; verify costs about what the blur did
+                item.progress = 0.5 * min(share, 1.0) + (0.5 if kind == "verify" else 0.0)
+                return False
+            if kind == "done":
+                item.state, item.progress, item.renders = "done", 1.0, item.renders + 1
+                item.verify, item.summary = message[1], message[2]
+                return True
+            item.state, item.error = "failed", message[1]
+            return True
+
+    def close(self) -> None:
+        self._stop.set()
+        process = self._process
+        if process is not None and process.is_alive():
+            process.terminate()
+            process.join(timeout=5)
+        self._runner.join(timeout=5)
+
+    # export ----------------------------------------------------------------------
+
+    def inside_roots(self, path: Path) -> bool:
+        return any(path == root or path.is_relative_to(root) for root in self.roots)
+
+    def export(self, item_id: str, target: str, overwrite: bool) -> list[Path]:
+        """Copy the output and its sidecars (report, regions, verify JSON) to ``target``.
+        ``target`` must be inside the folders given, not any input, and not an existing
+        file unless ``overwrite``. Returns the paths written."""
+        item = self.get(item_id)
+        if item.state != "done":
+            raise UsageError(f"{item.name}: not rendered yet")
+        if not target or not target.strip():
+            raise UsageError("give a file name to export to")
+        path = Path(target).expanduser()
+        if not path.is_absolute():
+            path = self.roots[0] / path
+        path = path.parent.resolve() / path.name
+        if not self.inside_roots(path):
+            raise UsageError(f"{path}: outside the folders this desk may write to "
+                             f"({', '.join(map(str, self.roots))})")
+        output = self.output_of(item)
+        if path.suffix.lower() != output.suffix.lower():
+            raise UsageError(f"{path.name}: must end in {output.suffix} (the output's format)")
+        with self.lock:
+            inputs = [each.source for each in self.items.values()]
+        for source in inputs:
+            refuse_same_file(source, path, "export")
+        sidecars = {kind: path.with_name(f"{path.stem}.{kind}") for kind in ("report.json", "regions.json",
+                                                                             "verify.json")}
+        if not overwrite:
+            for each in (path, *sidecars.values()):
+                if each.exists():
+                    raise OutputExistsError(f"{each}: already exists")
+        if not path.parent.is_dir():
+            raise SinkError(f"{path.parent}: folder does not exist")
+        written = []
+        for src, dst in [(output, path)] + [(self.sidecar(item, kind), dst) for kind, dst in sidecars.items()]:
+            if not src.exists():
+                continue
+            tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.partial")
+            try:
+                shutil.copyfile(src, tmp)
+                move_into_place(tmp, dst, overwrite)
+            finally:
+                tmp.unlink(missing_ok=True)
+            written.append(dst)
+        with self.lock:
+            item.exported.append(str(path))
+        return written
+
+
+def output_name(source: Path) -> str:
+    """NAME.blurred.EXT, as blurcam blur names it by default."""
+    from ..pipeline import default_output_path
+
+    return default_output_path(source).name
+
+
+def work(spec: dict, messages) -> None:
+    """The job, in a child process: render (with the regions file), then verify the
+    output against the input; progress at most 4 times a second, then ("done",
+    verify findings, per-frame summary) or ("error", one line)."""
+    import logging as _logging
+    import signal
+
+    from ..errors import BlurcamError as _BlurcamError
+    from ..pipeline import PipelineConfig, redact_path
+    from ..regions import load_regions
+    from ..verify import VerifyConfig, verify_pair, write_outputs
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the desk, and the desk stops this job
+    _logging.basicConfig(level=_logging.ERROR)
+    last = [0.0]
+
+    def tell(kind: str, done: int, total: int | None, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - last[0] >= 0.25:
+            last[0] = now
+            messages.put((kind, done, total))
+
+    try:
+        total = _frame_count(spec["input"])
+        regions = load_regions(spec["regions"])
+        config = PipelineConfig(detector=spec["preset"], regions=regions if len(regions) else None,
+                                apply_exclusions=not regions.face.all() if len(regions) else False)
+        done = [0]
+
+        def each(record) -> None:
+            done[0] += 1
+            tell("render", done[0], total)
+
+        tell("render", 0, total, force=True)
+        redact_path(spec["input"], spec["output"], config, overwrite=True, report=spec["report"], on_frame=each)
+        tell("verify", 0, total, force=True)
+        verify_config = VerifyConfig()
+        result, sheet = verify_pair(spec["input"], spec["output"], verify_config, blur_preset=spec["preset"],
+                                    on_progress=lambda d, t: tell("verify", d, t))
+        write_outputs(result, sheet, verify_config, sheet_path=Path(spec["sheet"]), json_path=Path(spec["verify"]))
+        findings = result.to_json(verify_config)
+        messages.put(("done", findings, summarize(json.loads(Path(spec["report"]).read_text()))))
+    except _BlurcamError as exc:
+        messages.put(("error", str(exc)))
+    except Exception as exc:  # a bug: say what, in one line
+        messages.put(("error", f"internal error: {type(exc).__name__}: {exc}"))
+
+
+def summarize(report: dict) -> dict:
+    """What the page draws from a --report: per frame its time from the first frame
+    and boxes [x1, y1, x2, y2, score, track, source], faces per second of video, and
+    origin_s, the first frame's timestamp (a player's clock starts there, regions at 0)."""
+    frames, per_second = [], {}
+    for fr in report["frames"]:
+        t = fr["time_s"] or 0.0
+        boxes = [[*f["box"], f["score"], f["track"], f["source"]] for f in fr["faces"]]
+        frames.append({"t": t, "boxes": boxes, "whole": fr["obscured_whole"]})
+        second = int(t - (report["frames"][0]["time_s"] or 0.0))
+        per_second[second] = max(per_second.get(second, 0), len(boxes))
+    origin = frames[0]["t"] if frames else 0.0
+    for fr in frames:
+        fr["t"] = round(fr["t"] - origin, 6)
+    seconds = max(per_second) + 1 if per_second else 0
+    regions = report.get("regions") or {}
+    return {"frames": frames, "origin_s": origin, "faces_per_second": [per_second.get(s, 0) for s in range(seconds)],
+            "stats": report["summary"], "regions": regions.get("regions", []),
+            "excluded": regions.get("excluded_boxes", [])}
+
+
+def _frame_count(path: str) -> int | None:
+    if is_image_path(path):
+        return 1
+    import av
+
+    try:
+        with av.open(path) as c:
+            return c.streams.video[0].frames or None
+    except Exception:  # the render reports the problem properly
+        return None

@@ -1,19 +1,30 @@
-"""Irreversible redaction of image regions, in place, O(pixels) per region.
+"""Irreversible redaction of image regions, in place, O(frame pixels) per frame.
 
-Every mode first destroys the region's information, then styles what is left:
+Every mode first destroys the regions' information, then styles what is left:
 
-- ``blur`` (default): the region is reduced to at most ``max_cells`` (6) cell means
-  across (cells at least ``min_cell_px`` wide), each mean gets random noise, and
-  the grid is upsampled smoothly. The output is a function of at most
-  max_cells x max_cells noisy numbers: it looks like a blur but no detail survives.
-  A plain Gaussian blur would keep detail that deconvolution can partly recover,
+- ``blur`` (default): each region gets a cell size of at least its longer side / ``max_cells``
+  (6) and at least ``min_cell_px``, rounded up to one of a few sizes (steps of about
+  sqrt(2)). For each cell size in use, the frame (the regions' bounding box) is cut into
+  square cells on one grid, each cell is reduced to its mean, and each mean gets random
+  noise. Those noisy means are interpolated smoothly and composited through the regions'
+  mask. A plain Gaussian blur would keep detail that deconvolution can partly recover,
   and a kernel fixed in pixels would leave large faces readable.
-- ``pixelate``: the same noisy cell means, shown as hard-edged blocks.
+- ``pixelate``: the same noisy cell means, shown as hard-edged blocks (cell sizes in
+  steps of 2, so coarser blocks are whole multiples of finer ones).
 - ``solid``: a flat black fill.
+
+The guarantee, by construction: a cell that touches a region of cell size c takes its value
+from cells of size >= c (its own noisy mean, or an interpolation of coarser noisy means
+when a region with larger cells touches it too). So the pixels of a region carry its
+content only through noisy means of cells at least as large as its own -- at most
+(max_cells + 1) x (max_cells + 1) = 49 cells of its size overlap it, or fewer, larger ones --
+plus noisy means of cells that hold none of its pixels. Overlapping regions are destroyed
+once, on one shared grid per cell size, so they meet without block edges.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -61,10 +72,28 @@ def regions_for(xyxy: np.ndarray, resolution_wh: tuple[int, int], config: Redact
     return clip_to_pixels(pad_boxes(xyxy, config.pad, config.pad_top), resolution_wh)
 
 
-def _cell_grid(w: int, h: int, config: RedactConfig) -> tuple[int, int]:
-    """Cells across and down for a w x h region: square-ish cells, at most max_cells on the long side."""
-    cell = max(config.min_cell_px, -(-max(w, h) // config.max_cells))  # ceil division
-    return max(1, min(config.max_cells, round(w / cell))), max(1, min(config.max_cells, round(h / cell)))
+@lru_cache(maxsize=8)
+def cell_sizes(mode: str, min_cell_px: int) -> np.ndarray:
+    """The cell sides a region's cell is rounded up to: even luma pixels, increasing.
+
+    Steps of about sqrt(2) for ``blur`` (6, 8, 12, 16, 24, 34, ...), of 2 for ``pixelate``
+    (6, 12, 24, ...) so that coarser blocks are whole multiples of finer ones. Few sizes
+    mean few grids per frame; rounding up only ever makes cells larger.
+    """
+    smallest = 2 * -(-min_cell_px // 2)  # even, so a cell is whole chroma samples
+    step = 2.0 if mode == "pixelate" else 2.0 ** 0.5
+    sizes = {2 * round(smallest * step ** k / 2) for k in range(64) if smallest * step ** k <= 1 << 17}
+    return np.array(sorted(sizes), np.int64)
+
+
+def region_cell_px(regions: np.ndarray, config: RedactConfig) -> np.ndarray:
+    """Cell side in pixels for each region (N, 4) int: at least its longer side / max_cells
+    and min_cell_px, rounded up to :func:`cell_sizes`. (N,) int64."""
+    regions = np.asarray(regions, np.int64).reshape(-1, 4)
+    longest = np.maximum(regions[:, 2] - regions[:, 0], regions[:, 3] - regions[:, 1])
+    wanted = np.maximum(config.min_cell_px, -(-longest // config.max_cells))
+    sizes = cell_sizes(config.mode, config.min_cell_px)
+    return sizes[np.searchsorted(sizes, wanted)]
 
 
 Picture = np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -75,53 +104,166 @@ Picture = np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]
 _BLACK_RGB, _BLACK_Y, _NEUTRAL_C = 0, 16, 128
 
 
-def _destroy(roi: np.ndarray, cells_x: int, cells_y: int, config: RedactConfig,
-             noise: np.ndarray | None, black: int) -> None:
-    """Replace ``roi`` (h, w) or (h, w, C), in place, by its cells_x x cells_y area means
-    plus ``noise`` (cells_y, cells_x), upsampled in the mode's style."""
-    if config.mode == "solid":
-        roi[...] = black
-        return
-    # INTER_AREA gives true cell means: the only information kept from the region.
-    cells = cv2.resize(roi, (cells_x, cells_y), interpolation=cv2.INTER_AREA).astype(np.float32)
-    cells = cells.reshape(cells_y, cells_x, -1)
-    if noise is not None:
-        cells += noise[:, :, None]  # one value per cell for all channels: brightness, not confetti
-    cells = np.clip(cells, 0, 255).astype(np.uint8)
-    style = cv2.INTER_NEAREST if config.mode == "pixelate" else cv2.INTER_CUBIC
-    if config.mode == "blur" and (cells_x == 1 or cells_y == 1):
-        style = cv2.INTER_LINEAR  # cubic on a 1-cell axis is the same flat colour
-    roi[...] = cv2.resize(cells, (roi.shape[1], roi.shape[0]), interpolation=style).reshape(roi.shape)
+def _paint(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """How many of ``boxes`` (N, 4) int xyxy, inside (0, 0, w, h), cover each pixel:
+    (h, w) float32 counts, from one difference image and one integral (O(N + pixels))."""
+    h, w = shape
+    edges = np.zeros((h + 1, w + 1), np.float32)
+    x1, y1, x2, y2 = boxes.T
+    np.add.at(edges, (np.concatenate([y1, y1, y2, y2]), np.concatenate([x1, x2, x1, x2])),
+              np.repeat(np.array([1, -1, -1, 1], np.float32), len(boxes)))
+    return cv2.integral(edges, sdepth=cv2.CV_32F)[1:h + 1, 1:w + 1]
+
+
+def _mask(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(h, w) uint8 mask, 255 on every pixel of any of ``boxes``."""
+    return cv2.compare(_paint(boxes, shape), 0.5, cv2.CMP_GT)
+
+
+def _cell_means(sums: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Means of the cells between edges ``ys`` (ny + 1,) and ``xs`` (nx + 1,) (increasing,
+    in pixels) from an integral image ``sums`` (h + 1, w + 1, C) int32: (ny, nx, C) float32."""
+    corner = sums[ys][:, xs]
+    # int32 wraps in the middle of the sum, but each cell's total fits: exact
+    total = corner[1:, 1:] - corner[:-1, 1:] - corner[1:, :-1] + corner[:-1, :-1]
+    area = (np.diff(ys)[:, None] * np.diff(xs)[None, :]).astype(np.float32)
+    return total.astype(np.float32) / area[..., None]
+
+
+def _resample(grid: np.ndarray, origin: tuple[int, int], ratio: float, fine_origin: tuple[int, int],
+              fine_shape: tuple[int, int], smooth: bool) -> np.ndarray:
+    """A coarser cell grid (NY, NX, C) seen on a finer one: cells ``ratio`` times smaller,
+    grids' first cells at cell indices ``origin`` and ``fine_origin`` on their frame-wide
+    lattices (both lattices start at the frame's corner). Bilinear between coarse cell
+    centres if ``smooth``, else the coarse cell that holds each fine cell's centre."""
+    for axis in (0, 1):
+        size = grid.shape[axis]
+        centre = (np.arange(fine_shape[axis]) + fine_origin[axis] + 0.5) * ratio - origin[axis]  # in coarse cells
+        if not smooth:
+            grid = np.take(grid, np.clip(np.floor(centre).astype(np.int64), 0, size - 1), axis=axis)
+            continue
+        pos = np.clip(centre - 0.5, 0, size - 1)
+        lo = pos.astype(np.int64)
+        hi = np.minimum(lo + 1, size - 1)
+        frac = (pos - lo).astype(np.float32).reshape((-1, 1, 1) if axis == 0 else (1, -1, 1))
+        grid = np.take(grid, lo, axis=axis) * (1 - frac) + np.take(grid, hi, axis=axis) * frac
+    return grid
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Noisy cell means (ny, nx, C) float32 of ``cell`` x ``cell`` luma-pixel squares; the first
+    cell is cell (``origin``) of the frame-wide lattice that starts at the frame's corner."""
+
+    means: np.ndarray
+    cell: int
+    origin: tuple[int, int]
+
+
+def _noisy_grid(sums: list[np.ndarray], window_xy: tuple[int, int], regions: np.ndarray, cell_px: np.ndarray,
+                config: RedactConfig, rng: np.random.Generator, noise_channels: int) -> _Grid:
+    """Destroy: the noisy cell means the regions are drawn from.
+
+    ``sums``: integral images of a luma window whose corner is ``window_xy`` (even) and,
+    for 4:2:0, of the chroma pair under it; ``regions`` (N, 4) in frame pixels with
+    ``cell_px`` (N,) their cell sides. For each cell size, coarsest first, one grid over the
+    window on the frame-wide lattice of that size; noise (first ``noise_channels`` channels)
+    on every mean. A cell that touches a region with larger cells takes the coarser grid's
+    value instead. Returns the finest grid.
+    """
+    x0, y0 = window_xy
+    h, w = sums[0].shape[0] - 1, sums[0].shape[1] - 1
+    coarse = None
+    for cell in np.unique(cell_px)[::-1].tolist():
+        origin = (y0 // cell, x0 // cell)
+        ny, nx = -(-(y0 + h) // cell) - origin[0], -(-(x0 + w) // cell) - origin[1]
+        means = []
+        for scale, s in zip((1, 2), sums):  # luma, then chroma at half resolution
+            ys = np.clip((np.arange(ny + 1) + origin[0]) * cell // scale - y0 // scale, 0, s.shape[0] - 1)
+            xs = np.clip((np.arange(nx + 1) + origin[1]) * cell // scale - x0 // scale, 0, s.shape[1] - 1)
+            means.append(_cell_means(s, ys, xs))
+        means = np.concatenate(means, axis=2) if len(means) > 1 else means[0]
+        if config.noise:
+            means[..., :noise_channels] += config.noise * rng.standard_normal((ny, nx), np.float32)[..., None]
+        if coarse is not None:
+            larger = regions[cell_px > cell]
+            touched = np.concatenate([larger[:, :2] // cell, -(-larger[:, 2:] // cell)], axis=1)
+            touched -= np.array([origin[1], origin[0], origin[1], origin[0]])
+            inherit = _paint(touched, (ny, nx)) > 0.5
+            np.copyto(means, _resample(coarse.means, coarse.origin, cell / coarse.cell, origin, (ny, nx),
+                                       config.mode != "pixelate"), where=inherit[..., None])
+        coarse = _Grid(means, cell, origin)
+    return coarse
+
+
+def _render(grid: _Grid, box: tuple[int, int, int, int], scale: int, style: int) -> np.ndarray:
+    """The grid's values on the pixels of ``box`` (x1, y1, x2, y2, in pixels of a plane
+    ``scale`` times smaller than luma): (y2 - y1, x2 - x1, C) uint8, upsampled in ``style``.
+    Only the cells under the box and one around it are upsampled."""
+    x1, y1, x2, y2 = box
+    step = grid.cell // scale
+    oy, ox = grid.origin
+    ny, nx = grid.means.shape[:2]
+    ky1, kx1 = max(oy, y1 // step - 1), max(ox, x1 // step - 1)
+    ky2, kx2 = min(oy + ny, -(-y2 // step) + 1), min(ox + nx, -(-x2 // step) + 1)
+    cells = np.clip(np.rint(grid.means[ky1 - oy:ky2 - oy, kx1 - ox:kx2 - ox]), 0, 255).astype(np.uint8)
+    up = cv2.resize(cells, ((kx2 - kx1) * step, (ky2 - ky1) * step), interpolation=style)
+    up = up.reshape(up.shape[0], up.shape[1], -1)
+    return up[y1 - ky1 * step:y2 - ky1 * step, x1 - kx1 * step:x2 - kx1 * step]
 
 
 def redact_regions(picture: Picture, regions: np.ndarray, config: RedactConfig,
                    rng: np.random.Generator | None = None) -> None:
     """Destroy ``[y1:y2, x1:x2]`` for every row of ``regions`` (N, 4) int, in place.
 
-    Regions are in image (luma) pixels. For 4:2:0 planes the chroma region is every
-    chroma sample that touches it, reduced to the same cell grid; the noise goes on
-    luma. Empty regions are skipped; overlapping regions are fine (each pass only
-    destroys more). Cost is O(region pixels): one area-average down and one resize
-    up per plane, whatever the face size.
+    Regions are in image (luma) pixels; empty ones are skipped; any number may overlap.
+    For 4:2:0 planes the chroma region is every chroma sample that touches it, on the same
+    cells; the noise goes on luma (on all channels of an RGB image). Cost is O(pixels of the
+    regions' bounding box, grown by two of the largest cells) plus O(N), whatever N and
+    the overlap: one mask and one integral image per plane, one grid of cells per cell size
+    in use (a handful), one resize up per plane.
     """
+    regions = np.asarray(regions, np.int64).reshape(-1, 4)
+    regions = regions[(regions[:, 2] > regions[:, 0]) & (regions[:, 3] > regions[:, 1])]
+    if not len(regions):
+        return
     if rng is None:
         rng = np.random.default_rng()
     planes = isinstance(picture, tuple)
-    for x1, y1, x2, y2 in np.asarray(regions, np.int64).reshape(-1, 4).tolist():
-        w, h = x2 - x1, y2 - y1
-        if w <= 0 or h <= 0:
-            continue
-        cells_x, cells_y = _cell_grid(w, h, config)
-        noise = rng.normal(0.0, config.noise, (cells_y, cells_x)).astype(np.float32) if config.noise else None
-        if not planes:
-            _destroy(picture[y1:y2, x1:x2], cells_x, cells_y, config, noise, _BLACK_RGB)
-            continue
-        luma, cb, cr = picture
-        _destroy(luma[y1:y2, x1:x2], cells_x, cells_y, config, noise, _BLACK_Y)
-        cx1, cy1, cx2, cy2 = x1 // 2, y1 // 2, -(-x2 // 2), -(-y2 // 2)
-        for chroma in (cb, cr):
-            _destroy(chroma[cy1:cy2, cx1:cx2], min(cells_x, cx2 - cx1), min(cells_y, cy2 - cy1),
-                     config, None, _NEUTRAL_C)
+    image = picture[0] if planes else picture
+    height, width = image.shape[:2]
+    box = (*regions[:, :2].min(axis=0).tolist(), *regions[:, 2:].max(axis=0).tolist())  # all regions
+    x1, y1, x2, y2 = box
+    mask = _mask(regions - np.array([x1, y1, x1, y1]), (y2 - y1, x2 - x1))
+    targets = [(image[y1:y2, x1:x2], mask, 1)]
+    if planes:  # every chroma sample a region touches
+        halved = np.concatenate([regions[:, :2] // 2, -(-regions[:, 2:] // 2)], axis=1)
+        cbox = (x1 // 2, y1 // 2, -(-x2 // 2), -(-y2 // 2))
+        cmask = _mask(halved - np.array(cbox[:2] * 2), (cbox[3] - cbox[1], cbox[2] - cbox[0]))
+        targets += [(p[cbox[1]:cbox[3], cbox[0]:cbox[2]], cmask, 2) for p in picture[1:]]
+    if config.mode == "solid":
+        for i, (target, target_mask, _) in enumerate(targets):
+            fill = _NEUTRAL_C if i else _BLACK_Y if planes else _BLACK_RGB
+            cv2.copyTo(np.full(target.shape, fill, np.uint8), target_mask, target)
+        return
+    cell_px = region_cell_px(regions, config)
+    # Cells used by interpolation lie within two cells of a region: read that much around them.
+    margin = 2 * int(cell_px.max())
+    wx1, wy1 = max(0, x1 - margin) & ~1, max(0, y1 - margin) & ~1
+    wx2, wy2 = min(width, x2 + margin), min(height, y2 + margin)
+    sums = [cv2.integral(image[wy1:wy2, wx1:wx2]).reshape(wy2 - wy1 + 1, wx2 - wx1 + 1, -1)]
+    if planes:
+        sums.append(cv2.integral(cv2.merge([p[wy1 // 2:-(-wy2 // 2), wx1 // 2:-(-wx2 // 2)] for p in picture[1:]])))
+    grid = _noisy_grid(sums, (wx1, wy1), regions, cell_px, config, rng, 1 if planes else sums[0].shape[2])
+    # Style: smooth (or blocky) upsampling of the noisy means, composited through the masks.
+    style = cv2.INTER_NEAREST if config.mode == "pixelate" else cv2.INTER_LINEAR
+    luma = grid.means[..., :sums[0].shape[2]]
+    up = _render(_Grid(luma, grid.cell, grid.origin), box, 1, style)
+    cv2.copyTo(up.reshape(targets[0][0].shape), mask, targets[0][0])
+    if planes:
+        up = _render(_Grid(grid.means[..., 1:], grid.cell, grid.origin), cbox, 2, style)
+        for (target, target_mask, _), values in zip(targets[1:], cv2.split(up)):
+            cv2.copyTo(values, target_mask, target)
 
 
 def picture_size(picture: Picture) -> tuple[int, int]:

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from blurcam.redact import RedactConfig, obscure_whole, redact_faces, redact_regions, regions_for
+from blurcam.redact import RedactConfig, obscure_whole, redact_faces, redact_regions, region_cell_px, regions_for
 from leak import detail_kept
 
 
@@ -50,21 +50,73 @@ def test_box_at_frame_edge_covers_last_row_and_column():
     assert (out[70:100, 119] != image[70:100, 119]).any(axis=1).mean() > 0.9  # last column redacted
 
 
+def _shuffle_within_cells(image: np.ndarray, cell: int, rng: np.random.Generator) -> np.ndarray:
+    """The image with its pixels shuffled inside every cell x cell square of the lattice
+    from its corner: every cell mean kept, all finer detail gone."""
+    out = image.copy()
+    for y in range(0, image.shape[0], cell):
+        for x in range(0, image.shape[1], cell):
+            block = out[y:y + cell, x:x + cell]
+            flat = block.reshape(-1, *block.shape[2:])
+            block[...] = flat[rng.permutation(len(flat))].reshape(block.shape)
+    return out
+
+
 @pytest.mark.parametrize("mode", ["blur", "pixelate"])
-@pytest.mark.parametrize("max_cells, size", [(8, 160), (6, 162)])
-def test_output_is_a_function_of_at_most_8x8_cell_means(mode, max_cells, size):
-    """Irreversibility by construction: two regions with equal cell means give identical
-    output (same noise), so nothing finer than the cells can be recovered."""
+@pytest.mark.parametrize("max_cells, size, corner", [(8, 160, (0, 0)), (6, 162, (17, 9)), (6, 40, (31, 5))])
+def test_output_is_a_function_of_noisy_cell_means(mode, max_cells, size, corner):
+    """Irreversibility by construction: two images with equal means on the region's cell
+    lattice give identical output (same noise), so nothing finer than the cells can be
+    recovered; and the cells are at least 1/max_cells of the region, so at most
+    max_cells + 1 of them span it."""
     rng = np.random.default_rng(2)
     config = RedactConfig(mode=mode, pad=1.0, pad_top=0.0, max_cells=max_cells)
-    region = np.array([[0, 0, size, size]])
-    a = rng.integers(0, 256, (size, size, 3), np.uint8)
-    cells = cv2.resize(a, (max_cells, max_cells), interpolation=cv2.INTER_AREA)
-    b = cv2.resize(cells, (size, size), interpolation=cv2.INTER_NEAREST)  # same means, no detail
+    x, y = corner
+    region = np.array([[x, y, x + size, y + size]])
+    cell = int(region_cell_px(region, config)[0])
+    assert cell >= size / max_cells and cell >= config.min_cell_px
+    assert -(-(x + size) // cell) - x // cell <= max_cells + 1
+    a = rng.integers(0, 256, (size + 60, size + 50, 3), np.uint8)
+    b = _shuffle_within_cells(a, cell, rng)
     assert not np.array_equal(a, b)
     redact_regions(a, region, config, np.random.default_rng(7))
     redact_regions(b, region, config, np.random.default_rng(7))
-    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a[y:y + size, x:x + size], b[y:y + size, x:x + size])
+
+
+def test_overlapping_regions_use_only_cells_as_coarse_as_the_largest():
+    """Pixelate cell sizes nest (6, 12, 24 ...), so shuffling inside the finest cells keeps
+    every mean of every grid: overlapping regions of many sizes, one output."""
+    rng = np.random.default_rng(5)
+    config = RedactConfig(mode="pixelate")
+    a = rng.integers(0, 256, (240, 320, 3), np.uint8)
+    side = rng.uniform(8, 150, 40)
+    corner = rng.uniform(0, 1, (40, 2)) * (np.array([320, 240]) - side[:, None])
+    regions = np.concatenate([corner, corner + side[:, None]], axis=1).astype(np.int64)
+    assert len(np.unique(region_cell_px(regions, config))) >= 3
+    b = _shuffle_within_cells(a, config.min_cell_px, rng)
+    redact_regions(a, regions, config, np.random.default_rng(7))
+    redact_regions(b, regions, config, np.random.default_rng(7))
+    covered = _covered(regions, a.shape[:2])
+    np.testing.assert_array_equal(a[covered], b[covered])
+
+
+def test_overlapping_regions_of_one_cell_size_meet_without_a_seam():
+    """Regions of one cell size are cut from one frame-wide grid: redacted together, each
+    looks exactly as it does alone (noise 0), so where they overlap there is no block edge.
+    (Before, each region had its own grid and the later one cut a hard edge into the other.)"""
+    rng = np.random.default_rng(6)
+    image = rng.integers(0, 256, (200, 300, 3), np.uint8)
+    image = cv2.GaussianBlur(image, (0, 0), 6)
+    config = RedactConfig(noise=0.0)
+    a, b = np.array([[40, 30, 130, 130]]), np.array([[95, 61, 185, 161]])
+    assert region_cell_px(a, config) == region_cell_px(b, config)
+    together, alone_a, alone_b = image.copy(), image.copy(), image.copy()
+    redact_regions(together, np.concatenate([a, b]), config)
+    redact_regions(alone_a, a, config)
+    redact_regions(alone_b, b, config)
+    np.testing.assert_array_equal(together[30:130, 40:130], alone_a[30:130, 40:130])
+    np.testing.assert_array_equal(together[61:161, 95:185], alone_b[61:161, 95:185])
 
 
 def test_noise_is_added_to_cell_means():
@@ -93,3 +145,11 @@ def test_config_rejects_bad_values():
         RedactConfig(mode="gaussian")
     with pytest.raises(ValueError, match="max_cells"):
         RedactConfig(max_cells=32)
+
+
+def _covered(regions: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(h, w) bool: pixels inside any region, painted one region at a time (the reference)."""
+    covered = np.zeros(shape, bool)
+    for x1, y1, x2, y2 in np.asarray(regions).reshape(-1, 4):
+        covered[y1:y2, x1:x2] = True
+    return covered

@@ -2,7 +2,9 @@ import cv2
 import numpy as np
 import pytest
 
+from blurcam.io.convert import planes_to_rgb, rgb_to_planes
 from blurcam.redact import RedactConfig, obscure_whole, redact_faces, redact_regions, region_cell_px, regions_for
+from blurcam.synth import Placement, background, render
 from leak import detail_kept
 
 
@@ -153,3 +155,97 @@ def _covered(regions: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     for x1, y1, x2, y2 in np.asarray(regions).reshape(-1, 4):
         covered[y1:y2, x1:x2] = True
     return covered
+
+
+def _crowd(sprites, size_wh: tuple[int, int], seed: int):
+    """Real faces (astronaut, cameraman) 30-220 px high in rows over a photo, each whole and
+    in view: (Y, Cb, Cr) 4:2:0 planes and the exact face boxes (N, 4) float32."""
+    rng = np.random.default_rng(seed)
+    w, h = size_wh
+    placements, x, y, row = [], 0, 0, 0
+    while True:
+        side = int(rng.uniform(30, 220))
+        if x + side > w:
+            x, y, row = 0, y + row, 0
+        if y + side > h:
+            break
+        placements.append(Placement(sprites[len(placements) % 2], side, (x, y), (x, y)))
+        x, row = x + side, max(row, side)
+    (frame, faces), = render(placements, background(size_wh), 1)
+    return rgb_to_planes(frame), faces
+
+
+def _copy(planes):
+    return tuple(p.copy() for p in planes)
+
+
+def _assert_only_regions_changed(before, after, regions):
+    """Luma outside the regions and chroma outside the chroma samples they touch are untouched."""
+    halved = np.concatenate([regions[:, :2] // 2, -(-regions[:, 2:] // 2)], axis=1)
+    outside = ~_covered(regions, before[0].shape)
+    np.testing.assert_array_equal(after[0][outside], before[0][outside])
+    outside = ~_covered(halved, before[1].shape)
+    for b, a in zip(before[1:], after[1:]):
+        np.testing.assert_array_equal(a[outside], b[outside])
+
+
+@pytest.mark.parametrize("mode", ["blur", "pixelate", "solid"])
+@pytest.mark.parametrize("seed", range(8))
+def test_face_detail_gone_whatever_the_overlap(sprites, mode, seed):
+    """Property: real faces on 4:2:0 planes, their boxes plus random face-shaped boxes of 6-400 px
+    that overlap them and each other (nested, straddling, covering several faces): the detail of
+    every face and of every box is gone, and nothing outside the boxes changed."""
+    rng = np.random.default_rng(100 + seed)
+    planes, faces = _crowd(sprites, (640, 360), seed)
+    n = int(rng.integers(5, 80))
+    side = np.exp(rng.uniform(np.log(6), np.log(400), n))[:, None] * rng.uniform(0.7, 1.4, (n, 2))  # face-shaped
+    corner = rng.uniform(-40, 1, (n, 2)) + rng.uniform(0, 1, (n, 2)) * [640, 360]
+    carried = faces + rng.normal(0, 0.15, faces.shape) * (faces[:, 2:3] - faces[:, :1])  # the tracker's jittered copies
+    boxes = np.concatenate([faces, carried, np.concatenate([corner, corner + side], axis=1)]).astype(np.float32)
+    out = _copy(planes)
+    regions = redact_faces(out, boxes, RedactConfig(mode=mode), rng)
+    _assert_only_regions_changed(planes, out, regions)
+    before, after = planes_to_rgb(planes), planes_to_rgb(out)
+    kept = [detail_kept(before, after, np.clip(face, 0, [640, 360, 640, 360])) for face in faces]
+    assert sum(k is not None for k in kept) >= len(faces) // 2
+    for face, k in zip(faces, kept):
+        assert k is None or k < 0.4, f"face {face.round()} keeps {k:.2f} of its detail"
+
+
+@pytest.fixture(scope="module")
+def thousand_boxes(sprites):
+    """A 1280x720 crowd on 4:2:0 planes, its face boxes first among 1,000 boxes; the
+    rest random 16-120 px boxes over it. Returns planes, boxes, number of faces."""
+    planes, faces = _crowd(sprites, (1280, 720), 11)
+    rng = np.random.default_rng(12)
+    side = rng.uniform(16, 120, 1000 - len(faces))
+    x, y = rng.uniform(0, 1280 - side), rng.uniform(0, 720 - side)
+    boxes = np.concatenate([faces, np.stack([x, y, x + side, y + side], axis=1)]).astype(np.float32)
+    return planes, boxes, len(faces)
+
+
+@pytest.mark.parametrize("mode", ["blur", "pixelate", "solid"])
+def test_thousand_box_frame_redacted_completely(thousand_boxes, mode):
+    """No region skipped: every pixel outside the padded boxes is untouched, and every one of
+    the 1,000 boxes is destroyed as redacting it alone must: solid regions are exactly the
+    fill; in blur and pixelate at least 3/4 of every region's pixels changed (the rest equal
+    by chance on smooth background; a skipped region would have none) and no face keeps
+    its detail."""
+    planes, boxes, n_faces = thousand_boxes
+    out = _copy(planes)
+    regions = redact_faces(out, boxes, RedactConfig(mode=mode), np.random.default_rng(0))
+    assert len(regions) == 1000 and n_faces >= 20
+    _assert_only_regions_changed(planes, out, regions)
+    if mode == "solid":
+        halved = np.concatenate([regions[:, :2] // 2, -(-regions[:, 2:] // 2)], axis=1)
+        assert (out[0][_covered(regions, out[0].shape)] == 16).all()
+        for chroma in out[1:]:
+            assert (chroma[_covered(halved, chroma.shape)] == 128).all()
+        return
+    changed = cv2.integral((out[0] != planes[0]).astype(np.uint8))
+    x1, y1, x2, y2 = regions.T
+    share = (changed[y2, x2] - changed[y1, x2] - changed[y2, x1] + changed[y1, x1]) / ((x2 - x1) * (y2 - y1))
+    assert share.min() > 0.75, f"region {regions[share.argmin()]} only {share.min():.2f} changed"
+    before, after = planes_to_rgb(planes), planes_to_rgb(out)
+    kept = [detail_kept(before, after, face) for face in boxes[:n_faces]]
+    assert all(k is None or k < 0.4 for k in kept), f"a face keeps {max(k for k in kept if k is not None):.2f}"

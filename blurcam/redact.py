@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+import threading
 
 import cv2
 import numpy as np
@@ -104,50 +105,75 @@ Picture = np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]
 _BLACK_RGB, _BLACK_Y, _NEUTRAL_C = 0, 16, 128
 
 
-def _paint(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+class _Scratch(threading.local):
+    """Frame-sized temporaries kept per thread and reused, by role.
+
+    The CLI's allocator maps every allocation of 1 MiB or more and unmaps it on free
+    (:func:`blurcam.memory.tune_allocator`): a fresh frame-sized buffer costs page faults
+    that took longer than the redaction itself (1,000 regions on 720p: 5-15 ms). About
+    12 MB per redacting thread at 720p, 27 MB at 1080p, for the life of the thread.
+    """
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def take(self, role: str, shape: tuple[int, ...], dtype=np.uint8) -> np.ndarray:
+        """An uninitialised C-contiguous array; valid until ``role`` is taken again."""
+        dtype = np.dtype(dtype)
+        size = int(np.prod(shape)) * dtype.itemsize
+        buffer = self.buffers.get(role)
+        if buffer is None or buffer.size < size:
+            buffer = self.buffers[role] = np.empty(size, np.uint8)
+        return buffer[:size].view(dtype).reshape(shape)
+
+
+_scratch = _Scratch()
+
+
+def _paint(boxes: np.ndarray, shape: tuple[int, int], pooled: bool = False) -> np.ndarray:
     """How many of ``boxes`` (N, 4) int xyxy, inside (0, 0, w, h), cover each pixel:
-    (h, w) float32 counts, from one difference image and one integral (O(N + pixels))."""
+    (h, w) float32 counts, from one difference image and one integral (O(N + pixels)).
+    ``pooled``: in this thread's scratch buffers (roles "edges" and "integral")."""
     h, w = shape
-    edges = np.zeros((h + 1, w + 1), np.float32)
+    if pooled:
+        edges = _scratch.take("edges", (h + 1, w + 1), np.float32)
+        edges.fill(0)
+        counts = _scratch.take("integral", (h + 2, w + 2), np.float32)
+    else:
+        edges, counts = np.zeros((h + 1, w + 1), np.float32), None
     x1, y1, x2, y2 = boxes.T
     np.add.at(edges, (np.concatenate([y1, y1, y2, y2]), np.concatenate([x1, x2, x1, x2])),
               np.repeat(np.array([1, -1, -1, 1], np.float32), len(boxes)))
-    return cv2.integral(edges, sdepth=cv2.CV_32F)[1:h + 1, 1:w + 1]
+    return cv2.integral(edges, counts, sdepth=cv2.CV_32F)[1:h + 1, 1:w + 1]
 
 
-def _mask(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(h, w) uint8 mask, 255 on every pixel of any of ``boxes``."""
-    return cv2.compare(_paint(boxes, shape), 0.5, cv2.CMP_GT)
+def _mask(boxes: np.ndarray, shape: tuple[int, int], role: str) -> np.ndarray:
+    """(h, w) uint8 mask, 255 on every pixel of any of ``boxes``, in scratch buffer ``role``."""
+    return cv2.compare(_paint(boxes, shape, pooled=True), 0.5, cv2.CMP_GT, _scratch.take(role, shape))
 
 
 def _cell_means(sums: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """Means of the cells between edges ``ys`` (ny + 1,) and ``xs`` (nx + 1,) (increasing,
     in pixels) from an integral image ``sums`` (h + 1, w + 1, C) int32: (ny, nx, C) float32."""
-    corner = sums[ys][:, xs]
-    # int32 wraps in the middle of the sum, but each cell's total fits: exact
-    total = corner[1:, 1:] - corner[:-1, 1:] - corner[1:, :-1] + corner[:-1, :-1]
-    area = (np.diff(ys)[:, None] * np.diff(xs)[None, :]).astype(np.float32)
-    return total.astype(np.float32) / area[..., None]
+    # int32 wraps in the middle of the differences, but each cell's total fits: exact
+    total = np.diff(np.diff(sums[np.ix_(ys, xs)], axis=0), axis=1).astype(np.float32)
+    total /= (np.diff(ys)[:, None] * np.diff(xs)[None, :]).astype(np.float32)[..., None]
+    return total
 
 
 def _resample(grid: np.ndarray, origin: tuple[int, int], ratio: float, fine_origin: tuple[int, int],
               fine_shape: tuple[int, int], smooth: bool) -> np.ndarray:
-    """A coarser cell grid (NY, NX, C) seen on a finer one: cells ``ratio`` times smaller,
-    grids' first cells at cell indices ``origin`` and ``fine_origin`` on their frame-wide
-    lattices (both lattices start at the frame's corner). Bilinear between coarse cell
-    centres if ``smooth``, else the coarse cell that holds each fine cell's centre."""
-    for axis in (0, 1):
-        size = grid.shape[axis]
-        centre = (np.arange(fine_shape[axis]) + fine_origin[axis] + 0.5) * ratio - origin[axis]  # in coarse cells
-        if not smooth:
-            grid = np.take(grid, np.clip(np.floor(centre).astype(np.int64), 0, size - 1), axis=axis)
-            continue
-        pos = np.clip(centre - 0.5, 0, size - 1)
-        lo = pos.astype(np.int64)
-        hi = np.minimum(lo + 1, size - 1)
-        frac = (pos - lo).astype(np.float32).reshape((-1, 1, 1) if axis == 0 else (1, -1, 1))
-        grid = np.take(grid, lo, axis=axis) * (1 - frac) + np.take(grid, hi, axis=axis) * frac
-    return grid
+    """A coarser cell grid (NY, NX, C) float32 seen on a finer one: cells ``ratio`` times
+    smaller, grids' first cells at cell indices ``origin`` and ``fine_origin`` on their
+    frame-wide lattices (both lattices start at the frame's corner). Bilinear between coarse
+    cell centres if ``smooth``, else the coarse cell that holds each fine cell's centre."""
+    # fine cell i's centre, in coarse cells from the coarse grid's first centre: ratio * i + shift
+    shift = [(f + 0.5) * ratio - 0.5 - o for f, o in zip(fine_origin, origin)]
+    to_coarse = np.array([[ratio, 0, shift[1]], [0, ratio, shift[0]]], np.float64)
+    style = cv2.INTER_LINEAR if smooth else cv2.INTER_NEAREST
+    out = cv2.warpAffine(grid, to_coarse, fine_shape[::-1], flags=style | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(*fine_shape, grid.shape[2])
 
 
 @dataclass(frozen=True)
@@ -196,20 +222,21 @@ def _noisy_grid(sums: list[np.ndarray], window_xy: tuple[int, int], regions: np.
     return coarse
 
 
-def _render(grid: _Grid, box: tuple[int, int, int, int], scale: int, style: int) -> np.ndarray:
-    """The grid's values on the pixels of ``box`` (x1, y1, x2, y2, in pixels of a plane
-    ``scale`` times smaller than luma): (y2 - y1, x2 - x1, C) uint8, upsampled in ``style``.
-    Only the cells under the box and one around it are upsampled."""
+def _render(grid: _Grid, channels: int | slice, box: tuple[int, int, int, int], scale: int, style: int) -> np.ndarray:
+    """``channels`` of the grid on the pixels of ``box`` (x1, y1, x2, y2, in pixels of a plane
+    ``scale`` times smaller than luma): (y2 - y1, x2 - x1[, C]) uint8, upsampled in ``style``,
+    in scratch buffer "render". Only the cells under the box and one around it are
+    upsampled (bilinear needs no more)."""
     x1, y1, x2, y2 = box
     step = grid.cell // scale
     oy, ox = grid.origin
     ny, nx = grid.means.shape[:2]
     ky1, kx1 = max(oy, y1 // step - 1), max(ox, x1 // step - 1)
     ky2, kx2 = min(oy + ny, -(-y2 // step) + 1), min(ox + nx, -(-x2 // step) + 1)
-    cells = np.clip(np.rint(grid.means[ky1 - oy:ky2 - oy, kx1 - ox:kx2 - ox]), 0, 255).astype(np.uint8)
-    up = cv2.resize(cells, ((kx2 - kx1) * step, (ky2 - ky1) * step), interpolation=style)
-    up = up.reshape(up.shape[0], up.shape[1], -1)
-    return up[y1 - ky1 * step:y2 - ky1 * step, x1 - kx1 * step:x2 - kx1 * step]
+    cells = np.clip(np.rint(grid.means[ky1 - oy:ky2 - oy, kx1 - ox:kx2 - ox, channels]), 0, 255).astype(np.uint8)
+    shape = ((ky2 - ky1) * step, (kx2 - kx1) * step) + cells.shape[2:]
+    up = cv2.resize(cells, shape[1::-1], _scratch.take("render", shape), interpolation=style)
+    return up.reshape(shape)[y1 - ky1 * step:y2 - ky1 * step, x1 - kx1 * step:x2 - kx1 * step]
 
 
 def redact_regions(picture: Picture, regions: np.ndarray, config: RedactConfig,
@@ -234,36 +261,45 @@ def redact_regions(picture: Picture, regions: np.ndarray, config: RedactConfig,
     height, width = image.shape[:2]
     box = (*regions[:, :2].min(axis=0).tolist(), *regions[:, 2:].max(axis=0).tolist())  # all regions
     x1, y1, x2, y2 = box
-    mask = _mask(regions - np.array([x1, y1, x1, y1]), (y2 - y1, x2 - x1))
-    targets = [(image[y1:y2, x1:x2], mask, 1)]
+    local = regions - np.array([x1, y1, x1, y1])
+    targets = [(image[y1:y2, x1:x2], local, box, 1)]  # plane window, regions in it, window, scale
     if planes:  # every chroma sample a region touches
-        halved = np.concatenate([regions[:, :2] // 2, -(-regions[:, 2:] // 2)], axis=1)
         cbox = (x1 // 2, y1 // 2, -(-x2 // 2), -(-y2 // 2))
-        cmask = _mask(halved - np.array(cbox[:2] * 2), (cbox[3] - cbox[1], cbox[2] - cbox[0]))
-        targets += [(p[cbox[1]:cbox[3], cbox[0]:cbox[2]], cmask, 2) for p in picture[1:]]
+        halved = np.concatenate([regions[:, :2] // 2, -(-regions[:, 2:] // 2)], axis=1) - np.array(cbox[:2] * 2)
+        targets += [(p[cbox[1]:cbox[3], cbox[0]:cbox[2]], halved, cbox, 2) for p in picture[1:]]
     if config.mode == "solid":
-        for i, (target, target_mask, _) in enumerate(targets):
-            fill = _NEUTRAL_C if i else _BLACK_Y if planes else _BLACK_RGB
-            cv2.copyTo(np.full(target.shape, fill, np.uint8), target_mask, target)
+        for i, (target, boxes, _, _) in enumerate(targets):
+            fill = _scratch.take("fill", target.shape)
+            fill.fill(_NEUTRAL_C if i else _BLACK_Y if planes else _BLACK_RGB)
+            if i < 2:  # Cb and Cr share one mask
+                mask = _mask(boxes, target.shape[:2], "mask")
+            cv2.copyTo(fill, mask, target)
         return
     cell_px = region_cell_px(regions, config)
     # Cells used by interpolation lie within two cells of a region: read that much around them.
     margin = 2 * int(cell_px.max())
     wx1, wy1 = max(0, x1 - margin) & ~1, max(0, y1 - margin) & ~1
     wx2, wy2 = min(width, x2 + margin), min(height, y2 + margin)
-    sums = [cv2.integral(image[wy1:wy2, wx1:wx2]).reshape(wy2 - wy1 + 1, wx2 - wx1 + 1, -1)]
+    window = image[wy1:wy2, wx1:wx2]
+    channels = window.shape[2] if window.ndim == 3 else 1
+    shape = (wy2 - wy1 + 1, wx2 - wx1 + 1) + ((channels,) if channels > 1 else ())
+    sums = [cv2.integral(window, _scratch.take("integral", shape, np.int32)).reshape(*shape[:2], channels)]
     if planes:
-        sums.append(cv2.integral(cv2.merge([p[wy1 // 2:-(-wy2 // 2), wx1 // 2:-(-wx2 // 2)] for p in picture[1:]])))
-    grid = _noisy_grid(sums, (wx1, wy1), regions, cell_px, config, rng, 1 if planes else sums[0].shape[2])
+        cy1, cy2, cx1, cx2 = wy1 // 2, -(-wy2 // 2), wx1 // 2, -(-wx2 // 2)
+        pair = cv2.merge([p[cy1:cy2, cx1:cx2] for p in picture[1:]], _scratch.take("chroma", (cy2 - cy1, cx2 - cx1, 2)))
+        sums.append(cv2.integral(pair, _scratch.take("chroma_integral", (cy2 - cy1 + 1, cx2 - cx1 + 1, 2), np.int32)))
+    grid = _noisy_grid(sums, (wx1, wy1), regions, cell_px, config, rng, 1 if planes else channels)
     # Style: smooth (or blocky) upsampling of the noisy means, composited through the masks.
     style = cv2.INTER_NEAREST if config.mode == "pixelate" else cv2.INTER_LINEAR
-    luma = grid.means[..., :sums[0].shape[2]]
-    up = _render(_Grid(luma, grid.cell, grid.origin), box, 1, style)
-    cv2.copyTo(up.reshape(targets[0][0].shape), mask, targets[0][0])
     if planes:
-        up = _render(_Grid(grid.means[..., 1:], grid.cell, grid.origin), cbox, 2, style)
-        for (target, target_mask, _), values in zip(targets[1:], cv2.split(up)):
-            cv2.copyTo(values, target_mask, target)
+        for i, (target, boxes, target_box, scale) in enumerate(targets):
+            if i < 2:  # Cb and Cr share one mask
+                mask = _mask(boxes, target.shape, "mask")
+            cv2.copyTo(_render(grid, i, target_box, scale, style), mask, target)
+        return
+    target, boxes, target_box, _ = targets[0]  # an image: all channels at once
+    cv2.copyTo(_render(grid, slice(None), target_box, 1, style).reshape(target.shape),
+               _mask(boxes, target.shape[:2], "mask"), target)
 
 
 def picture_size(picture: Picture) -> tuple[int, int]:

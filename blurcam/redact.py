@@ -239,6 +239,38 @@ def _render(grid: _Grid, channels: int | slice, box: tuple[int, int, int, int], 
     return up.reshape(shape)[y1 - ky1 * step:y2 - ky1 * step, x1 - kx1 * step:x2 - kx1 * step]
 
 
+# Far-apart groups of regions are redacted in windows of their own (a sparse frame costs what
+# its faces cost), at most this many; more groups than that is a crowd: one window.
+_MAX_WINDOWS = 6
+_GROUP_BLOCK_PX = 16
+
+
+def _groups(regions: np.ndarray, cell_px: np.ndarray, resolution_wh: tuple[int, int]) -> list[np.ndarray]:
+    """Indices of regions (N, 4) that can be redacted apart from the others: regions grown
+    by two of their cells (all that their cells and their smoothing reach) that touch, on a
+    16 px block grid, are one group. One group holding all when there are more than
+    _MAX_WINDOWS, or when separate windows would not save half of the pixels."""
+    everything = [np.arange(len(regions))]
+    if len(regions) < 2:
+        return everything
+    w, h = resolution_wh
+    grown = regions + 2 * cell_px[:, None] * np.array([-1, -1, 1, 1])
+    blocks = np.concatenate([np.maximum(grown[:, :2], 0) // _GROUP_BLOCK_PX,
+                             -(-np.minimum(grown[:, 2:], [w, h]) // _GROUP_BLOCK_PX)], axis=1)
+    shape = (-(-h // _GROUP_BLOCK_PX), -(-w // _GROUP_BLOCK_PX))
+    occupied = (_paint(blocks, shape) > 0.5).astype(np.uint8)
+    count, labels = cv2.connectedComponents(occupied, connectivity=8)
+    if count - 1 > _MAX_WINDOWS or count <= 2:
+        return everything
+    label = labels[blocks[:, 1], blocks[:, 0]]
+    groups = [np.flatnonzero(label == k) for k in range(1, count)]
+    def area(rows):
+        return float(np.prod(rows[:, 2:].max(axis=0) - rows[:, :2].min(axis=0)))
+    if sum(area(grown[g]) for g in groups) > 0.5 * area(grown):
+        return everything
+    return groups
+
+
 def redact_regions(picture: Picture, regions: np.ndarray, config: RedactConfig,
                    rng: np.random.Generator | None = None) -> None:
     """Destroy ``[y1:y2, x1:x2]`` for every row of ``regions`` (N, 4) int, in place.
@@ -248,7 +280,8 @@ def redact_regions(picture: Picture, regions: np.ndarray, config: RedactConfig,
     cells; the noise goes on luma (on all channels of an RGB image). Cost is O(pixels of the
     regions' bounding box, grown by two of the largest cells) plus O(N), whatever N and
     the overlap: one mask and one integral image per plane, one grid of cells per cell size
-    in use (a handful), one resize up per plane.
+    in use (a handful), one resize up per plane. Far-apart groups of regions (at most
+    six) get bounding boxes of their own.
     """
     regions = np.asarray(regions, np.int64).reshape(-1, 4)
     regions = regions[(regions[:, 2] > regions[:, 0]) & (regions[:, 3] > regions[:, 1])]
@@ -256,6 +289,14 @@ def redact_regions(picture: Picture, regions: np.ndarray, config: RedactConfig,
         return
     if rng is None:
         rng = np.random.default_rng()
+    cell_px = region_cell_px(regions, config)
+    for group in _groups(regions, cell_px, picture_size(picture)):
+        _redact_window(picture, regions[group], cell_px[group], config, rng)
+
+
+def _redact_window(picture: Picture, regions: np.ndarray, cell_px: np.ndarray, config: RedactConfig,
+                   rng: np.random.Generator) -> None:
+    """:func:`redact_regions` on non-empty ``regions`` with their ``cell_px``, in one window."""
     planes = isinstance(picture, tuple)
     image = picture[0] if planes else picture
     height, width = image.shape[:2]
@@ -275,7 +316,6 @@ def redact_regions(picture: Picture, regions: np.ndarray, config: RedactConfig,
                 mask = _mask(boxes, target.shape[:2], "mask")
             cv2.copyTo(fill, mask, target)
         return
-    cell_px = region_cell_px(regions, config)
     # Cells used by interpolation lie within two cells of a region: read that much around them.
     margin = 2 * int(cell_px.max())
     wx1, wy1 = max(0, x1 - margin) & ~1, max(0, y1 - margin) & ~1

@@ -218,6 +218,10 @@ def _noisy_grid(sums: list[np.ndarray], window_xy: tuple[int, int], regions: np.
             inherit = _paint(touched, (ny, nx)) > 0.5
             np.copyto(means, _resample(coarse.means, coarse.origin, cell / coarse.cell, origin, (ny, nx),
                                        config.mode != "pixelate"), where=inherit[..., None])
+        if config.mode == "blur":
+            # [1 2 1] / 4 across cells, after the coarser values are in: mixes only values
+            # that may reach these pixels anyway, and takes the edges off the bilinear tents
+            means = cv2.GaussianBlur(means, (3, 3), 0, borderType=cv2.BORDER_REPLICATE).reshape(means.shape)
         coarse = _Grid(means, cell, origin)
     return coarse
 
@@ -247,14 +251,14 @@ _GROUP_BLOCK_PX = 16
 
 def _groups(regions: np.ndarray, cell_px: np.ndarray, resolution_wh: tuple[int, int]) -> list[np.ndarray]:
     """Indices of regions (N, 4) that can be redacted apart from the others: regions grown
-    by two of their cells (all that their cells and their smoothing reach) that touch, on a
+    by three of their cells (all that their cells and their smoothing reach) that touch, on a
     16 px block grid, are one group. One group holding all when there are more than
     _MAX_WINDOWS, or when separate windows would not save half of the pixels."""
     everything = [np.arange(len(regions))]
     if len(regions) < 2:
         return everything
     w, h = resolution_wh
-    grown = regions + 2 * cell_px[:, None] * np.array([-1, -1, 1, 1])
+    grown = regions + 3 * cell_px[:, None] * np.array([-1, -1, 1, 1])
     blocks = np.concatenate([np.maximum(grown[:, :2], 0) // _GROUP_BLOCK_PX,
                              -(-np.minimum(grown[:, 2:], [w, h]) // _GROUP_BLOCK_PX)], axis=1)
     shape = (-(-h // _GROUP_BLOCK_PX), -(-w // _GROUP_BLOCK_PX))
@@ -316,8 +320,9 @@ def _redact_window(picture: Picture, regions: np.ndarray, cell_px: np.ndarray, c
                 mask = _mask(boxes, target.shape[:2], "mask")
             cv2.copyTo(fill, mask, target)
         return
-    # Cells used by interpolation lie within two cells of a region: read that much around them.
-    margin = 2 * int(cell_px.max())
+    # Values reaching a region come from cells within three cells of it (a partly covered
+    # cell, bilinear, smoothing): read that much around the regions.
+    margin = 3 * int(cell_px.max())
     wx1, wy1 = max(0, x1 - margin) & ~1, max(0, y1 - margin) & ~1
     wx2, wy2 = min(width, x2 + margin), min(height, y2 + margin)
     window = image[wy1:wy2, wx1:wx2]

@@ -4,28 +4,29 @@ Every mode first destroys the regions' information, then styles what is left:
 
 - ``blur`` (default): each region gets a cell size of at least its longer side / ``max_cells``
   (6) and at least ``min_cell_px``, rounded up to one of a few sizes (steps of about
-  sqrt(2)). For each cell size in use, the frame (the regions' bounding box) is cut into
-  square cells on one grid, each cell is reduced to its mean, and each mean gets random
-  noise. Those noisy means are interpolated smoothly and composited through the regions'
-  mask. A plain Gaussian blur would keep detail that deconvolution can partly recover,
-  and a kernel fixed in pixels would leave large faces readable.
+  sqrt(2)). For each cell size in use, one grid of square cells anchored at the frame's
+  corner covers the regions; each cell is reduced to its mean and gets random noise. The
+  noisy means are smoothed across neighbouring cells, interpolated back up and composited
+  through the regions' mask. A plain Gaussian blur would keep detail that deconvolution
+  can partly recover, and a kernel fixed in pixels would leave large faces readable.
 - ``pixelate``: the same noisy cell means, shown as hard-edged blocks (cell sizes in
   steps of 2, so coarser blocks are whole multiples of finer ones).
 - ``solid``: a flat black fill.
 
 The guarantee, by construction: a cell that touches a region of cell size c takes its value
-from cells of size >= c (its own noisy mean, or an interpolation of coarser noisy means
-when a region with larger cells touches it too). So the pixels of a region carry its
-content only through noisy means of cells at least as large as its own -- at most
-(max_cells + 1) x (max_cells + 1) = 49 cells of its size overlap it, or fewer, larger ones --
-plus noisy means of cells that hold none of its pixels. Overlapping regions are destroyed
-once, on one shared grid per cell size, so they meet without block edges.
+from cells of size >= c (its own noisy mean, or coarser noisy means interpolated when a
+region with larger cells touches it too); smoothing and interpolation then only mix in
+values of cells that hold none of the region's pixels. So what is inside a region reaches
+its pixels only through noisy means of cells at least as large as its own: at most
+(max_cells + 1) x (max_cells + 1) = 49 of its size overlap it (the grid is not aligned to
+it), or fewer, larger ones. Overlapping regions are destroyed once, on one shared grid per
+cell size, so they meet without block edges.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
-import threading
 
 import cv2
 import numpy as np
@@ -111,7 +112,7 @@ class _Scratch(threading.local):
     The CLI's allocator maps every allocation of 1 MiB or more and unmaps it on free
     (:func:`blurcam.memory.tune_allocator`): a fresh frame-sized buffer costs page faults
     that took longer than the redaction itself (1,000 regions on 720p: 5-15 ms). About
-    12 MB per redacting thread at 720p, 27 MB at 1080p, for the life of the thread.
+    12 MB per redacting thread at 720p, 26 MB at 1080p, for the life of the thread.
     """
 
     def __init__(self) -> None:
@@ -268,11 +269,14 @@ def _groups(regions: np.ndarray, cell_px: np.ndarray, resolution_wh: tuple[int, 
         return everything
     label = labels[blocks[:, 1], blocks[:, 0]]
     groups = [np.flatnonzero(label == k) for k in range(1, count)]
-    def area(rows):
-        return float(np.prod(rows[:, 2:].max(axis=0) - rows[:, :2].min(axis=0)))
-    if sum(area(grown[g]) for g in groups) > 0.5 * area(grown):
+    if sum(_bounding_area(grown[g]) for g in groups) > 0.5 * _bounding_area(grown):
         return everything
     return groups
+
+
+def _bounding_area(boxes: np.ndarray) -> float:
+    """Area of the bounding box of (N, 4) xyxy boxes."""
+    return float(np.prod(boxes[:, 2:].max(axis=0) - boxes[:, :2].min(axis=0)))
 
 
 def redact_regions(picture: Picture, regions: np.ndarray, config: RedactConfig,
@@ -282,7 +286,7 @@ def redact_regions(picture: Picture, regions: np.ndarray, config: RedactConfig,
     Regions are in image (luma) pixels; empty ones are skipped; any number may overlap.
     For 4:2:0 planes the chroma region is every chroma sample that touches it, on the same
     cells; the noise goes on luma (on all channels of an RGB image). Cost is O(pixels of the
-    regions' bounding box, grown by two of the largest cells) plus O(N), whatever N and
+    regions' bounding box, grown by three of the largest cells) plus O(N), whatever N and
     the overlap: one mask and one integral image per plane, one grid of cells per cell size
     in use (a handful), one resize up per plane. Far-apart groups of regions (at most
     six) get bounding boxes of their own.
@@ -314,7 +318,7 @@ def _redact_window(picture: Picture, regions: np.ndarray, cell_px: np.ndarray, c
         targets += [(p[cbox[1]:cbox[3], cbox[0]:cbox[2]], halved, cbox, 2) for p in picture[1:]]
     if config.mode == "solid":
         for i, (target, boxes, _, _) in enumerate(targets):
-            fill = _scratch.take("fill", target.shape)
+            fill = _scratch.take("render", target.shape)
             fill.fill(_NEUTRAL_C if i else _BLACK_Y if planes else _BLACK_RGB)
             if i < 2:  # Cb and Cr share one mask
                 mask = _mask(boxes, target.shape[:2], "mask")

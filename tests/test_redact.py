@@ -249,3 +249,20 @@ def test_thousand_box_frame_redacted_completely(thousand_boxes, mode):
     before, after = planes_to_rgb(planes), planes_to_rgb(out)
     kept = [detail_kept(before, after, face) for face in boxes[:n_faces]]
     assert all(k is None or k < 0.4 for k in kept), f"a face keeps {max(k for k in kept if k is not None):.2f}"
+
+
+@pytest.mark.parametrize("mode", ["blur", "pixelate", "solid"])
+def test_odd_sized_planes_covered_to_the_last_row_and_column(mode):
+    """A 4:2:0 frame of odd size (chroma ceil(H/2) x ceil(W/2)): regions at the corners and
+    over the last row and column are covered there in every plane, nothing else changes."""
+    rng = np.random.default_rng(8)
+    rgb = cv2.GaussianBlur(rng.integers(0, 256, (75, 101, 3), np.uint8), (0, 0), 1.0)
+    planes = rgb_to_planes(rgb)
+    assert planes[1].shape == (38, 51)
+    regions = np.array([[0, 0, 13, 11], [88, 60, 101, 75], [40, 69, 55, 75], [95, 30, 101, 41]])
+    out = _copy(planes)
+    redact_regions(out, regions, RedactConfig(mode=mode, noise=20.0), rng)
+    _assert_only_regions_changed(planes, out, regions)
+    assert (out[0][74, 88:101] != planes[0][74, 88:101]).mean() > 0.7  # last row
+    assert (out[0][30:41, 100] != planes[0][30:41, 100]).mean() > 0.7  # last column
+    assert (out[1][37, 44:51] != planes[1][37, 44:51]).any()  # last chroma row (half a luma row)

@@ -1,8 +1,13 @@
 """blurcam verify: finds a face left raw, passes a clean output, never writes INPUT's pixels."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -18,6 +23,7 @@ from conftest import decode_rgb
 from leak import detail_kept
 
 runner = CliRunner()
+ROOT = Path(__file__).parent.parent
 
 
 def verify(*args):
@@ -146,3 +152,94 @@ def test_folder_verify_uses_the_manifest(face_clip, tmp_path):
     (out / "one.mp4").unlink()
     result = verify(card, out, "--every", "15")
     assert result.exit_code == 23 and "1 of 2 outputs missing" in result.output, result.output
+
+
+# Issue 23: verify keeps the promises blur makes (real processes, real files).
+
+def run_verify(*args, cwd=None) -> subprocess.CompletedProcess:
+    """``python -m blurcam verify ARGS`` as a real process."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "blurcam", "verify", *map(str, args)], env=env, cwd=cwd,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+
+
+def one_line_error(result, code: int, *words: str) -> str:
+    assert result.returncode == code, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def pair(face_clip, outputs, tmp_path):
+    """A copy of the face clip and its clean redaction in a folder of their own."""
+    shutil.copy(face_clip.path, tmp_path / "in.mp4")
+    shutil.copy(outputs[0], tmp_path / "out.mp4")
+    return tmp_path / "in.mp4", tmp_path / "out.mp4"
+
+
+def test_regression_verify_sheet_or_json_overwrote_the_input_or_output(pair, tmp_path):
+    inp, out = pair
+    before = {p: digest(p) for p in pair}
+    (tmp_path / "link.mp4").symlink_to(inp)
+    os.link(out, tmp_path / "hard.mp4")
+    for option, target, role in (("--sheet", inp, "input"), ("--json", inp, "input"), ("--json", out, "output"),
+                                 ("--sheet", out, "output"), ("--sheet", tmp_path / "link.mp4", "input"),
+                                 ("--json", tmp_path / "hard.mp4", "output"),
+                                 ("--json", tmp_path / "." / "in.mp4", "input")):
+        for extra in ([], ["--overwrite"]):  # --overwrite never makes the input or output fair game
+            result = run_verify(inp, out, option, target, *extra)
+            one_line_error(result, 11, f"the {'sheet' if option == '--sheet' else 'JSON'} would be written over the {role}")
+    assert {p: digest(p) for p in pair} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hard.mp4", "in.mp4", "link.mp4", "out.mp4"]
+
+
+def test_regression_verify_replaced_an_existing_sheet_and_json_without_asking(pair, tmp_path):
+    inp, out = pair
+    for option in ("--sheet", "--json"):
+        existing = tmp_path / f"mine{option}.dat"
+        existing.write_text("the user's own file")
+        one_line_error(run_verify(inp, out, option, existing), 7, "already exists", "--overwrite")
+        assert existing.read_text() == "the user's own file"
+    result = run_verify(inp, out, "--sheet", tmp_path / "mine--sheet.dat", "--json", tmp_path / "mine--json.dat",
+                        "--overwrite", "--every", "10")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "mine--sheet.dat").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "mine--json.dat").read_text())["ok"] is True
+
+
+def test_regression_verify_json_recorded_paths_as_typed(pair, tmp_path):
+    inp, out = pair
+    result = run_verify(inp.resolve(), out.resolve(), "--json", tmp_path / "v.json", "--every", "10")
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "v.json").read_text()
+    report = json.loads(text)
+    assert (report["input"], report["output"]) == ("in.mp4", "out.mp4")
+    assert str(tmp_path) not in text and tmp_path.name not in text
+    result = run_verify(inp, out, "--json", tmp_path / "full.json", "--every", "10", "--report-full-paths")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "full.json").read_text())
+    assert report["input"] == str(inp.resolve()) and report["output"] == str(out.resolve())
+
+
+def test_regression_verify_missing_input_gave_23_not_3(pair, tmp_path):
+    _, out = pair
+    one_line_error(run_verify(tmp_path / "missing.mp4", out), 3, "missing.mp4", "input missing")
+
+
+def test_regression_verify_sheet_in_a_missing_folder_failed_after_the_work_naming_the_partial(pair, tmp_path):
+    inp, out = pair
+    for option in ("--sheet", "--json"):
+        started = time.perf_counter()
+        # OUTPUT gone too: the bad path is refused before the pair is even opened
+        line = one_line_error(run_verify(inp, tmp_path / "gone.mp4", option, tmp_path / "nonexistent" / "s.png"),
+                              6, "nonexistent", "does not exist")
+        assert "partial" not in line and time.perf_counter() - started < 60
+    assert not (tmp_path / "nonexistent").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]

@@ -243,3 +243,133 @@ def test_regression_verify_sheet_in_a_missing_folder_failed_after_the_work_namin
         assert "partial" not in line and time.perf_counter() - started < 60
     assert not (tmp_path / "nonexistent").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
+
+
+# Issue 19: verify agrees with exact ground truth on a crowd.
+
+CROWD_FRAMES = 60
+RESTORED = range(20, 50)  # one face left raw for 1 s (30 frames at 30 fps)
+
+
+def lfw_crowd(size_wh=(960, 540)) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A crowd: 15 LFW faces (scikit-image ``lfw_subset``) 40-88 px tall with hair and
+    shoulders, and 5 faces 19-23 px (too small to judge), on scikit-image's ``brick``, the
+    camera panning slowly. Returns frames (H, W, 3) uint8 RGB and exact face boxes (N, 4)
+    xyxy per frame (the large faces first, in a fixed order)."""
+    from skimage import data
+
+    lfw = (data.lfw_subset()[:100] * 255).astype(np.uint8)
+    backdrop = cv2.resize(np.repeat(data.brick()[..., None], 3, axis=2), size_wh, interpolation=cv2.INTER_AREA)
+    layout = [(i, 40 + (i * 13) % 49, 30 + (i % 5) * 180, 40 + (i // 5) * 160) for i in range(15)]
+    layout += [(20 + i, 19 + i, 60 + i * 170, 490) for i in range(5)]
+    frames, boxes = [], []
+    for t in range(CROWD_FRAMES):
+        dx, dy = round(30 * t / (CROWD_FRAMES - 1)), round(10 * t / (CROWD_FRAMES - 1))
+        frame, frame_boxes = backdrop.copy(), []
+        for i, side, x, y in layout:
+            x, y = x + dx, min(y + dy, size_wh[1] - side - 2)
+            if side >= 24:
+                cx = x + side // 2
+                cv2.ellipse(frame, (cx, y + side // 3), (int(side * 0.75), int(side * 0.85)), 0, 0, 360, (40, 30, 25), -1)
+                cv2.ellipse(frame, (cx, y + 2 * side), (int(side * 1.3), int(side * 0.8)), 0, 180, 360, (60, 60, 90), -1)
+            face = cv2.resize(lfw[i], (side, side), interpolation=cv2.INTER_CUBIC)
+            frame[y:y + side, x:x + side] = face[..., None]
+            frame_boxes.append([x, y, x + side, y + side])
+        frames.append(frame)
+        boxes.append(np.array(frame_boxes, np.float32))
+    return frames, boxes
+
+
+def referee_leaks(frames_in, frames_out, boxes, min_h=24) -> set[int]:
+    """Frames with a face at least ``min_h`` high keeping over half its detail: the
+    referee's call (leak.py is leakcheck.py's measure), from the exact boxes."""
+    return {i for i, (a, b, bx) in enumerate(zip(frames_in, frames_out, boxes))
+            if any((box[3] - box[1]) >= min_h and (detail_kept(a, b, box) or 0) > 0.5 for box in bx)}
+
+
+@pytest.fixture(scope="module")
+def crowd(tmp_path_factory):
+    """The crowd clip, blurcam's default redaction of it, that redaction with face 0
+    restored from the input on RESTORED, and a light Gaussian blur over the exact boxes."""
+    folder = tmp_path_factory.mktemp("crowd")
+    frames, boxes = lfw_crowd()
+    clip = folder / "crowd.mp4"
+    write_clip(clip, frames, audio=False)
+    frames_in = decode_rgb(clip)
+    clean = folder / "crowd.blurcam.mp4"
+    redact_file(clip, clean, PipelineConfig())
+    redacted = decode_rgb(clean)
+    restored = [f.copy() for f in redacted]
+    for i in RESTORED:
+        x1, y1, x2, y2 = boxes[i][0].astype(int)
+        restored[i][y1 - 6:y2 + 6, x1 - 6:x2 + 6] = frames_in[i][y1 - 6:y2 + 6, x1 - 6:x2 + 6]
+    one_raw = folder / "crowd.one-raw.mp4"
+    write_clip(one_raw, restored, audio=False)
+    light = [f.copy() for f in frames_in]
+    for f, bx in zip(light, boxes):
+        for x1, y1, x2, y2 in bx.astype(int):
+            f[y1:y2, x1:x2] = cv2.GaussianBlur(f[y1:y2, x1:x2], (0, 0), max(0.6, (y2 - y1) / 60))
+    weak = folder / "crowd.light-blur.mp4"
+    write_clip(weak, light, audio=False)
+    return {"clip": clip, "frames": frames_in, "boxes": boxes, "clean": clean, "one_raw": one_raw,
+            "light": weak, "out_frames": {"clean": redacted, "one_raw": decode_rgb(one_raw),
+                                          "light": decode_rgb(weak)}}
+
+
+def test_crowd_redacted_by_blurcam_passes(crowd, tmp_path):
+    assert referee_leaks(crowd["frames"], crowd["out_frames"]["clean"], crowd["boxes"]) == set()
+    result = run_verify(crowd["clip"], crowd["clean"], "--json", tmp_path / "v.json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert report["ok"] and report["residual_frames"] == []
+    # it looked at the crowd: most of the 15 judgeable faces in every checked frame
+    assert report["faces_checked"] >= 12 * report["frames_checked"], report["faces_checked"]
+
+
+def test_one_face_restored_for_one_second_fails_and_the_sheet_shows_it_first(crowd, tmp_path):
+    real = referee_leaks(crowd["frames"], crowd["out_frames"]["one_raw"], crowd["boxes"])
+    assert real == set(RESTORED)
+    result = run_verify(crowd["clip"], crowd["one_raw"], "--json", tmp_path / "v.json", "--sheet", tmp_path / "s.png")
+    assert result.returncode == 22, result.stderr
+    report = json.loads((tmp_path / "v.json").read_text())
+    called = set(report["residual_frames"])
+    # every call is right, and the face is followed through most of its second
+    assert called <= real and len(called) >= 0.8 * len(real), sorted(called)
+    x1, y1, x2, y2 = crowd["boxes"][RESTORED[0]][0]
+    assert all(f["box"][0] < x2 + 40 and f["box"][2] > x1 - 40 for f in report["findings"])
+    tiles = report["sheet"]
+    first = [t for t in tiles[:len(called)]]
+    assert all(t["residual"] and t["frame"] in real for t in first), first
+    # the sheet, made from OUTPUT, shows that face's detail in those tiles
+    sheet = cv2.cvtColor(cv2.imread(str(tmp_path / "s.png")), cv2.COLOR_BGR2RGB)
+    t = first[0]
+    x, y, w, h = t["xywh"]
+    tile = sheet[y:y + h, x:x + w]
+    original = cv2.resize(crowd["frames"][t["frame"]], (w, h), interpolation=cv2.INTER_AREA)
+    box = crowd["boxes"][t["frame"]][0] * t["scale"]
+    assert detail_kept(original, tile, box) > 0.5
+
+
+def test_light_gaussian_blur_over_the_exact_boxes_fails(crowd, tmp_path):
+    real = referee_leaks(crowd["frames"], crowd["out_frames"]["light"], crowd["boxes"])
+    assert len(real) == CROWD_FRAMES  # the referee: the faces are still there
+    result = run_verify(crowd["clip"], crowd["light"], "--json", tmp_path / "v.json")
+    assert result.returncode == 22, result.stderr
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert set(report["residual_frames"]) <= real and len(report["residual_frames"]) >= report["frames_checked"] // 2
+
+
+def test_json_and_summary_state_what_was_not_checked(crowd, tmp_path):
+    result = run_verify(crowd["clip"], crowd["clean"], "--json", tmp_path / "v.json", "--every", "4")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "v.json").read_text())
+    skipped = CROWD_FRAMES - report["frames_checked"]
+    assert report["frames_checked"] == len(range(0, CROWD_FRAMES, 4)) + 1  # and the last frame
+    assert report["not_checked"]["frames_skipped"] == skipped > 0
+    # faces of 19-23 px are below the size verify judges: said, with those it saw counted
+    assert report["min_face_px"] == 24 and isinstance(report["not_checked"]["faces_under_min_px_seen"], int)
+    summary = result.stderr.strip().splitlines()[-1]
+    assert f"not checked: {skipped} of {CROWD_FRAMES} frames skipped" in summary, summary
+    seen = report["not_checked"]["faces_under_min_px_seen"]
+    assert f"faces under 24 px not judged ({seen} seen)" in summary, summary
+    assert report["not_checked"]["summary"] in summary

@@ -76,7 +76,7 @@ class VerifyResult:
     def not_checked_line(self) -> str:
         """What a "no residual face" does not cover, in one line."""
         return (f"{self.frames_skipped} of {self.frames} frames skipped (sampled every {self.every}); "
-                f"{self.faces_too_small} faces under {self.min_face_px} px not judged; "
+                f"faces under {self.min_face_px} px not judged ({self.faces_too_small} seen); "
                 "faces the detector does not find")
 
     def to_json(self, config: VerifyConfig, *, full_paths: bool = False, sheet: list[dict] | None = None) -> dict:
@@ -88,7 +88,7 @@ class VerifyResult:
                 "threshold": config.threshold, "residual_score": config.residual_score,
                 "detail_limit": config.detail_limit, "min_face_px": config.min_face_px,
                 "frames_checked": len(self.frames_checked), "faces_checked": self.faces_checked,
-                "not_checked": {"frames_skipped": self.frames_skipped, "faces_under_min_px": self.faces_too_small,
+                "not_checked": {"frames_skipped": self.frames_skipped, "faces_under_min_px_seen": self.faces_too_small,
                                 "summary": self.not_checked_line()},
                 "residual_frames": self.residual_frames,
                 "findings": [asdict(f) for f in self.findings],

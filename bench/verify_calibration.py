@@ -165,37 +165,37 @@ def main() -> None:
     base = VerifyConfig()
     # One detection pass per input frame at the lowest threshold swept; each output is
     # then measured against the same boxes (verify finds faces in INPUT only).
-    features = {}  # (clip, kind) -> per frame: (N, 4) array of height, score, detail@inner, detail@0.8
+    features = {}  # (clip, kind) -> per frame (N, 5): height, score, detail@inner, detail@0.8, at edge
     for clip in a.clips:
         t0 = time.perf_counter()
-        per_kind = measure_clip(clip, outputs[clip], VerifyConfig(threshold=min(SWEEP_SCORES)))
+        per_kind = measure_clip(clip, outputs[clip], VerifyConfig(threshold=0.05))
         for kind, frames in per_kind.items():
             features[clip, kind] = frames
         print(f"{clip.name}: measured in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     refs = {(clip, kind): referee(clip, path, a.leakcheck, a.work) for clip in a.clips
             for kind, path in outputs[clip].items()}
-    print(f"verify's measure vs the referee, every frame of {len(a.clips)} clips x 90 frames "
-          f"(residual_score {base.residual_score}, detail_limit {base.detail_limit}, inner {base.inner}):")
-    print(table(features, refs, a.clips, base.residual_score, base.detail_limit, inner=True))
+    print(f"verify's measure vs the referee, every frame of {len(a.clips)} clips x 90 frames, verify's defaults "
+          f"(threshold {base.threshold}, residual_score {base.residual_score}, from {base.large_face_px} px "
+          f"{base.large_residual_score}, detail_limit {base.detail_limit}, inner {base.inner}):")
+    print(table(features, refs, a.clips, base))
     if a.sweep:
-        for score in SWEEP_SCORES:
-            for limit in (0.4, 0.5, 0.6):
-                for inner in (True, False):
-                    print(f"\nresidual_score {score}, detail_limit {limit}, inner {base.inner if inner else 0.8}:")
-                    print(table(features, refs, a.clips, score, limit, inner=inner, brief=True))
+        variants = [dict(residual_score=r, large_residual_score=lr) for r in (0.1, 0.2, 0.3, 0.5)
+                    for lr in (0.1, 0.15, 0.2, 0.3) if lr <= r]
+        variants += [dict(inner=0.8), dict(detail_limit=0.4), dict(detail_limit=0.6), dict(edge_doubtful=False)]
+        for v in variants:
+            print(f"\n{v}:")
+            print(table(features, refs, a.clips, base, brief=True, **v))
     if not a.no_timing:
         timing(a.clips, outputs, refs, a.work)
 
 
-SWEEP_SCORES = (0.05, 0.1, 0.2, 0.3, 0.5)
-
-
 def measure_clip(clip: Path, outputs: dict[str, Path], config) -> dict[str, list[np.ndarray]]:
-    """Per output kind, per frame: (N, 4) float array of INPUT's faces (at least
-    ``config.min_face_px`` high): box height, score, detail kept in the inner box
-    (``config.inner``) and in the referee's inner 80 %."""
+    """Per output kind, per frame: (N, 5) float array of INPUT's faces at least
+    ``config.min_face_px`` high: box height, score, detail kept in the inner box
+    (``config.inner``) and in the referee's inner 80 % (NaN: nothing to measure), and
+    whether the box touches the frame's edge."""
     from blurcam.detail import detail_kept, to_gray
-    from blurcam.verify.measure import FaceFinder
+    from blurcam.verify.measure import FaceFinder, touches_edge
 
     frames_in = decode(clip)
     cache = Path(outputs["blurcam-balanced"]).with_name(f"{clip.stem}.found-t{config.threshold}.npz")
@@ -207,6 +207,7 @@ def measure_clip(clip: Path, outputs: dict[str, Path], config) -> dict[str, list
         found = [finder.find(f, 0) for f in frames_in]
         finder.close()
         np.savez(cache, **{f"b{i}": b for i, (b, _) in enumerate(found)}, **{f"s{i}": s for i, (_, s) in enumerate(found)})
+    size_wh = frames_in[0].shape[1::-1]
     grays_in = [to_gray(f) for f in frames_in]
     del frames_in
     result = {}
@@ -218,24 +219,40 @@ def measure_clip(clip: Path, outputs: dict[str, Path], config) -> dict[str, list
                 boxes, scores = found[i]
                 h = boxes[:, 3] - boxes[:, 1]
                 keep = h >= config.min_face_px
+                boxes, scores, h = boxes[keep], scores[keep], h[keep]
+                edge = touches_edge(boxes, size_wh)
                 row = [(hh, sc, detail_kept(grays_in[i], g_out, b, inner=config.inner),
-                        detail_kept(grays_in[i], g_out, b, inner=0.8))
-                       for b, sc, hh in zip(boxes[keep], scores[keep], h[keep])]
-                rows.append(np.array([[v if v is not None else -1.0 for v in r] for r in row],
-                                     np.float32).reshape(-1, 4))
+                        detail_kept(grays_in[i], g_out, b, inner=0.8), e)
+                       for b, sc, hh, e in zip(boxes, scores, h, edge)]
+                rows.append(np.array([[np.nan if v is None else float(v) for v in r] for r in row],
+                                     np.float64).reshape(-1, 5))
         result[kind] = rows
     return result
 
 
-def calls(frames: list[np.ndarray], min_h: float, score: float, limit: float, inner: bool) -> set[int]:
-    """Frames verify calls residual: a face at least ``min_h`` high, scored at least
-    ``score``, keeping more than ``limit`` of its detail."""
+def calls(frames: list[np.ndarray], min_h: float, config, *, inner: bool = True, edge_doubtful: bool = True) -> set[int]:
+    """Frames verify calls residual (``blurcam.verify.measure.judge``): a face at least
+    ``min_h`` high judged residual."""
+    from blurcam.verify.measure import judge
+
     col = 2 if inner else 3
-    return {i for i, f in enumerate(frames)
-            if len(f) and bool(((f[:, 0] >= min_h) & (f[:, 1] >= score) & (f[:, col] > limit)).any())}
+    said = set()
+    for i, f in enumerate(frames):
+        if not len(f):
+            continue
+        big = f[:, 0] >= min_h
+        edge = f[:, 4] > 0 if edge_doubtful else np.zeros(len(f), bool)
+        residual, _ = judge(f[:, 0], f[:, 1], f[:, col], edge, config)
+        if (residual & big & (f[:, 1] >= config.threshold)).any():
+            said.add(i)
+    return said
 
 
-def table(features, refs, clips, score, limit, *, inner: bool, brief: bool = False) -> str:
+def table(features, refs, clips, base, *, brief: bool = False, edge_doubtful: bool = True, **change) -> str:
+    import dataclasses
+
+    inner = change.pop("inner", base.inner) == base.inner
+    config = dataclasses.replace(base, **change)
     lines = ["| output | face height | frames verify calls residual | frames that really leak | both "
              "| precision | recall |", "|---|---|---|---|---|---|---|"]
     for kind in KINDS:
@@ -244,7 +261,7 @@ def table(features, refs, clips, score, limit, *, inner: bool, brief: bool = Fal
             for clip in clips:
                 if (clip, kind) not in features:
                     continue
-                said = calls(features[clip, kind], h, score, limit, inner)
+                said = calls(features[clip, kind], h, config, inner=inner, edge_doubtful=edge_doubtful)
                 real = refs[clip, kind][h]
                 v, r, both = v + len(said), r + len(real), both + len(said & real)
             if v == r == 0 and brief:

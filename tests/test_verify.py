@@ -369,6 +369,7 @@ def test_json_and_summary_state_what_was_not_checked(crowd, tmp_path):
     # faces of 19-23 px are below the size verify judges: said, with those it saw counted
     assert report["min_face_px"] == 24 and isinstance(report["not_checked"]["faces_under_min_px_seen"], int)
     summary = result.stderr.strip().splitlines()[-1]
+    assert summary.strip().startswith("not checked:"), result.stderr
     assert f"not checked: {skipped} of {CROWD_FRAMES} frames skipped" in summary, summary
     seen = report["not_checked"]["faces_under_min_px_seen"]
     assert f"faces under 24 px not judged ({seen} seen)" in summary, summary

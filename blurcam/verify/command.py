@@ -68,8 +68,7 @@ def verify_paths(input: Path, output: Path, *, sheet: Path | None, json_out: Pat
     from .run import json_bytes, sheet_png, verify_pair
 
     try:
-        config = VerifyConfig(threshold=threshold, every=every, detail_limit=detail_limit, strict=strict,
-                              **({"residual_score": threshold} if strict else {}))
+        config = VerifyConfig(threshold=threshold, every=every, detail_limit=detail_limit, strict=strict)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if not input.exists():
@@ -185,7 +184,8 @@ def _say(console, name: str, result, quiet: bool) -> None:
     console.print(f"{verdict} {name}: checked {len(result.frames_checked)} of {result.frames} frames "
                   f"(every {result.every}), {result.faces_checked} faces, "
                   f"residual in {len(result.residual_frames)} frames, {len(result.doubtful)} doubtful boxes, "
-                  f"{result.seconds:.1f} s; not checked: {result.not_checked_line()}")
+                  f"{result.seconds:.1f} s", soft_wrap=True)
+    console.print(f"         not checked: {result.not_checked_line()}", soft_wrap=True)
 
 
 def _preset_from_manifest(folder: Path, name: str) -> str | None:

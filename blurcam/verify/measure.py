@@ -24,7 +24,14 @@ class VerifyConfig:
     """threshold: CenterFace score from which a box is a candidate face.
     residual_score: score from which a candidate that keeps its detail is a residual
         face (exit 22); below it, down to ``threshold``, it is listed as doubtful
-        (``strict`` fails on those too). Calibrated by bench/verify_calibration.py.
+        (``strict`` fails on those too). Calibrated by bench/verify_calibration.py: on
+        crowds, textures (clothing, flags, signs) kept by a clean redaction score up to
+        ~0.3 when 24-40 px high but rarely over 0.15 at 48 px and more, while faces
+        another tool missed score 0.05-0.3; so faces at least ``large_face_px`` high
+        count from ``large_residual_score``.
+    A box cut by the frame's edge (a face entering or leaving) is doubtful at most: too
+    little of it is inside to tell a face from a texture (the referee does not score
+    faces under 60 % inside either); the summary counts them.
     detail_limit: share of a face's feature-scale detail (0-1) allowed to survive in
         OUTPUT; the referee's limit is 0.5 (compression keeps ~0.9, redaction ~0).
     min_face_px: faces less high than this (frame pixels) are not judged, only counted:
@@ -32,10 +39,13 @@ class VerifyConfig:
     detect_px: network-input height of a ``min_face_px`` face (sets the detector's scale).
     inner: the share of a face box's width and height that is judged.
     every: check every k-th frame (1: all); None: match the blur's cost (see run.py).
+    strict: every box that keeps its detail is residual (doubtful ones too).
     sheet_samples / max_residual_tiles: sheet tiles besides / of residual frames."""
 
     threshold: float = 0.1
     residual_score: float = 0.3
+    large_face_px: int = 48
+    large_residual_score: float = 0.15
     detail_limit: float = 0.5
     min_face_px: int = 24
     detect_px: int = 16
@@ -89,6 +99,26 @@ class PairMeasure:
     alike: float
 
 
+def judge(heights: np.ndarray, scores: np.ndarray, details: np.ndarray, at_edge: np.ndarray,
+          config: VerifyConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(residual, doubtful) bool arrays (N,) for faces of ``heights`` px (N,) with
+    detector ``scores`` (N,) that keep ``details`` (N,) of INPUT's detail (NaN: nothing
+    to measure); ``at_edge`` (N,): the box touches the frame's border."""
+    leaked = np.nan_to_num(details, nan=0.0) > config.detail_limit
+    if config.strict:  # every box that keeps its detail fails the check
+        return leaked, np.zeros_like(leaked)
+    needed = np.where(heights >= config.large_face_px, config.large_residual_score, config.residual_score)
+    sure = (scores >= needed) & ~at_edge
+    return leaked & sure, leaked & ~sure
+
+
+def touches_edge(boxes: np.ndarray, size_wh: tuple[int, int], margin_px: float = 2.0) -> np.ndarray:
+    """(N,) bool: the (N, 4) xyxy box reaches within ``margin_px`` of the image border."""
+    w, h = size_wh
+    return ((boxes[:, 0] <= margin_px) | (boxes[:, 1] <= margin_px)
+            | (boxes[:, 2] >= w - margin_px) | (boxes[:, 3] >= h - margin_px))
+
+
 class FaceFinder:
     """INPUT's faces for verify: one CenterFace pass at ``config.detect_scale``.
 
@@ -130,16 +160,16 @@ def measure_pair(gray_in: np.ndarray, gray_out: np.ndarray, boxes: np.ndarray, s
 
     from ..detail import detail_kept
 
-    heights = boxes[:, 3] - boxes[:, 1] if len(boxes) else np.zeros(0)
+    boxes = boxes.reshape(-1, 4)
+    heights = boxes[:, 3] - boxes[:, 1]
     judged = heights >= config.min_face_px
-    faces = []
-    for box, score in zip(boxes[judged], scores[judged]):
-        kept = detail_kept(gray_in, gray_out, box, inner=config.inner)
-        leaked = kept is not None and kept > config.detail_limit
-        sure = score >= config.residual_score
-        faces.append(Finding(frame, time_s, [round(float(v), 1) for v in box], round(float(score), 3),
-                             None if kept is None else round(kept, 3), bool(leaked and sure),
-                             bool(leaked and not sure)))
+    boxes, scores, heights = boxes[judged], scores[judged], heights[judged]
+    kept = [detail_kept(gray_in, gray_out, box, inner=config.inner) for box in boxes]  # one C pass per face
+    details = np.array([np.nan if k is None else k for k in kept], np.float64)
+    residual, doubtful = judge(heights, scores, details, touches_edge(boxes, gray_in.shape[::-1]), config)
+    faces = [Finding(frame, time_s, [round(float(v), 1) for v in box], round(float(score), 3),
+                     None if k is None else round(k, 3), bool(r), bool(d))
+             for box, score, k, r, d in zip(boxes, scores, kept, residual, doubtful)]
     small = (32, 18)
     a = cv2.resize(gray_in, small, interpolation=cv2.INTER_AREA)
     b = cv2.resize(gray_out, small, interpolation=cv2.INTER_AREA)

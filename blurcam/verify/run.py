@@ -77,7 +77,7 @@ class VerifyResult:
         """What a "no residual face" does not cover, in one line."""
         return (f"{self.frames_skipped} of {self.frames} frames skipped (sampled every {self.every}); "
                 f"faces under {self.min_face_px} px not judged ({self.faces_too_small} seen); "
-                "faces the detector does not find")
+                "faces cut by the frame's edge only doubtful; faces the detector does not find")
 
     def to_json(self, config: VerifyConfig, *, full_paths: bool = False, sheet: list[dict] | None = None) -> dict:
         """The --json record. Paths are base names unless ``full_paths`` (a shared report
@@ -86,6 +86,7 @@ class VerifyResult:
         return {"schema": SCHEMA_VERSION, "input": name(self.input), "output": name(self.output),
                 "ok": self.ok, "frames": self.frames, "every": self.every,
                 "threshold": config.threshold, "residual_score": config.residual_score,
+                "large_face_px": config.large_face_px, "large_residual_score": config.large_residual_score,
                 "detail_limit": config.detail_limit, "min_face_px": config.min_face_px,
                 "frames_checked": len(self.frames_checked), "faces_checked": self.faces_checked,
                 "not_checked": {"frames_skipped": self.frames_skipped, "faces_under_min_px_seen": self.faces_too_small,

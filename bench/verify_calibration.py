@@ -165,7 +165,7 @@ def main() -> None:
     base = VerifyConfig()
     # One detection pass per input frame at the lowest threshold swept; each output is
     # then measured against the same boxes (verify finds faces in INPUT only).
-    features = {}  # (clip, kind) -> per frame (N, 5): height, score, detail@inner, detail@0.8, at edge
+    features = {}  # (clip, kind) -> per frame (N, 6): height, score, detail@inner, detail@0.8, at edge, aligned
     for clip in a.clips:
         t0 = time.perf_counter()
         per_kind = measure_clip(clip, outputs[clip], VerifyConfig(threshold=0.05))
@@ -181,7 +181,8 @@ def main() -> None:
     if a.sweep:
         variants = [dict(residual_score=r, large_residual_score=lr) for r in (0.1, 0.2, 0.3, 0.5)
                     for lr in (0.1, 0.15, 0.2, 0.3) if lr <= r]
-        variants += [dict(inner=0.8), dict(detail_limit=0.4), dict(detail_limit=0.6), dict(edge_doubtful=False)]
+        variants += [dict(inner=0.8), dict(min_aligned=-1.0), dict(min_aligned=0.5), dict(min_aligned=0.7),
+                     dict(detail_limit=0.4), dict(detail_limit=0.6), dict(edge_doubtful=False)]
         for v in variants:
             print(f"\n{v}:")
             print(table(features, refs, a.clips, base, brief=True, **v))
@@ -190,11 +191,11 @@ def main() -> None:
 
 
 def measure_clip(clip: Path, outputs: dict[str, Path], config) -> dict[str, list[np.ndarray]]:
-    """Per output kind, per frame: (N, 5) float array of INPUT's faces at least
+    """Per output kind, per frame: (N, 6) float array of INPUT's faces at least
     ``config.min_face_px`` high: box height, score, detail kept in the inner box
-    (``config.inner``) and in the referee's inner 80 % (NaN: nothing to measure), and
-    whether the box touches the frame's edge."""
-    from blurcam.detail import detail_kept, to_gray
+    (``config.inner``) and in the referee's inner 80 % (NaN: nothing to measure),
+    whether the box touches the frame's edge, and how aligned the bands are (inner box)."""
+    from blurcam.detail import detail_kept, detail_measure, to_gray
     from blurcam.verify.measure import FaceFinder, touches_edge
 
     frames_in = decode(clip)
@@ -221,11 +222,13 @@ def measure_clip(clip: Path, outputs: dict[str, Path], config) -> dict[str, list
                 keep = h >= config.min_face_px
                 boxes, scores, h = boxes[keep], scores[keep], h[keep]
                 edge = touches_edge(boxes, size_wh)
-                row = [(hh, sc, detail_kept(grays_in[i], g_out, b, inner=config.inner),
-                        detail_kept(grays_in[i], g_out, b, inner=0.8), e)
-                       for b, sc, hh, e in zip(boxes, scores, h, edge)]
+                row = []
+                for b, sc, hh, e in zip(boxes, scores, h, edge):
+                    m = detail_measure(grays_in[i], g_out, b, inner=config.inner)
+                    row.append((hh, sc, np.nan if m is None else m[0], detail_kept(grays_in[i], g_out, b, inner=0.8),
+                                e, np.nan if m is None else m[1]))
                 rows.append(np.array([[np.nan if v is None else float(v) for v in r] for r in row],
-                                     np.float64).reshape(-1, 5))
+                                     np.float64).reshape(-1, 6))
         result[kind] = rows
     return result
 
@@ -242,7 +245,8 @@ def calls(frames: list[np.ndarray], min_h: float, config, *, inner: bool = True,
             continue
         big = f[:, 0] >= min_h
         edge = f[:, 4] > 0 if edge_doubtful else np.zeros(len(f), bool)
-        residual, _ = judge(f[:, 0], f[:, 1], f[:, col], edge, config)
+        aligned = f[:, 5] if inner else np.ones(len(f))  # the 80 % column is the plain projection
+        residual, _ = judge(f[:, 0], f[:, 1], f[:, col], aligned, edge, config)
         if (residual & big & (f[:, 1] >= config.threshold)).any():
             said.add(i)
     return said

@@ -34,6 +34,9 @@ class VerifyConfig:
     faces under 60 % inside either); the summary counts them.
     detail_limit: share of a face's feature-scale detail (0-1) allowed to survive in
         OUTPUT; the referee's limit is 0.5 (compression keeps ~0.9, redaction ~0).
+    min_aligned: and OUTPUT's band must look like INPUT's (cosine over this): the hard
+        edges where redacted regions meet, laid over a coarse outline, project onto INPUT
+        but are mostly not its detail (:func:`blurcam.detail.detail_measure`).
     min_face_px: faces less high than this (frame pixels) are not judged, only counted:
         the summary says how many. The referee's frame count starts at 24 px too.
     detect_px: network-input height of a ``min_face_px`` face (sets the detector's scale).
@@ -47,6 +50,7 @@ class VerifyConfig:
     large_face_px: int = 48
     large_residual_score: float = 0.15
     detail_limit: float = 0.5
+    min_aligned: float = 0.6
     min_face_px: int = 24
     detect_px: int = 16
     inner: float = 0.6
@@ -99,12 +103,14 @@ class PairMeasure:
     alike: float
 
 
-def judge(heights: np.ndarray, scores: np.ndarray, details: np.ndarray, at_edge: np.ndarray,
-          config: VerifyConfig) -> tuple[np.ndarray, np.ndarray]:
+def judge(heights: np.ndarray, scores: np.ndarray, details: np.ndarray, aligned: np.ndarray,
+          at_edge: np.ndarray, config: VerifyConfig) -> tuple[np.ndarray, np.ndarray]:
     """(residual, doubtful) bool arrays (N,) for faces of ``heights`` px (N,) with
-    detector ``scores`` (N,) that keep ``details`` (N,) of INPUT's detail (NaN: nothing
-    to measure); ``at_edge`` (N,): the box touches the frame's border."""
-    leaked = np.nan_to_num(details, nan=0.0) > config.detail_limit
+    detector ``scores`` (N,) that keep ``details`` (N,) of INPUT's detail with bands
+    ``aligned`` (N,) (NaN: nothing to measure); ``at_edge`` (N,): the box touches the
+    frame's border."""
+    leaked = ((np.nan_to_num(details, nan=0.0) > config.detail_limit)
+              & (np.nan_to_num(aligned, nan=0.0) > config.min_aligned))
     if config.strict:  # every box that keeps its detail fails the check
         return leaked, np.zeros_like(leaked)
     needed = np.where(heights >= config.large_face_px, config.large_residual_score, config.residual_score)
@@ -158,18 +164,19 @@ def measure_pair(gray_in: np.ndarray, gray_out: np.ndarray, boxes: np.ndarray, s
     (H, W) float32 luma of the same size. Faces under ``min_face_px`` are only counted."""
     import cv2
 
-    from ..detail import detail_kept
+    from ..detail import detail_measure
 
     boxes = boxes.reshape(-1, 4)
     heights = boxes[:, 3] - boxes[:, 1]
     judged = heights >= config.min_face_px
     boxes, scores, heights = boxes[judged], scores[judged], heights[judged]
-    kept = [detail_kept(gray_in, gray_out, box, inner=config.inner) for box in boxes]  # one C pass per face
-    details = np.array([np.nan if k is None else k for k in kept], np.float64)
-    residual, doubtful = judge(heights, scores, details, touches_edge(boxes, gray_in.shape[::-1]), config)
+    measured = [detail_measure(gray_in, gray_out, box, inner=config.inner) for box in boxes]  # C calls per face
+    details = np.array([np.nan if m is None else m[0] for m in measured], np.float64)
+    aligned = np.array([np.nan if m is None else m[1] for m in measured], np.float64)
+    residual, doubtful = judge(heights, scores, details, aligned, touches_edge(boxes, gray_in.shape[::-1]), config)
     faces = [Finding(frame, time_s, [round(float(v), 1) for v in box], round(float(score), 3),
-                     None if k is None else round(k, 3), bool(r), bool(d))
-             for box, score, k, r, d in zip(boxes, scores, kept, residual, doubtful)]
+                     None if np.isnan(k) else round(float(k), 3), bool(r), bool(d))
+             for box, score, k, r, d in zip(boxes, scores, details, residual, doubtful)]
     small = (32, 18)
     a = cv2.resize(gray_in, small, interpolation=cv2.INTER_AREA)
     b = cv2.resize(gray_out, small, interpolation=cv2.INTER_AREA)

@@ -149,6 +149,13 @@ def test_folder_verify_uses_the_manifest(face_clip, tmp_path):
     report = json.loads((tmp_path / "all.json").read_text())
     assert report["ok"] and set(report["files"]) == {"one.mp4", "day2/two.mp4"}
     assert (tmp_path / "sheets" / "day2" / "two.mp4.sheet.png").exists()
+    # the sheets never go into the card or the output folder, nor over earlier sheets unasked
+    for where in (card / "sheets", out, out / "sheets"):
+        result = verify(card, out, "--sheet", where, "--every", "15")
+        assert result.exit_code == 11 and "would be written into" in result.output, result.output
+    result = verify(card, out, "--sheet", tmp_path / "sheets", "--every", "15")
+    assert result.exit_code == 7 and "already exists" in result.output, result.output
+    assert not (card / "sheets").exists() and not (out / "sheets").exists()
     (out / "one.mp4").unlink()
     result = verify(card, out, "--every", "15")
     assert result.exit_code == 23 and "1 of 2 outputs missing" in result.output, result.output

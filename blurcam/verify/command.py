@@ -182,7 +182,7 @@ def _say(console, name: str, result, quiet: bool) -> None:
         return
     verdict = "ok      " if result.ok else "[red]RESIDUAL[/red]"
     console.print(f"{verdict} {name}: checked {len(result.frames_checked)} of {result.frames} frames "
-                  f"(every {result.every}), {result.faces_checked} faces, "
+                  f"(every {result.every}), {result.faces_checked} face boxes judged, "
                   f"residual in {len(result.residual_frames)} frames, {len(result.doubtful)} doubtful boxes, "
                   f"{result.seconds:.1f} s", soft_wrap=True)
     console.print(f"         not checked: {result.not_checked_line()}", soft_wrap=True)

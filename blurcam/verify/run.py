@@ -23,10 +23,11 @@ from .sheet import ContactSheet
 
 # Wall ms per 1280x720 frame once started, on 2 cores: each preset's blur (README speed
 # table, bench/e2e.py: 1000 / "fps after startup") and one verify check (decoding and
-# converting both frames, one CenterFace pass at 2/3 scale, measuring a crowd;
-# bench/verify_calibration.py). verify checks every ceil(check / blur)-th frame, so it
-# costs about what the blur did; both scale alike with the machine, so the ratio carries
-# to other CPUs better than either number.
+# converting both frames, one CenterFace pass at 2/3 scale, measuring a crowd): about
+# 120 ms, from bench/verify_calibration.py's timing (7.3-11.2 s for 90 frames, 46 checks,
+# ~1.5 s of it startup, on a shared machine). verify checks every ceil(check / blur)-th
+# frame, so it costs at most about what the blur did; both scale alike with the machine,
+# so the ratio carries to other CPUs better than either number.
 BLUR_MS = {"fast": 14.9, "live": 30.4, "balanced": 69.0, "thorough": 244.0}
 CHECK_MS = 120.0
 SCHEMA_VERSION = 2

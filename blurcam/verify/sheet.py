@@ -66,7 +66,7 @@ class ContactSheet:
         font = cv2.FONT_HERSHEY_SIMPLEX
         cv2.putText(sheet, f"blurcam verify: {verdict}", (pad, 24), font, 0.7, colour, 2)
         line = (f"{Path(result.output).name}: {result.frames} frames, checked {len(result.frames_checked)} "
-                f"(every {result.every}), {result.faces_checked} faces, residual in {len(result.residual_frames)} "
+                f"(every {result.every}), {result.faces_checked} face boxes judged, residual in {len(result.residual_frames)} "
                 f"frames, {len(result.doubtful)} doubtful boxes")
         if self.residual_dropped:
             line += f" ({self.residual_dropped} more not shown)"

@@ -8,9 +8,9 @@ the network input: verify needs no smaller faces, so it pays for no larger image
 Each face is judged in its inner box (the central ``inner`` share of its width and
 height: eyes, nose, mouth), the part every redaction must cover, so hair, chin, neck
 and background beside a redacted region, and the block edges where regions meet, are
-not read as facial detail. The measure is :func:`blurcam.detail.detail_kept`, the
-referee's (``../shared/tools/leakcheck.py``): the share of INPUT's band-passed detail
-that OUTPUT still carries there.
+not read as facial detail. The measure is :func:`blurcam.detail.detail_measure`: the
+referee's (``../shared/tools/leakcheck.py``), the share of INPUT's band-passed detail
+that OUTPUT still carries there, and how alike the two bands are.
 """
 from __future__ import annotations
 
@@ -31,14 +31,14 @@ class VerifyConfig:
         count from ``large_residual_score``.
     A box cut by the frame's edge (a face entering or leaving) is doubtful at most: too
     little of it is inside to tell a face from a texture (the referee does not score
-    faces under 60 % inside either); the summary counts them.
+    faces under 60 % inside either); the summary says so.
     detail_limit: share of a face's feature-scale detail (0-1) allowed to survive in
         OUTPUT; the referee's limit is 0.5 (compression keeps ~0.9, redaction ~0).
     min_aligned: and OUTPUT's band must look like INPUT's (cosine over this): the hard
         edges where redacted regions meet, laid over a coarse outline, project onto INPUT
         but are mostly not its detail (:func:`blurcam.detail.detail_measure`).
-    min_face_px: faces less high than this (frame pixels) are not judged, only counted:
-        the summary says how many. The referee's frame count starts at 24 px too.
+    min_face_px: faces less high than this (frame pixels) are not judged, only counted
+        (those the detector finds at this scale): the summary says so. The referee's frame count starts at 24 px too.
     detect_px: network-input height of a ``min_face_px`` face (sets the detector's scale).
     inner: the share of a face box's width and height that is judged.
     every: check every k-th frame (1: all); None: match the blur's cost (see run.py).

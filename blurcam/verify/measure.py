@@ -26,7 +26,7 @@ class VerifyConfig:
         face (exit 22); below it, down to ``threshold``, it is listed as doubtful
         (``strict`` fails on those too). Calibrated by bench/verify_calibration.py: on
         crowds, textures (clothing, flags, signs) kept by a clean redaction score up to
-        ~0.3 when 24-40 px high but rarely over 0.15 at 48 px and more, while faces
+        ~0.2 when 24-40 px high but rarely over 0.15 at 48 px and more, while faces
         another tool missed score 0.05-0.3; so faces at least ``large_face_px`` high
         count from ``large_residual_score``.
     A box cut by the frame's edge (a face entering or leaving) is doubtful at most: too
@@ -46,7 +46,7 @@ class VerifyConfig:
     sheet_samples / max_residual_tiles: sheet tiles besides / of residual frames."""
 
     threshold: float = 0.1
-    residual_score: float = 0.3
+    residual_score: float = 0.2
     large_face_px: int = 48
     large_residual_score: float = 0.15
     detail_limit: float = 0.5

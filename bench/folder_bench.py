@@ -125,7 +125,7 @@ def main() -> None:
         out.unlink(missing_ok=True)
         b = timed([sys.executable, "-m", "blurcam", "blur", str(sample), str(out), "--quality", args.quality, "--quiet"])
         v = timed([sys.executable, "-m", "blurcam", "verify", str(sample), str(out), "--quiet",
-                   "--json", str(WORK / "verify.json"), "--sheet", str(WORK / "verify.png")])
+                   "--json", str(WORK / "verify.json"), "--sheet", str(WORK / "verify.png"), "--overwrite"])
         report = json.loads((WORK / "verify.json").read_text())
         print(f"\nsamples/faces.mp4 ({report['frames']} frames): blur --quality {args.quality} {b[0]:.2f} s "
               f"(exit {b[2]}); verify {v[0]:.2f} s (exit {v[2]}), checked {report['frames_checked']} frames "

@@ -234,22 +234,25 @@ def verify(
     input: Annotated[Path, typer.Argument(help="The original video or image (or a folder of them).", show_default=False)],
     output: Annotated[Path, typer.Argument(help="Its redacted output (or the OUTPUT_DIR of a folder run).", show_default=False)],
     sheet: Annotated[Optional[Path], typer.Option(help="Write a contact sheet PNG (a folder of them for folders).", show_default=False)] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the findings as JSON.", show_default=False)] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the findings as JSON (files named by base name).", show_default=False)] = None,
     every: Annotated[Optional[int], typer.Option(help="Check every k-th frame (1: all). Default: as many as cost what the blur did.", show_default=False)] = None,
-    threshold: Annotated[float, typer.Option(help="Detector confidence for the check (thorough preset); low finds more.")] = 0.05,
-    detail_limit: Annotated[float, typer.Option(help="Share of a face's fine detail (0-1) allowed to survive in OUTPUT.")] = 0.3,
-    strict: Annotated[bool, typer.Option("--strict", help="Also fail on doubtful boxes: detail left where the detector is under 0.5 sure of a face (mostly textures).")] = False,
+    threshold: Annotated[float, typer.Option(help="Detector confidence from which a box is looked at; low finds more.")] = 0.1,
+    detail_limit: Annotated[float, typer.Option(help="Share of a face's fine detail (0-1) allowed to survive in OUTPUT.")] = 0.5,
+    strict: Annotated[bool, typer.Option("--strict", help="Also fail on doubtful boxes: detail left where the detector is less sure of a face.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing sheet or JSON (never INPUT or OUTPUT).")] = False,
+    report_full_paths: Annotated[bool, typer.Option("--report-full-paths", help="Record absolute paths in the JSON (default: base names, so a shared report shows no folder names).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress.")] = False,
 ) -> None:
-    """Check that OUTPUT shows no face of INPUT: re-detect faces in both with the strongest preset at a low threshold, and measure how much facial detail of each survives in OUTPUT.
+    """Check that OUTPUT shows no face of INPUT: find the faces in INPUT and measure how much of each face's fine detail survives in OUTPUT.
 
-    Exits 22 when a face keeps its detail, 23 when OUTPUT is missing or not a redaction of INPUT. The sheet and JSON are made from OUTPUT's pixels and box positions only: no pixel of INPUT is written.
+    Exits 22 when a face keeps its detail, 23 when OUTPUT is missing or not a redaction of INPUT, 3 when INPUT is missing. The summary, sheet and JSON say what was not checked (frames skipped, faces too small to judge). They are made from OUTPUT's pixels and box positions only: no pixel of INPUT is written.
     """
-    from .batch_cli import verify_paths
+    from .verify.command import verify_paths
 
     try:
         verify_paths(input, output, sheet=sheet, json_out=json_out, every=every, threshold=threshold,
-                     detail_limit=detail_limit, strict=strict, quiet=quiet)
+                     detail_limit=detail_limit, strict=strict, quiet=quiet, overwrite=overwrite,
+                     full_paths=report_full_paths)
     except BlurcamError as exc:
         _fail(exc)
     except KeyboardInterrupt:

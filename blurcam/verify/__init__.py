@@ -1,0 +1,12 @@
+"""``blurcam verify INPUT OUTPUT``: independent evidence that a redacted output is safe to publish.
+
+By job: measure.py judges one frame pair (INPUT's faces, the detail OUTPUT keeps of
+each), sheet.py draws the contact sheet from OUTPUT's pixels, run.py reads a pair and
+samples its frames, command.py is the command (paths checked before any work, one
+pair or a folder run's outputs, the sheet and JSON written). Calibrated against exact
+ground truth by bench/verify_calibration.py.
+"""
+from .measure import Finding, VerifyConfig
+from .run import VerifyResult, default_every, verify_pair
+
+__all__ = ["Finding", "VerifyConfig", "VerifyResult", "default_every", "verify_pair"]

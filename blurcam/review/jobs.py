@@ -326,7 +326,9 @@ def work(spec: dict, messages) -> None:
     from ..errors import BlurcamError as _BlurcamError
     from ..pipeline import PipelineConfig, redact_path
     from ..regions import load_regions
-    from ..verify import VerifyConfig, verify_pair, write_outputs
+    from ..io.atomic import write_atomically
+    from ..verify import VerifyConfig, verify_pair
+    from ..verify.run import json_bytes, sheet_png
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the desk, and the desk stops this job
     _logging.basicConfig(level=_logging.ERROR)
@@ -353,10 +355,12 @@ def work(spec: dict, messages) -> None:
         redact_path(spec["input"], spec["output"], config, overwrite=True, report=spec["report"], on_frame=each)
         tell("verify", 0, total, force=True)
         verify_config = VerifyConfig()
-        result, sheet = verify_pair(spec["input"], spec["output"], verify_config, blur_preset=spec["preset"],
-                                    on_progress=lambda d, t: tell("verify", d, t))
-        write_outputs(result, sheet, verify_config, sheet_path=Path(spec["sheet"]), json_path=Path(spec["verify"]))
-        findings = result.to_json(verify_config)
+        result, collected = verify_pair(spec["input"], spec["output"], verify_config, blur_preset=spec["preset"],
+                                        on_progress=lambda d, t: tell("verify", d, t))
+        image, tiles = collected.render(result)
+        findings = result.to_json(verify_config, sheet=tiles)
+        write_atomically(Path(spec["sheet"]), sheet_png(image), overwrite=True)
+        write_atomically(Path(spec["verify"]), json_bytes(findings), overwrite=True)
         messages.put(("done", findings, summarize(json.loads(Path(spec["report"]).read_text()))))
     except _BlurcamError as exc:
         messages.put(("error", str(exc)))

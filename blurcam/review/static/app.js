@@ -198,10 +198,9 @@ function renderFindings() {
   const verdict = v.ok ? "No face with its detail left was found." : "FACES WITH DETAIL LEFT WERE FOUND.";
   const sampling = v.every === 1 ? "every frame" : `every ${v.every}th frame, the last, and every frame near a finding`;
   $("verify-summary").textContent = `${verdict} blurcam verify checked ${v.frames_checked} of ${v.frames} frames ` +
-    `(${sampling}) with the ${v.detector} detector at threshold ${v.threshold}: ${v.faces_checked} faces measured, ` +
+    `(${sampling}) with CenterFace at threshold ${v.threshold}: ${v.faces_checked} faces measured, ` +
     `${v.findings.length} residual in ${v.residual_frames.length} frames, ${v.doubtful.length} doubtful (low score, ` +
-    `mostly textures). Not checked: frames between samples, and any face no detector can see (turned away, ` +
-    `upside down, tiny): watch the video yourself.`;
+    `mostly textures). Not checked: ${v.not_checked.summary} (turned away, upside down): watch the video yourself.`;
   $("verify-summary").className = v.ok ? "ok" : "bad";
   const tiles = new Map((v.sheet || []).map((t) => [t.frame, t]));
   const gap = Math.max(2, v.every);

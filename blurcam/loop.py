@@ -4,8 +4,10 @@ persist -> redact -> write. What differs between a file and a stream is a policy
     FilePolicy   waits for every frame and every detection (back-pressure), and holds
                  ``lookback_frames`` frames so faces found late are painted back
     LivePolicy   paces a rehearsal file to real time, drops frames at the input when
-                 the detector is behind, sends a frame whose detection is overdue
-                 obscured whole (a watchdog), and never looks back
+                 any stage is behind (detection, redaction or the sink: at most as many
+                 frames in flight as the latency bound allows at the slowest stage's
+                 pace), drops a frame that would still leave late, sends a frame whose
+                 detection is overdue obscured whole (a watchdog), and never looks back
 
 Threads (bounded queues, one stop event, errors re-raised in the caller; see stages):
 
@@ -23,8 +25,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -63,6 +66,8 @@ class RunStats:
     frames: int = 0
     frames_in: int = 0
     frames_dropped: int = 0
+    dropped_by: Counter = field(default_factory=Counter)  # stage that was behind (or "late") -> frames
+    in_flight_max: int = 0  # most frames at once between the input and out of the sink
     frames_obscured_whole: int = 0
     faces_detected: int = 0
     faces_carried: int = 0
@@ -111,13 +116,80 @@ class LiveStats(RunStats):
         elapsed = max(time.monotonic() - self.started_s, 1e-9)
         p50, p95 = self.percentiles()
         return (f"{self.frames / elapsed:5.1f} fps  latency p50 {p50:4.0f} ms p95 {p95:4.0f} ms  "
-                f"dropped {self.frames_dropped}  obscured {self.frames_obscured_whole}  faces {self.faces}")
+                f"dropped {self.frames_dropped}{self.drop_reasons()}  obscured {self.frames_obscured_whole}  "
+                f"faces {self.faces}")
+
+    def drop_reasons(self) -> str:
+        """' (behind: redaction 80, sink 3; late 1)': which stage was behind when frames
+        were dropped at the input, and frames dropped because they would have left late."""
+        behind = ", ".join(f"{stage} {n}" for stage, n in self.dropped_by.most_common() if stage != LATE)
+        late = self.dropped_by.get(LATE, 0)
+        parts = ([f"behind: {behind}"] if behind else []) + ([f"late {late}"] if late else [])
+        return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _p50_p95(values: np.ndarray) -> tuple[float, float]:
     if len(values) == 0:
         return float("nan"), float("nan")
     return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+
+
+DETECTION, REDACTION, SINK, LATE = "detection", "redaction", "sink", "late"
+
+
+class Flight:
+    """Frames between the input and out of the sink, and what each stage costs per frame.
+
+    The loop counts frames in (``entered``) and out of its own threads (``left``); the
+    sink says how many it still holds (``backlog``). Each stage reports its time per
+    frame (``took``: detection, redaction, sink; an exponential average). ``room``
+    is how many frames may be in flight for a new frame to leave within ``bound_s``:
+    with the slowest stage taking ``t`` and all of them ``total``, a frame admitted
+    behind ``k - 1`` others leaves after about ``(k - 1) * t + total``. Thread-safe.
+    """
+
+    _SMOOTHING = 0.2
+
+    def __init__(self, bound_s: float, max_frames: int) -> None:
+        self.bound_s, self.max_frames = bound_s, max_frames
+        self._lock = threading.Lock()
+        self._in_loop = 0
+        self.stage_s = {DETECTION: 0.0, REDACTION: 0.0, SINK: 0.0}
+
+    def entered(self) -> None:
+        with self._lock:
+            self._in_loop += 1
+
+    def left(self) -> None:
+        with self._lock:
+            self._in_loop -= 1
+
+    def took(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            old = self.stage_s[stage]
+            self.stage_s[stage] = seconds if old == 0.0 else old + self._SMOOTHING * (seconds - old)
+
+    def frames(self, sink: Sink) -> int:
+        """Frames in flight now: in the loop's queues and threads, plus the sink's backlog."""
+        return self._in_loop + int(getattr(sink, "backlog", 0))
+
+    def room(self, sink: Sink) -> int:
+        """Frames that may be in flight (1 to ``max_frames``) at the stages' current pace."""
+        times = self._times(sink)
+        slowest, total = max(times.values()), sum(times.values())
+        if slowest <= 0:
+            return self.max_frames
+        return max(1, min(self.max_frames, math.floor((self.bound_s - total + slowest) / slowest)))
+
+    def slowest(self, sink: Sink) -> str:
+        times = self._times(sink)
+        return max(times, key=times.get)
+
+    def _times(self, sink: Sink) -> dict[str, float]:
+        with self._lock:
+            times = dict(self.stage_s)
+        times[SINK] = max(times[SINK], float(getattr(sink, "frame_s", 0.0)))  # a sink with a thread of its own
+        return times
 
 
 class _Pending:
@@ -137,7 +209,9 @@ class FilePolicy:
 
     queue_frames: int
     watchdog_s = None  # a file waits for its detector, however slow
-    warm_up = False  # nothing to drop while the model loads: load it first
+    load_in_background = False  # nothing to drop while the model loads: load it first
+    warm_at_size = False  # nor while it allocates on its first call
+    latency_s, max_in_flight = math.inf, 1 << 30  # no deadline; back-pressure bounds the queues
 
     def __init__(self, lookback_frames: int, queue_frames: int = 4) -> None:
         self.lookback_frames, self.queue_frames = lookback_frames, queue_frames
@@ -146,8 +220,13 @@ class FilePolicy:
     def items(self, source: MediaSource) -> Iterator:
         return source.items()
 
-    def admit(self, stages: Stages, frames_q: queue.Queue, frame: Frame, stats: RunStats) -> None:
+    def admit(self, stages: Stages, frames_q: queue.Queue, frame: Frame, stats: RunStats,
+              flight: Flight | None = None, sink: Sink | None = None) -> bool:
         stages.put(frames_q, frame)
+        return True
+
+    def late(self, frame: Frame) -> bool:
+        return False  # a file has no deadline
 
     def admit_audio(self, audio_q: queue.Queue, packet) -> None:
         audio_q.put(packet)  # unbounded, but the reader is held back by the frames queue
@@ -175,17 +254,25 @@ class FilePolicy:
 
 
 class LivePolicy:
-    """A stream: frames the detector cannot keep up with are dropped at the input (and
-    counted), a frame whose detection is overdue is sent obscured whole, and nothing
-    is held back (a stream cannot look back). ``realtime`` paces a file to its
-    timestamps; ``max_seconds`` stops after that much source time."""
-
-    warm_up = True  # start streaming at once, obscured, while a model made here loads and warms up
+    """A stream: its latency is bounded whichever stage is behind. A frame is dropped
+    at the input (and counted, with the slowest stage named) when the frames already
+    in flight would make it leave later than ``latency_ms`` (see ``Flight.room``) or
+    the detector's queue is full; a frame that reaches redaction already older than
+    ``latency_ms`` is dropped (counted as late), never sent late. A frame whose
+    detection is overdue is sent obscured whole, and nothing is held back (a stream
+    cannot look back). ``realtime`` paces a file to its timestamps; ``max_seconds``
+    stops after that much source time; ``load_first``: load and warm up a detector
+    factory before the first frame (a paced file loses nothing by waiting) instead of
+    streaming obscured frames meanwhile."""
 
     def __init__(self, detect_timeout_ms: float, *, realtime: bool = False, max_seconds: float | None = None,
-                 queue_frames: int = 4) -> None:
+                 queue_frames: int = 4, latency_ms: float = 400.0, max_in_flight: int = 8,
+                 load_first: bool = False) -> None:
         self.watchdog_s = detect_timeout_ms / 1000
         self.realtime, self.max_seconds, self.queue_frames = realtime, max_seconds, queue_frames
+        self.latency_s, self.max_in_flight = latency_ms / 1000, max_in_flight
+        self.load_in_background = not load_first  # stream at once, obscured, while a model made here loads
+        self.warm_at_size = True  # its first call at the stream's size allocates: a stall that drops frames
 
     def items(self, source: MediaSource) -> Iterator:
         """Stamp frames with their capture time; sleep to real time for rehearsal files."""
@@ -204,11 +291,27 @@ class LivePolicy:
                 item.captured_s = time.monotonic()
             yield item
 
-    def admit(self, stages: Stages, frames_q: queue.Queue, frame: Frame, stats: RunStats) -> None:
+    def admit(self, stages: Stages, frames_q: queue.Queue, frame: Frame, stats: RunStats,
+              flight: Flight | None = None, sink: Sink | None = None) -> bool:
+        """Queue ``frame`` for detection, or drop it (never pass it on raw); True if queued."""
+        if flight is not None:
+            in_flight = flight.frames(sink)
+            stats.in_flight_max = max(stats.in_flight_max, in_flight)
+            if in_flight >= flight.room(sink):
+                stats.frames_dropped += 1
+                stats.dropped_by[flight.slowest(sink)] += 1
+                return False
         try:
             frames_q.put_nowait(frame)
-        except queue.Full:  # behind real time: drop at the input, never pass it raw
+            return True
+        except queue.Full:  # the detector is behind
             stats.frames_dropped += 1
+            stats.dropped_by[DETECTION] += 1
+            return False
+
+    def late(self, frame: Frame) -> bool:
+        """True if ``frame`` is already past the latency bound before its redaction."""
+        return bool(frame.captured_s) and time.monotonic() - frame.captured_s > self.latency_s
 
     def admit_audio(self, audio_q: queue.Queue, packet) -> None:
         try:
@@ -228,27 +331,34 @@ Policy = FilePolicy | LivePolicy
 
 class _DetectorSlot:
     """The detector. An instance is the caller's and ready at once (warm it up at the
-    stream's size first if that matters). A factory under a ``warm_up`` policy
-    (streams) runs in a thread of its own, then makes one call at the stream's size
-    (where runtimes allocate, a stall that would drop live frames); until then frames
-    go out obscured, so a stream starts at once. A detector that fails to load leaves
-    every frame obscured, and says why. Other factories (files) run at once."""
+    stream's size first if that matters). A factory is loaded and, under a stream
+    policy, makes one call at the stream's size (where runtimes allocate, a stall that
+    would drop live frames). With ``load_in_background`` (a camera or stream) that
+    happens in a thread of its own and frames go out obscured until it is done, so a
+    stream starts at once; a detector that fails to load there leaves every frame
+    obscured, and says why. Otherwise (files) the factory runs before the first frame."""
 
-    def __init__(self, detector: Detector | Callable[[], Detector], info, warm_up: bool) -> None:
+    def __init__(self, detector: Detector | Callable[[], Detector], info, policy: Policy) -> None:
         self.owned = not hasattr(detector, "detect")
         self._ready: list[Detector] = []
         self._thread = None
-        if self.owned and warm_up:
+        self._warm = policy.warm_at_size
+        if self.owned and policy.load_in_background:
             self._thread = threading.Thread(target=self._load, args=(detector, info), name="blurcam-loader",
                                             daemon=True)
             self._thread.start()
+        elif self.owned:
+            self._ready.append(detector())
+            if self._warm:
+                warm_up(self._ready[0], info)
         else:
-            self._ready.append(detector() if self.owned else detector)
+            self._ready.append(detector)
 
     def _load(self, factory: Callable[[], Detector], info) -> None:
         try:
             active = factory()
-            warm_up(active, info)
+            if self._warm:
+                warm_up(active, info)
             self._ready.append(active)
         except Exception as exc:
             log.error("detector failed to load (%s); every frame is obscured", exc)
@@ -320,7 +430,8 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
     frames_q: queue.Queue = queue.Queue(maxsize=policy.queue_frames)
     detected_q: queue.Queue = queue.Queue(maxsize=policy.queue_frames + 2)
     audio_q: queue.Queue = queue.Queue(maxsize=0 if isinstance(policy, FilePolicy) else 256)
-    slot = _DetectorSlot(detector, source.info, warm_up=policy.warm_up)
+    slot = _DetectorSlot(detector, source.info, policy)
+    flight = Flight(policy.latency_s, policy.max_in_flight)
     inflight = _InFlight()
     tracker = Persistence(track)
     rng = np.random.default_rng()
@@ -335,7 +446,8 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
                     stats.frames_in += 1
                     if (active := slot.get()) is not None:  # here, off the detector's thread
                         item.view = make_view(item, view_side(active))
-                    policy.admit(stages, frames_q, item, stats)
+                    if policy.admit(stages, frames_q, item, stats, flight, sink):
+                        flight.entered()
                 else:
                     policy.admit_audio(audio_q, item)
         finally:
@@ -348,11 +460,13 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
                 stages.put(detected_q, (frame, None))
                 continue
             inflight.start(frame)
+            started_s = time.monotonic()
             try:
                 faces = detect_frame(active, frame)
             except Exception as exc:  # fail closed: this frame will be obscured whole
                 log.warning("detector failed on frame %d (%s); obscuring the whole frame", frame.index, exc)
                 faces = None
+            flight.took(DETECTION, time.monotonic() - started_s)
             late = inflight.finish()
             stages.put(detected_q, (None if late else frame, faces))
         stages.put(detected_q, END)
@@ -360,13 +474,18 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
     def emit(item: _Pending) -> None:
         frame = item.frame
         faces = Faces.concat([item.faces, *item.extra])
+        started_s = time.monotonic()
         if item.obscure:
             obscure_whole(frame.planes, redact, rng)
             regions = np.array([[0, 0, frame.width, frame.height]], np.int32)
             stats.frames_obscured_whole += 1
         else:
             regions = redact_faces(frame.planes, faces.xyxy, redact, rng)
+        redacted_s = time.monotonic()
+        flight.took(REDACTION, redacted_s - started_s)
         sink.write_frame(frame)
+        flight.took(SINK, time.monotonic() - redacted_s)
+        flight.left()
         for packet in drain(audio_q):
             sink.write_audio(packet)
         stats.frames += 1
@@ -397,7 +516,11 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
             else:
                 frame, detections = got
                 update = tracker.update(detections)
-                if frame is not None:  # None: the watchdog sent it already
+                if frame is not None and policy.late(frame):  # would leave late: dropped, never sent
+                    stats.frames_dropped += 1
+                    stats.dropped_by[LATE] += 1
+                    flight.left()
+                elif frame is not None:  # None: the watchdog sent it already
                     for item in policy.hold(_Pending(frame, update.faces, obscure=detections is None), update):
                         emit(item)
             if on_tick is not None and time.monotonic() - last_tick >= 1.0:

@@ -140,8 +140,10 @@ DETECTION, REDACTION, SINK, LATE = "detection", "redaction", "sink", "late"
 class Flight:
     """Frames between the input and out of the sink, and what each stage costs per frame.
 
-    The loop counts frames in (``entered``) and out of its own threads (``left``); the
-    sink says how many it still holds (``backlog``). Each stage reports its time per
+    The loop counts frames in (``entered``), from stage to stage (``moved``: detection,
+    redaction, the sink's ``write_frame``) and out (``left``); the sink says how many
+    it still holds once ``write_frame`` has returned (``backlog``).
+    The stage holding the most frames is the one behind (``behind``). Each stage reports its time per
     frame (``took``: detection, redaction, sink; an exponential average). ``room``
     is how many frames may be in flight for a new frame to leave within ``bound_s``:
     with the slowest stage taking ``t`` and all of them ``total``, a frame admitted
@@ -153,16 +155,21 @@ class Flight:
     def __init__(self, bound_s: float, max_frames: int) -> None:
         self.bound_s, self.max_frames = bound_s, max_frames
         self._lock = threading.Lock()
-        self._in_loop = 0
+        self._held = {DETECTION: 0, REDACTION: 0, SINK: 0}  # frames waiting for or in each stage of the loop
         self.stage_s = {DETECTION: 0.0, REDACTION: 0.0, SINK: 0.0}
 
     def entered(self) -> None:
         with self._lock:
-            self._in_loop += 1
+            self._held[DETECTION] += 1
 
-    def left(self) -> None:
+    def moved(self, stage: str, to: str) -> None:
         with self._lock:
-            self._in_loop -= 1
+            self._held[stage] -= 1
+            self._held[to] += 1
+
+    def left(self, stage: str) -> None:
+        with self._lock:
+            self._held[stage] -= 1
 
     def took(self, stage: str, seconds: float) -> None:
         with self._lock:
@@ -171,7 +178,24 @@ class Flight:
 
     def frames(self, sink: Sink) -> int:
         """Frames in flight now: in the loop's queues and threads, plus the sink's backlog."""
-        return self._in_loop + int(getattr(sink, "backlog", 0))
+        with self._lock:
+            return sum(self._held.values()) + int(getattr(sink, "backlog", 0))
+
+    def behind(self, sink: Sink) -> str:
+        """The stage holding the most frames: the detector's, the sink's own backlog, or
+        the caller's thread (redaction then ``write_frame``: the slower of the two by
+        time); the slowest stage by time when none holds any."""
+        with self._lock:
+            held, stage_s = dict(self._held), dict(self.stage_s)
+        caller = held[REDACTION] + held[SINK]
+        backlog = int(getattr(sink, "backlog", 0))
+        if max(held[DETECTION], caller, backlog) <= 0:
+            return self.slowest(sink)
+        if held[DETECTION] >= max(caller, backlog):
+            return DETECTION
+        if backlog >= caller:
+            return SINK
+        return REDACTION if stage_s[REDACTION] >= stage_s[SINK] else SINK
 
     def room(self, sink: Sink) -> int:
         """Frames that may be in flight (1 to ``max_frames``) at the stages' current pace."""
@@ -299,7 +323,7 @@ class LivePolicy:
             stats.in_flight_max = max(stats.in_flight_max, in_flight)
             if in_flight >= flight.room(sink):
                 stats.frames_dropped += 1
-                stats.dropped_by[flight.slowest(sink)] += 1
+                stats.dropped_by[flight.behind(sink)] += 1
                 return False
         try:
             frames_q.put_nowait(frame)
@@ -457,6 +481,7 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
         while (frame := stages.get(frames_q)) is not END:
             active = slot.get()
             if active is None:  # still loading, or failed to: obscured
+                flight.moved(DETECTION, REDACTION)
                 stages.put(detected_q, (frame, None))
                 continue
             inflight.start(frame)
@@ -467,6 +492,7 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
                 log.warning("detector failed on frame %d (%s); obscuring the whole frame", frame.index, exc)
                 faces = None
             flight.took(DETECTION, time.monotonic() - started_s)
+            flight.moved(DETECTION, REDACTION)
             late = inflight.finish()
             stages.put(detected_q, (None if late else frame, faces))
         stages.put(detected_q, END)
@@ -483,9 +509,10 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
             regions = redact_faces(frame.planes, faces.xyxy, redact, rng)
         redacted_s = time.monotonic()
         flight.took(REDACTION, redacted_s - started_s)
+        flight.moved(REDACTION, SINK)
         sink.write_frame(frame)
         flight.took(SINK, time.monotonic() - redacted_s)
-        flight.left()
+        flight.left(SINK)  # to the sink's backlog, if it has a thread of its own
         for packet in drain(audio_q):
             sink.write_audio(packet)
         stats.frames += 1
@@ -519,7 +546,7 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
                 if frame is not None and policy.late(frame):  # would leave late: dropped, never sent
                     stats.frames_dropped += 1
                     stats.dropped_by[LATE] += 1
-                    flight.left()
+                    flight.left(REDACTION)
                 elif frame is not None:  # None: the watchdog sent it already
                     for item in policy.hold(_Pending(frame, update.faces, obscure=detections is None), update):
                         emit(item)

@@ -23,9 +23,9 @@ obscured whole.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
-import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -142,8 +142,8 @@ class Flight:
 
     The loop counts frames in (``entered``), from stage to stage (``moved``: detection,
     redaction, the sink's ``write_frame``) and out (``left``); the sink says how many
-    it still holds once ``write_frame`` has returned (``backlog``).
-    The stage holding the most frames is the one behind (``behind``). Each stage reports its time per
+    it still holds once ``write_frame`` has returned (``backlog``). The stage holding
+    the most frames is the one behind (``behind``). Each stage reports its time per
     frame (``took``: detection, redaction, sink; an exponential average). ``room``
     is how many frames may be in flight for a new frame to leave within ``bound_s``:
     with the slowest stage taking ``t`` and all of them ``total``, a frame admitted
@@ -318,15 +318,16 @@ class LivePolicy:
     def admit(self, stages: Stages, frames_q: queue.Queue, frame: Frame, stats: RunStats,
               flight: Flight | None = None, sink: Sink | None = None) -> bool:
         """Queue ``frame`` for detection, or drop it (never pass it on raw); True if queued."""
+        in_flight = 0
         if flight is not None:
             in_flight = flight.frames(sink)
-            stats.in_flight_max = max(stats.in_flight_max, in_flight)
             if in_flight >= flight.room(sink):
                 stats.frames_dropped += 1
                 stats.dropped_by[flight.behind(sink)] += 1
                 return False
         try:
             frames_q.put_nowait(frame)
+            stats.in_flight_max = max(stats.in_flight_max, in_flight + 1)
             return True
         except queue.Full:  # the detector is behind
             stats.frames_dropped += 1

@@ -6,6 +6,7 @@ import queue
 from fractions import Fraction
 
 import numpy as np
+import pytest
 
 from blurcam.loop import FilePolicy, LivePolicy, RunStats, _Pending
 from blurcam.stages import Stages
@@ -60,3 +61,40 @@ def test_live_policy_never_holds_a_frame_back():
         update = tracker.update(box(i, 0, 40 + i, 40))
         assert [p.frame.index for p in policy.hold(_Pending(frame(i), update.faces, False), update)] == [i]
     assert policy.flush() == [] and policy.watchdog_s == 0.5
+
+
+@pytest.mark.parametrize("stage_ms, sink_frame_ms, room", [
+    ((0, 0, 0), 0, 8),  # nothing measured yet: up to the cap
+    ((30, 3, 5), 0, 8),  # fast stages: the cap, not the bound
+    ((100, 200, 20), 0, 1),  # crowd redaction: one frame at a time leaves within 400 ms
+    ((40, 5, 5), 120, 2),  # a sink with its own thread, behind: (400 - 165 + 120) / 120
+    ((900, 5, 5), 0, 1),  # a stage slower than the bound: still one, never none
+])
+def test_flight_room_fits_the_latency_bound_at_the_slowest_stage(stage_ms, sink_frame_ms, room):
+    from blurcam.loop import DETECTION, REDACTION, SINK, Flight
+
+    flight = Flight(0.4, 8)
+    for stage, ms in zip((DETECTION, REDACTION, SINK), stage_ms):
+        if ms:
+            flight.took(stage, ms / 1000)
+    sink = type("Sink", (), {"backlog": 0, "frame_s": sink_frame_ms / 1000})()
+    assert flight.room(sink) == room
+
+
+def test_flight_names_the_stage_where_frames_wait():
+    from blurcam.loop import DETECTION, REDACTION, SINK, Flight
+
+    flight = Flight(0.4, 8)
+    flight.took(REDACTION, 0.2)
+    flight.took(SINK, 0.01)
+    idle = type("Sink", (), {"backlog": 0})()
+    for _ in range(3):
+        flight.entered()
+    assert flight.behind(idle) == DETECTION and flight.frames(idle) == 3
+    flight.moved(DETECTION, REDACTION)
+    flight.moved(DETECTION, REDACTION)
+    assert flight.behind(idle) == REDACTION  # waiting for the caller, whose slower part is redaction
+    assert flight.behind(type("Sink", (), {"backlog": 5})()) == SINK
+    flight.moved(REDACTION, SINK)
+    flight.left(SINK)
+    assert flight.frames(idle) == 2

@@ -209,6 +209,14 @@ class Flight:
         times = self._times(sink)
         return max(times, key=times.get)
 
+    def after_detection_s(self, sink: Sink) -> float:
+        """Seconds a detected frame still needs: redaction, then the sink."""
+        times = self._times(sink)
+        return times[REDACTION] + times[SINK]
+
+    def describe(self, sink: Sink) -> str:
+        return ", ".join(f"{stage} {s * 1000:.0f} ms" for stage, s in self._times(sink).items())
+
     def _times(self, sink: Sink) -> dict[str, float]:
         with self._lock:
             times = dict(self.stage_s)
@@ -249,7 +257,7 @@ class FilePolicy:
         stages.put(frames_q, frame)
         return True
 
-    def late(self, frame: Frame) -> bool:
+    def late(self, frame: Frame, flight: Flight, sink: Sink) -> bool:
         return False  # a file has no deadline
 
     def admit_audio(self, audio_q: queue.Queue, packet) -> None:
@@ -279,10 +287,11 @@ class FilePolicy:
 
 class LivePolicy:
     """A stream: its latency is bounded whichever stage is behind. A frame is dropped
-    at the input (and counted, with the slowest stage named) when the frames already
-    in flight would make it leave later than ``latency_ms`` (see ``Flight.room``) or
-    the detector's queue is full; a frame that reaches redaction already older than
-    ``latency_ms`` is dropped (counted as late), never sent late. A frame whose
+    at the input (and counted, with the stage that is behind named) when the frames
+    already in flight would make it leave later than ``latency_ms`` (see
+    ``Flight.room``) or the detector's queue is full; a detected frame that would still
+    leave later (its age plus redaction and sink at their current pace) is dropped
+    before redaction (counted as late), never sent late. A frame whose
     detection is overdue is sent obscured whole, and nothing is held back (a stream
     cannot look back). ``realtime`` paces a file to its timestamps; ``max_seconds``
     stops after that much source time; ``load_first``: load and warm up a detector
@@ -334,9 +343,12 @@ class LivePolicy:
             stats.dropped_by[DETECTION] += 1
             return False
 
-    def late(self, frame: Frame) -> bool:
-        """True if ``frame`` is already past the latency bound before its redaction."""
-        return bool(frame.captured_s) and time.monotonic() - frame.captured_s > self.latency_s
+    def late(self, frame: Frame, flight: Flight, sink: Sink) -> bool:
+        """True if ``frame``, about to be redacted, would leave the sink later than the
+        latency bound (its age plus redaction and sink at their current pace)."""
+        if not frame.captured_s:
+            return False
+        return time.monotonic() - frame.captured_s + flight.after_detection_s(sink) > self.latency_s
 
     def admit_audio(self, audio_q: queue.Queue, packet) -> None:
         try:
@@ -534,6 +546,7 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
     stages.start("reader", read)
     stages.start("detector", detect)
     last_tick = time.monotonic()
+    late_in_a_row = 0
     try:
         while not stop.is_set():
             got = stages.poll(detected_q, None if policy.watchdog_s is None else min(0.05, policy.watchdog_s / 4))
@@ -544,11 +557,17 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
             else:
                 frame, detections = got
                 update = tracker.update(detections)
-                if frame is not None and policy.late(frame):  # would leave late: dropped, never sent
+                if frame is not None and policy.late(frame, flight, sink):  # dropped, never sent late
                     stats.frames_dropped += 1
                     stats.dropped_by[LATE] += 1
                     flight.left(REDACTION)
+                    late_in_a_row += 1
+                    if late_in_a_row == 30:
+                        log.warning("30 frames in a row would have left later than %.0f ms and were dropped "
+                                    "(per frame: %s); allow more latency or choose a faster preset",
+                                    policy.latency_s * 1000, flight.describe(sink))
                 elif frame is not None:  # None: the watchdog sent it already
+                    late_in_a_row = 0
                     for item in policy.hold(_Pending(frame, update.faces, obscure=detections is None), update):
                         emit(item)
             if on_tick is not None and time.monotonic() - last_tick >= 1.0:

@@ -72,8 +72,9 @@ class LiveConfig:
         started goes out obscured whole (the detector is too slow or hung).
     latency_ms: the latency bound, capture to sink: frames are dropped at the input
         when those in flight would make a new one leave later, whichever stage is
-        behind (detection, redaction, encoding or sending), and a frame already
-        older than this before its redaction is dropped, never sent late.
+        behind (detection, redaction, encoding or sending), and a detected frame that
+        would still leave later (its age plus redaction and sink at their pace) is
+        dropped before its redaction, never sent late.
     realtime: pace a file source to its timestamps, as a camera delivers frames.
         None: pace a file (``stream_live`` knows; ``run_live`` on its own does not
         pace), not a camera or a stream; False: a file as fast as it decodes.

@@ -112,12 +112,12 @@ def _stream_through_slow_sink(clip: Clip, tmp_path: Path, detector, kind: str):
     if kind == "slow pipe":
         fifo = tmp_path / "rec.ts"
         os.mkfifo(fifo)
-        reader = SlowReader(fifo, chunk=1024, pause_s=0.05)  # ~20 kB/s: a few frames a second
+        reader = SlowReader(fifo, chunk=512, pause_s=0.05)  # ~10 kB/s: a few frames a second
         sink = StreamSink(fifo, source.info, overwrite=True, on_sent=sent)
         out_path = None
     else:
         out_path = tmp_path / "rec.ts"
-        sink = SlowWrites(StreamSink(out_path, source.info, on_sent=sent), pause_s=0.15)
+        sink = SlowWrites(StreamSink(out_path, source.info, on_sent=sent), pause_s=0.3)
     try:
         run_live(source, sink, LiveConfig(realtime=True), detector=detector, stats=stats)
         if reader is not None:

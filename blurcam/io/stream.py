@@ -152,7 +152,7 @@ class StreamSink:
         self.frames_sent = 0
         self.frames_dropped = 0
         self.reconnects = 0
-        self.frame_s = 0.0
+        self._frame_s = 0.0
         self._backlog = 0
         self._lock = threading.Lock()  # guards frames_dropped and _backlog, written from both threads
         self._queue: queue.Queue = queue.Queue(maxsize=self.config.queue_frames)
@@ -184,6 +184,13 @@ class StreamSink:
     @property
     def backlog(self) -> int:
         return self._backlog
+
+    @property
+    def frame_s(self) -> float:
+        """Seconds per frame: the average, or the send in progress if it is taking longer
+        (a stalled write shows at once, not when it ends)."""
+        started = self._send_started
+        return max(self._frame_s, time.monotonic() - started if started is not None else 0.0)
 
     def _frame_done(self, n: int = 1) -> None:
         with self._lock:
@@ -347,7 +354,7 @@ class StreamSink:
             self._send_started = None
             if isinstance(item, Frame):
                 took = time.monotonic() - started
-                self.frame_s = took if not self.frame_s else self.frame_s + 0.2 * (took - self.frame_s)
+                self._frame_s = took if not self._frame_s else self._frame_s + 0.2 * (took - self._frame_s)
                 self._frame_done()
 
     def _finish(self) -> None:

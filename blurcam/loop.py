@@ -4,9 +4,9 @@ persist -> redact -> write. What differs between a file and a stream is a policy
     FilePolicy   waits for every frame and every detection (back-pressure), and holds
                  ``lookback_frames`` frames so faces found late are painted back
     LivePolicy   paces a rehearsal file to real time, drops frames at the input when
-                 any stage is behind (detection, redaction or the sink: at most as many
-                 frames in flight as the latency bound allows at the slowest stage's
-                 pace), drops a frame that would still leave late, sends a frame whose
+                 any stage is behind (detection, redaction or the sink: no more frames
+                 in flight than let a new one leave within the latency bound at the
+                 stages' pace), drops a frame that would still leave late, sends a frame whose
                  detection is overdue obscured whole (a watchdog), and never looks back
 
 Threads (bounded queues, one stop event, errors re-raised in the caller; see stages):
@@ -142,12 +142,17 @@ class Flight:
 
     The loop counts frames in (``entered``), from stage to stage (``moved``: detection,
     redaction, the sink's ``write_frame``) and out (``left``); the sink says how many
-    it still holds once ``write_frame`` has returned (``backlog``). The stage holding
-    the most frames is the one behind (``behind``). Each stage reports its time per
-    frame (``took``: detection, redaction, sink; an exponential average). ``room``
-    is how many frames may be in flight for a new frame to leave within ``bound_s``:
-    with the slowest stage taking ``t`` and all of them ``total``, a frame admitted
-    behind ``k - 1`` others leaves after about ``(k - 1) * t + total``. Thread-safe.
+    it still holds once ``write_frame`` has returned (``backlog``) and its own time per
+    frame (``frame_s``). The stage holding the most frames is the one behind
+    (``behind``). Each stage of the loop reports its time per frame (``took``; an
+    exponential average). Thread-safe.
+
+    Three servers in a row: the detector's thread, the caller's (redaction, then
+    ``write_frame``) and the sink's own. A new frame leaves after every stage's time
+    plus its wait at the slowest point: each frame ahead of it at a server or before
+    it costs that server's time per frame (``expected_s``). ``admits`` a frame when
+    that is within ``bound_s`` and fewer than ``max_frames`` are in flight, so the
+    detector is kept fed when it is what is behind, and nothing queues past the bound.
     """
 
     _SMOOTHING = 0.2
@@ -181,6 +186,30 @@ class Flight:
         with self._lock:
             return sum(self._held.values()) + int(getattr(sink, "backlog", 0))
 
+    def _servers(self, sink: Sink) -> list[tuple[float, int]]:
+        """(seconds per frame, frames at it or before it) for the detector's, the
+        caller's and the sink's thread, in order."""
+        with self._lock:
+            held, t = dict(self._held), dict(self.stage_s)
+        ahead_detector = held[DETECTION]
+        ahead_caller = ahead_detector + held[REDACTION] + held[SINK]
+        ahead_sink = ahead_caller + int(getattr(sink, "backlog", 0))
+        return [(t[DETECTION], ahead_detector), (t[REDACTION] + t[SINK], ahead_caller),
+                (float(getattr(sink, "frame_s", 0.0)), ahead_sink)]
+
+    def expected_s(self, sink: Sink) -> float:
+        """When a frame admitted now would leave the sink, in seconds from now."""
+        servers = self._servers(sink)
+        return sum(t for t, _ in servers) + max(t * ahead for t, ahead in servers)
+
+    def admits(self, sink: Sink) -> bool:
+        return self.frames(sink) < self.max_frames and self.expected_s(sink) <= self.bound_s
+
+    def after_detection_s(self, sink: Sink) -> float:
+        """Seconds a detected frame still needs: redaction, then the sink."""
+        (_, _), (caller, _), (own, _) = self._servers(sink)
+        return caller + own
+
     def behind(self, sink: Sink) -> str:
         """The stage holding the most frames: the detector's, the sink's own backlog, or
         the caller's thread (redaction then ``write_frame``: the slower of the two by
@@ -190,38 +219,22 @@ class Flight:
         caller = held[REDACTION] + held[SINK]
         backlog = int(getattr(sink, "backlog", 0))
         if max(held[DETECTION], caller, backlog) <= 0:
-            return self.slowest(sink)
+            return max(self.times(sink).items(), key=lambda kv: kv[1])[0]
         if held[DETECTION] >= max(caller, backlog):
             return DETECTION
         if backlog >= caller:
             return SINK
         return REDACTION if stage_s[REDACTION] >= stage_s[SINK] else SINK
 
-    def room(self, sink: Sink) -> int:
-        """Frames that may be in flight (1 to ``max_frames``) at the stages' current pace."""
-        times = self._times(sink)
-        slowest, total = max(times.values()), sum(times.values())
-        if slowest <= 0:
-            return self.max_frames
-        return max(1, min(self.max_frames, math.floor((self.bound_s - total + slowest) / slowest)))
-
-    def slowest(self, sink: Sink) -> str:
-        times = self._times(sink)
-        return max(times, key=times.get)
-
-    def after_detection_s(self, sink: Sink) -> float:
-        """Seconds a detected frame still needs: redaction, then the sink."""
-        times = self._times(sink)
-        return times[REDACTION] + times[SINK]
-
-    def describe(self, sink: Sink) -> str:
-        return ", ".join(f"{stage} {s * 1000:.0f} ms" for stage, s in self._times(sink).items())
-
-    def _times(self, sink: Sink) -> dict[str, float]:
+    def times(self, sink: Sink) -> dict[str, float]:
+        """Seconds per frame of each stage; the sink's is its ``write_frame`` plus its own thread's."""
         with self._lock:
             times = dict(self.stage_s)
-        times[SINK] = max(times[SINK], float(getattr(sink, "frame_s", 0.0)))  # a sink with a thread of its own
+        times[SINK] += float(getattr(sink, "frame_s", 0.0))
         return times
+
+    def describe(self, sink: Sink) -> str:
+        return ", ".join(f"{stage} {s * 1000:.0f} ms" for stage, s in self.times(sink).items())
 
 
 class _Pending:
@@ -289,7 +302,7 @@ class LivePolicy:
     """A stream: its latency is bounded whichever stage is behind. A frame is dropped
     at the input (and counted, with the stage that is behind named) when the frames
     already in flight would make it leave later than ``latency_ms`` (see
-    ``Flight.room``) or the detector's queue is full; a detected frame that would still
+    ``Flight.admits``) or the detector's queue is full; a detected frame that would still
     leave later (its age plus redaction and sink at their current pace) is dropped
     before redaction (counted as late), never sent late. A frame whose
     detection is overdue is sent obscured whole, and nothing is held back (a stream
@@ -330,7 +343,7 @@ class LivePolicy:
         in_flight = 0
         if flight is not None:
             in_flight = flight.frames(sink)
-            if in_flight >= flight.room(sink):
+            if not flight.admits(sink):
                 stats.frames_dropped += 1
                 stats.dropped_by[flight.behind(sink)] += 1
                 return False

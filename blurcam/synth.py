@@ -182,6 +182,10 @@ def crowd(size_wh: tuple[int, int], *, faces: int | None = None, seed: int = 7,
     return Crowd(canvas, np.array(boxes, np.float32).reshape(-1, 4))
 
 
+def _area(xyxy: np.ndarray) -> np.ndarray:
+    return (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+
+
 def film(scene: Crowd, size_wh: tuple[int, int], n_frames: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """A camera panning over ``scene`` and zooming in to 80% and out again, one sweep
     per 90 frames (back and forth). Yields (frame (H, W, 3) uint8 RGB, faces (N, 5)
@@ -193,13 +197,12 @@ def film(scene: Crowd, size_wh: tuple[int, int], n_frames: int) -> Iterator[tupl
         u = (t % 180) / 89 if t % 180 < 90 else (179 - t % 180) / 89
         zoom = 1.0 - 0.2 * np.sin(np.pi * u)
         view_w, view_h = w * zoom, h * zoom
-        x0, y0 = (cw - view_w) * u, (ch - view_h) * (0.5 + 0.4 * np.sin(2 * np.pi * u)) / 1.0
+        x0, y0 = (cw - view_w) * u, (ch - view_h) * (0.5 + 0.4 * np.sin(2 * np.pi * u))
         s = w / view_w
         m = np.array([[s, 0, -x0 * s], [0, s, -y0 * s]], np.float32)
         frame = cv2.warpAffine(scene.canvas, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         b = (scene.faces_xyxy - np.array([x0, y0, x0, y0], np.float32)) * s
         c = np.clip(b, 0, [w, h, w, h])
-        area = lambda z: (z[:, 2] - z[:, 0]) * (z[:, 3] - z[:, 1])  # noqa: E731
-        share = area(c) / np.maximum(area(b), 1e-9)
+        share = _area(c) / np.maximum(_area(b), 1e-9)
         seen = share > 0
         yield frame, np.hstack([c[seen], share[seen, None]]).astype(np.float32)

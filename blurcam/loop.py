@@ -156,12 +156,14 @@ class Flight:
     """
 
     _SMOOTHING = 0.2
+    _RECENT = 8  # frames whose slowest time the deadline check assumes (a crowd's cost varies frame to frame)
 
     def __init__(self, bound_s: float, max_frames: int) -> None:
         self.bound_s, self.max_frames = bound_s, max_frames
         self._lock = threading.Lock()
         self._held = {DETECTION: 0, REDACTION: 0, SINK: 0}  # frames waiting for or in each stage of the loop
         self.stage_s = {DETECTION: 0.0, REDACTION: 0.0, SINK: 0.0}
+        self._recent_s = {stage: deque(maxlen=self._RECENT) for stage in self.stage_s}
 
     def entered(self) -> None:
         with self._lock:
@@ -180,6 +182,7 @@ class Flight:
         with self._lock:
             old = self.stage_s[stage]
             self.stage_s[stage] = seconds if old == 0.0 else old + self._SMOOTHING * (seconds - old)
+            self._recent_s[stage].append(seconds)
 
     def frames(self, sink: Sink) -> int:
         """Frames in flight now: in the loop's queues and threads, plus the sink's backlog."""
@@ -206,9 +209,11 @@ class Flight:
         return self.frames(sink) < self.max_frames and self.expected_s(sink) <= self.bound_s
 
     def after_detection_s(self, sink: Sink) -> float:
-        """Seconds a detected frame still needs: redaction, then the sink."""
-        (_, _), (caller, _), (own, _) = self._servers(sink)
-        return caller + own
+        """Seconds a detected frame may still need: redaction, then the sink, each at the
+        slowest of its last few frames (a deadline check errs on the side of dropping)."""
+        with self._lock:
+            slowest = {stage: max(recent, default=0.0) for stage, recent in self._recent_s.items()}
+        return slowest[REDACTION] + slowest[SINK] + float(getattr(sink, "frame_s", 0.0))
 
     def behind(self, sink: Sink) -> str:
         """The stage holding the most frames: the detector's, the sink's own backlog, or

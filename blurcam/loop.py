@@ -156,14 +156,13 @@ class Flight:
     """
 
     _SMOOTHING = 0.2
-    _RECENT = 8  # frames whose slowest time the deadline check assumes (a crowd's cost varies frame to frame)
 
     def __init__(self, bound_s: float, max_frames: int) -> None:
         self.bound_s, self.max_frames = bound_s, max_frames
         self._lock = threading.Lock()
         self._held = {DETECTION: 0, REDACTION: 0, SINK: 0}  # frames waiting for or in each stage of the loop
         self.stage_s = {DETECTION: 0.0, REDACTION: 0.0, SINK: 0.0}
-        self._recent_s = {stage: deque(maxlen=self._RECENT) for stage in self.stage_s}
+        self._spread_s = dict.fromkeys(self.stage_s, 0.0)  # average deviation from stage_s
 
     def entered(self) -> None:
         with self._lock:
@@ -182,7 +181,8 @@ class Flight:
         with self._lock:
             old = self.stage_s[stage]
             self.stage_s[stage] = seconds if old == 0.0 else old + self._SMOOTHING * (seconds - old)
-            self._recent_s[stage].append(seconds)
+            if old:
+                self._spread_s[stage] += self._SMOOTHING * (abs(seconds - old) - self._spread_s[stage])
 
     def frames(self, sink: Sink) -> int:
         """Frames in flight now: in the loop's queues and threads, plus the sink's backlog."""
@@ -209,11 +209,12 @@ class Flight:
         return self.frames(sink) < self.max_frames and self.expected_s(sink) <= self.bound_s
 
     def after_detection_s(self, sink: Sink) -> float:
-        """Seconds a detected frame may still need: redaction, then the sink, each at the
-        slowest of its last few frames (a deadline check errs on the side of dropping)."""
+        """Seconds a detected frame may still need: redaction, then the sink, each at its
+        average plus twice its average deviation (a crowd's redaction cost varies from
+        frame to frame; the deadline check errs on the side of dropping)."""
         with self._lock:
-            slowest = {stage: max(recent, default=0.0) for stage, recent in self._recent_s.items()}
-        return slowest[REDACTION] + slowest[SINK] + float(getattr(sink, "frame_s", 0.0))
+            needs = {stage: self.stage_s[stage] + 2 * self._spread_s[stage] for stage in (REDACTION, SINK)}
+        return needs[REDACTION] + needs[SINK] + float(getattr(sink, "frame_s", 0.0))
 
     def behind(self, sink: Sink) -> str:
         """The stage holding the most frames: the detector's, the sink's own backlog, or

@@ -5,10 +5,13 @@
 Without CLIP, uses the same 10 s 720p clip as ``blurcam bench`` (made from
 samples/faces.mp4), a 1080p version of it, and the crowd clips (``--no-crowd`` to skip
 them): a dense crowd generated from registry photos (``blurcam.benchmark.crowd_clip``,
-about 350 faces 12-60 px per frame, moving camera, exact GT written beside it) and a
-sparse clip of the same scene, size, length and camera (40 people, about 10 in a frame). It then prints CPU
-per frame, dense over sparse, for each run (target: <= 1.25x for default ``blur``). deface conflicts with blurcam's OpenCV
-(it depends on opencv-python), so install it in its own venv and pass its command:
+about 320 faces 12-60 px per frame, moving camera, exact GT written beside it) and a
+sparse clip of the same scene, size, length and camera (40 people, about 10 in a
+frame). It then prints CPU per frame, dense over sparse, for each run (target: <= 1.25x
+for default ``blur``).
+
+deface conflicts with blurcam's OpenCV (it depends on opencv-python), so install it in
+its own venv and pass its command:
 
     python -m venv /tmp/deface-venv && /tmp/deface-venv/bin/pip install deface==1.5.0 onnxruntime
     python bench/e2e.py --deface /tmp/deface-venv/bin/deface

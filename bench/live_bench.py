@@ -7,7 +7,7 @@ StreamSink as RTMP).
                                [--runtime onnxruntime|openvino] [--before DIR]
 
 ``--crowd`` plays the generated dense crowd (``blurcam.benchmark.crowd_clip``: about
-350 faces 12-60 px per frame, a panning camera), looped to ``--seconds``.
+320 faces 12-60 px per frame, a panning camera), ``--seconds`` long.
 ``--before DIR``: also play the same clip through the blurcam checked out in DIR (an
 earlier commit), one after the other in this run, each in its own process.
 

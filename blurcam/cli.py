@@ -248,7 +248,7 @@ def bench(
     quality: Annotated[list[str], typer.Option("--quality", help="Presets to measure (repeatable).")] = ["fast", "balanced"],
     deface: Annotated[Optional[bool], typer.Option("--deface/--no-deface", help="Also time deface, if installed. Default: only on the generated sample clip, because deface's output of your own footage (written to a temporary folder, then deleted) can still show faces.", show_default=False)] = None,
     deface_exe: Annotated[Optional[str], typer.Option("--deface-exe", help="deface command, if not on PATH.", show_default=False)] = None,
-    crowd: Annotated[bool, typer.Option("--crowd/--no-crowd", help="Without CLIP, also measure a generated dense crowd (about 350 faces 12-60 px per frame, moving camera) and a sparse clip of the same scene, and compare their CPU per frame.")] = True,
+    crowd: Annotated[bool, typer.Option("--crowd/--no-crowd", help="Without CLIP, also measure a generated dense crowd (about 320 faces 12-60 px per frame, moving camera) and a sparse clip of the same scene, and compare their CPU per frame.")] = True,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.", show_default=False)] = None,
 ) -> None:
     """Measure blurcam's speed on this machine against the transcode floor (decode + re-encode with the same settings) and deface.

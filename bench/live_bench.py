@@ -1,27 +1,67 @@
-"""Does the live preset hold real time? 720p30 played at its real pace through
-``blurcam.pipeline.run_live`` into an MPEG-TS recording (the same StreamSink as RTMP).
+"""Does a live stream keep up, and how late are its frames? A clip played at its real
+pace through ``blurcam.pipeline.run_live`` into an MPEG-TS recording (the same
+StreamSink as RTMP).
 
-    python bench/live_bench.py [--seconds 60] [--quality live] [--size 1280x720] [--clip FILE]
-                               [--precision int8|fp32] [--runtime onnxruntime|openvino]
+    python bench/live_bench.py [--seconds 60] [--quality live] [--size 1280x720] [--clip FILE | --crowd]
+                               [--mode blur|pixelate|solid] [--precision int8|fp32]
+                               [--runtime onnxruntime|openvino] [--before DIR]
 
-Prints frames in/out, dropped and obscured frames, and pipeline latency (capture
-timestamp to muxed packet) p50/p95 in ms. Targets: 0 dropped, p95 <= 150 ms.
+``--crowd`` plays the generated dense crowd (``blurcam.benchmark.crowd_clip``: about
+320 faces 12-60 px per frame, a panning camera), ``--seconds`` long.
+``--before DIR``: also play the same clip through the blurcam checked out in DIR (an
+earlier commit), one after the other in this run, each in its own process.
+
+Prints frames in/out, dropped frames (and which stage was behind), obscured frames,
+pipeline latency (capture timestamp to muxed packet) p50/p95 in ms, and the most
+frames in flight at once. Targets: sample clip 0 dropped, p95 <= 150 ms; crowd
+p95 <= 400 ms, whatever it has to drop.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+HERE = Path(__file__).resolve().parent.parent
+# A --before child imports the earlier checkout's blurcam instead of this one's.
+sys.path.insert(0, os.environ.get("LIVE_BENCH_TREE") or str(HERE))
 
-from blurcam.benchmark import sample_clip  # noqa: E402
-from blurcam.detect import make_detector  # noqa: E402
-from blurcam.io.source import MediaSource  # noqa: E402
-from blurcam.io.stream import StreamSink  # noqa: E402
-from blurcam.loop import LiveStats, warm_up  # noqa: E402
-from blurcam.pipeline import LiveConfig, run_live  # noqa: E402
+HEADER = ("| preset | size | frames in | out | dropped (stage behind) | obscured | latency p50 ms | p95 ms "
+          "| max in flight |\n|---|---|---|---|---|---|---|---|---|")
+
+
+def play(clip: Path, quality: str, mode: str, label: str) -> str:
+    """One row: ``clip`` at real pace through run_live into a recording."""
+    from blurcam.detect import make_detector
+    from blurcam.io.source import MediaSource
+    from blurcam.io.stream import StreamSink
+    from blurcam.loop import LiveStats, warm_up
+    from blurcam.pipeline import LiveConfig, run_live
+    from blurcam.redact import RedactConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        detector = make_detector(quality)  # loaded before the clock starts: the stream would start obscured
+        source = MediaSource(clip, live=True)
+        warm_up(detector, source.info)  # and warmed up at the stream's size, as blurcam live does
+        stats = LiveStats()
+        sink = StreamSink(Path(tmp) / "out.ts", source.info, audio_streams=source.audio_streams, on_sent=stats.sent)
+        try:
+            run_live(source, sink, LiveConfig(detector=quality, realtime=True, redact=RedactConfig(mode=mode)),
+                     detector=detector, stats=stats)
+            sink.commit()
+        finally:
+            sink.abort()
+            source.close()
+            detector.close()
+    p50, p95 = stats.percentiles_all()
+    reasons = stats.drop_reasons() if hasattr(stats, "drop_reasons") else ""
+    in_flight = getattr(stats, "in_flight_max", None)
+    size = f"{source.info.width}x{source.info.height}"
+    return (f"| {label} | {size} | {stats.frames_in} | {stats.frames} | {stats.frames_dropped}{reasons} | "
+            f"{stats.frames_obscured_whole} | {p50:.0f} | {p95:.0f} | {'-' if in_flight is None else in_flight} |")
 
 
 def main() -> None:
@@ -30,34 +70,49 @@ def main() -> None:
     ap.add_argument("--quality", default="live")
     ap.add_argument("--size", default="1280x720")
     ap.add_argument("--clip", type=Path, help="a file to play instead of the sample-based clip")
+    ap.add_argument("--crowd", action="store_true", help="play the generated dense crowd clip")
+    ap.add_argument("--mode", default="blur", choices=("blur", "pixelate", "solid"))
     ap.add_argument("--precision", choices=("int8", "fp32"))
     ap.add_argument("--runtime", choices=("onnxruntime", "openvino"))
+    ap.add_argument("--before", type=Path, help="an earlier blurcam checkout to play the same clip through too")
+    ap.add_argument("--row", action="store_true", help=argparse.SUPPRESS)  # one row, for a --before child
+    ap.add_argument("--label", help=argparse.SUPPRESS)
     args = ap.parse_args()
     from blurcam.detect.centerface import configure
 
     configure(precision=args.precision, runtime=args.runtime)
+    label = args.label or (args.quality + "".join(f" {v}" for v in (args.precision, args.runtime) if v)
+                           + ("" if args.mode == "blur" else f" --mode {args.mode}"))
+    if args.row:
+        print(play(args.clip, args.quality, args.mode, label), flush=True)
+        return
     w, h = map(int, args.size.split("x"))
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+    print(HEADER, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        clip = args.clip or sample_clip(Path(tmp) / "live.mp4", size_wh=(w, h), frames=30 * args.seconds)
-        detector = make_detector(args.quality)  # loaded before the clock starts: the stream would start obscured
-        source = MediaSource(clip, live=True)
-        warm_up(detector, source.info)  # and warmed up at the stream's size, as blurcam live does
-        stats = LiveStats()
-        sink = StreamSink(Path(tmp) / "out.ts", source.info, audio_streams=source.audio_streams, on_sent=stats.sent)
-        try:
-            run_live(source, sink, LiveConfig(detector=args.quality, realtime=True), detector=detector, stats=stats)
-            sink.commit()
-        finally:
-            sink.abort()
-            source.close()
-            detector.close()
-    p50, p95 = stats.percentiles_all()
-    label = args.quality + "".join(f" {v}" for v in (args.precision, args.runtime) if v)
-    print(f"| {label} | {args.size} | {stats.frames_in} | {stats.frames} | {stats.frames_dropped} | "
-          f"{stats.frames_obscured_whole} | {p50:.0f} | {p95:.0f} |")
+        if args.clip:
+            clip = args.clip
+        elif args.crowd:
+            from blurcam.benchmark import crowd_clip
+
+            clip = crowd_clip(Path(tmp) / "crowd.mp4", size_wh=(w, h), frames=30 * args.seconds)
+        else:
+            from blurcam.benchmark import sample_clip
+
+            clip = sample_clip(Path(tmp) / "live.mp4", size_wh=(w, h), frames=30 * args.seconds)
+        if args.before:
+            # This script's play(), with the earlier checkout's blurcam first on its path.
+            argv = [sys.executable, __file__, "--row", "--clip", str(clip), "--quality", args.quality,
+                    "--mode", args.mode, "--label", f"before: {label}"]
+            argv += [f"--{k}={v}" for k, v in (("precision", args.precision), ("runtime", args.runtime)) if v]
+            tree = str(args.before.resolve())
+            out = subprocess.run(argv, capture_output=True, text=True,
+                                 env={**os.environ, "LIVE_BENCH_TREE": tree, "PYTHONPATH": tree})
+            rows = [line for line in out.stdout.splitlines() if line.startswith("| ")]
+            print(rows[-1] if rows else f"| before: failed: {out.stderr.strip().splitlines()[-1:]} |", flush=True)
+        print(play(clip, args.quality, args.mode, label), flush=True)
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
 
 
 if __name__ == "__main__":
-    print("| preset | size | frames in | out | dropped | obscured | latency p50 ms | p95 ms |")
-    print("|---|---|---|---|---|---|---|---|")
     main()

@@ -245,3 +245,43 @@ def sample_clip(dst: str | Path, *, size_wh: tuple[int, int] = (1280, 720), fram
     loop = base + base[::-1]
     write_clip(dst, (loop[i % len(loop)] for i in range(frames)), fps=30, audio=False, crf=20)
     return Path(dst)
+
+
+CROWD_SPARSE_FACES = 40  # people kept in the sparse clip (~10 in each frame): the same scene, size, length, camera
+
+
+def crowd_clip(dst: str | Path, *, size_wh: tuple[int, int] = (1280, 720), frames: int = 90,
+               faces: int | None = None, seed: int = 7) -> Path:
+    """A crowd clip every reader can make: :func:`blurcam.synth.crowd` (about 1,100
+    lfw_subset faces 12-60 px tall on scikit-image's ``rocket``) filmed by a panning,
+    zooming camera (:func:`blurcam.synth.film`), 30 fps, H.264, no audio. ``faces``:
+    keep only that many people (a sparse clip of the same scene). Writes the exact face
+    boxes of every frame beside it, as ``DST.gt.json`` in mkclip.py's format:
+    ``{"size": [W, H], "fps": 30, "frames": [[[x1, y1, x2, y2, share inside], ...], ...]}``."""
+    from .synth import crowd, film, write_clip
+
+    dst = Path(dst)
+    scene = crowd(size_wh, faces=faces, seed=seed)
+    boxes = []
+
+    def frames_of():
+        for frame, gt in film(scene, size_wh, frames):
+            boxes.append(gt.round(2).tolist())
+            yield frame
+
+    write_clip(dst, frames_of(), fps=30, audio=False, crf=20)
+    gt_path = dst.with_name(dst.name.rsplit(".", 1)[0] + ".gt.json")
+    gt_path.write_text(json.dumps({"size": list(size_wh), "fps": 30, "frames": boxes}))
+    return dst
+
+
+def crowd_ratio(sparse: list[Measurement], dense: list[Measurement]) -> str:
+    """One line per run measured on both: CPU ms per frame, dense over sparse."""
+    lines = []
+    for d in dense:
+        s = next((m for m in sparse if m.name == d.name and not m.error and m.cpu_s), None)
+        if s is not None and d.cpu_s and not d.error:
+            lines.append(f"{d.name}: CPU per frame dense / sparse = {d.cpu_ms_per_frame:.1f} / "
+                         f"{s.cpu_ms_per_frame:.1f} ms = {d.cpu_ms_per_frame / s.cpu_ms_per_frame:.2f}x "
+                         f"(wall {d.seconds / max(s.seconds, 1e-9):.2f}x)")
+    return "\n".join(lines)

@@ -168,7 +168,7 @@ def live(
     camera: Annotated[int, typer.Option(help="Camera number when no SOURCE is given.")] = 0,
     size: Annotated[Optional[str], typer.Option(help="Camera capture size, e.g. 1280x720.", show_default=False)] = None,
     fps: Annotated[Optional[int], typer.Option(help="Camera capture frame rate.", show_default=False)] = None,
-    realtime: Annotated[bool, typer.Option("--realtime", help="Play a file SOURCE at its real pace (rehearsal).")] = False,
+    realtime: Annotated[Optional[bool], typer.Option("--realtime/--fast", " /--no-realtime", help="A file SOURCE is played at its real pace, as a camera delivers frames (the default for files); --fast reads it as fast as it decodes, dropping what the detector cannot keep up with.", show_default=False)] = None,
     duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of source time.", show_default=False)] = None,
     quality: Annotated[str, typer.Option("--quality", "--detector", help="Detector preset: fast, balanced, thorough or live (see README for what each finds and costs). Whether this machine keeps up shows in the stats line; dropped frames are never sent.")] = "live",
     threshold: Annotated[Optional[float], typer.Option(help="Detector confidence, 0-1. Default: the preset's.", show_default=False)] = None,
@@ -177,6 +177,7 @@ def live(
     mode: Annotated[str, typer.Option(help="blur, pixelate or solid.")] = "blur",
     hold: Annotated[int, typer.Option(help="Frames a face stays redacted after its last detection.")] = 10,
     detect_timeout_ms: Annotated[float, typer.Option(help="A frame whose detection takes longer is sent obscured whole.")] = 500.0,
+    latency_ms: Annotated[float, typer.Option(help="Latency bound, capture to send: frames are dropped at the input rather than sent later than this, whichever stage is behind.")] = 400.0,
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Send no audio.")] = False,
     crf: Annotated[int, typer.Option(help="Encoder quality (x264: 0-51, lower is better).")] = 23,
     preset: Annotated[str, typer.Option(help="x264 speed preset.")] = "veryfast",
@@ -189,7 +190,7 @@ def live(
 ) -> None:
     """Stream a camera or stream with every face removed, in real time, failing closed.
 
-    Frames the machine cannot keep up with are dropped, never sent raw. Until the detector has produced its first result, and for any frame it fails or is late on, the whole frame is obscured. Lost servers are reconnected with backoff; frames during the outage are discarded.
+    Frames the machine cannot keep up with are dropped at the input (the stats line names the stage that is behind), never queued for seconds and never sent raw. A file SOURCE is played at its real pace. Until the detector has produced its first result, and for any frame it fails or is late on, the whole frame is obscured. Lost servers are reconnected with backoff; frames during the outage are discarded.
     """
     from . import signals
     from .io.sink import EncoderConfig
@@ -208,7 +209,7 @@ def live(
     try:
         _configure_inference(precision, runtime)
         config = _build(LiveConfig, detector=quality, threshold=threshold, audio=not no_audio, realtime=realtime,
-                        max_seconds=duration, detect_timeout_ms=detect_timeout_ms, redact=_build(RedactConfig, mode=mode),
+                        max_seconds=duration, detect_timeout_ms=detect_timeout_ms, latency_ms=latency_ms, redact=_build(RedactConfig, mode=mode),
                         track=_build(TrackConfig, hold_frames=hold, lookback_frames=0),
                         encoder=_build(EncoderConfig, crf=crf, preset=preset, live=True))
         stream = _build(StreamConfig, keyframe_interval_s=keyframe_interval, reconnect_for_s=reconnect_for)
@@ -220,7 +221,8 @@ def live(
         if not quiet:
             why = f"stopped ({run.interrupted})" if run.interrupted else "source ended"
             typer.echo(f"blurcam live: {why} after {s.frames_in} frames: sent {s.frames}, dropped {s.frames_dropped}, "
-                       f"obscured whole {s.frames_obscured_whole}; {s.line()}", err=True)
+                       f"obscured whole {s.frames_obscured_whole}, at most {s.in_flight_max} "
+                       f"frames in flight; {s.line()}", err=True)
         if run.interrupted is not None:
             raise typer.Exit(signals.exit_code(run.interrupted))
     except BlurcamError as exc:
@@ -291,21 +293,22 @@ def review(
 
 @app.command()
 def bench(
-    clip: Annotated[Optional[Path], typer.Argument(help="Video to measure on; default: a 10 s 720p clip made from samples/faces.mp4.", show_default=False)] = None,
+    clip: Annotated[Optional[Path], typer.Argument(help="Video to measure on; default: a 10 s 720p clip made from samples/faces.mp4, and the crowd clips.", show_default=False)] = None,
     quality: Annotated[list[str], typer.Option("--quality", help="Presets to measure (repeatable).")] = ["fast", "balanced"],
     deface: Annotated[Optional[bool], typer.Option("--deface/--no-deface", help="Also time deface, if installed. Default: only on the generated sample clip, because deface's output of your own footage (written to a temporary folder, then deleted) can still show faces.", show_default=False)] = None,
     deface_exe: Annotated[Optional[str], typer.Option("--deface-exe", help="deface command, if not on PATH.", show_default=False)] = None,
+    crowd: Annotated[bool, typer.Option("--crowd/--no-crowd", help="Without CLIP, also measure a generated dense crowd (about 320 faces 12-60 px per frame, moving camera) and a sparse clip of the same scene, and compare their CPU per frame.")] = True,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON.", show_default=False)] = None,
 ) -> None:
     """Measure blurcam's speed on this machine against the transcode floor (decode + re-encode with the same settings) and deface.
 
-    Each run is a separate process; the table gives frames per second, the ratio to the floor and to deface, startup, fps after startup, CPU ms per frame and peak memory. The temporary folder holds only the sample clip, redacted outputs and, when asked for, deface's.
+    Each run is a separate process; the table gives frames per second, the ratio to the floor and to deface, startup, fps after startup, CPU ms per frame and peak memory. The temporary folder holds only the generated clips, redacted outputs and, when asked for, deface's.
     """
     import dataclasses
     import json
     import tempfile
 
-    from .benchmark import format_table, run_benchmark, sample_clip
+    from .benchmark import CROWD_SPARSE_FACES, crowd_clip, crowd_ratio, format_table, run_benchmark, sample_clip
     from .detect import PRESETS
 
     try:
@@ -313,21 +316,35 @@ def bench(
             if q.partition(":")[0] not in PRESETS:
                 raise UsageError(f"unknown preset {q!r}; choose from {', '.join(PRESETS)}")
         with tempfile.TemporaryDirectory(prefix="blurcam-bench-") as tmp:
+            clips = {}
             if clip is None:
                 typer.echo("making a 10 s 1280x720 clip from samples/faces.mp4 ...", err=True)
-                clip = sample_clip(Path(tmp) / "bench.mp4")
+                clips["sample"] = sample_clip(Path(tmp) / "bench.mp4")
+                if crowd:
+                    typer.echo("making 3 s 1280x720 crowd clips (sparse and dense) ...", err=True)
+                    clips["crowd, sparse"] = crowd_clip(Path(tmp) / "crowd_sparse.mp4", faces=CROWD_SPARSE_FACES)
+                    clips["crowd, dense"] = crowd_clip(Path(tmp) / "crowd_dense.mp4")
             elif not clip.exists():
                 raise UsageError(f"{clip}: no such file")
-            elif deface:
-                typer.echo("warning: deface's output of this clip is written to a temporary folder; "
-                           "it may still show faces", err=True)
-            typer.echo(f"measuring on {clip} (each run in its own process) ...", err=True)
-            include_deface = deface if deface is not None else clip.parent == Path(tmp)
-            results = run_benchmark(clip, list(quality), include_deface=include_deface, deface_exe=deface_exe)
-        typer.echo(format_table(results))
+            else:
+                clips[clip.name] = clip
+                if deface:
+                    typer.echo("warning: deface's output of this clip is written to a temporary folder; "
+                               "it may still show faces", err=True)
+            measured = {}
+            for name, path in clips.items():
+                typer.echo(f"measuring on {name} (each run in its own process) ...", err=True)
+                include_deface = deface if deface is not None else path.parent == Path(tmp)
+                measured[name] = run_benchmark(path, list(quality), include_deface=include_deface,
+                                               deface_exe=deface_exe)
+        for name, results in measured.items():
+            typer.echo(f"{name}\n{format_table(results)}\n" if len(measured) > 1 else format_table(results))
+        if "crowd, dense" in measured:
+            typer.echo(crowd_ratio(measured["crowd, sparse"], measured["crowd, dense"]))
         if json_out is not None:
-            json_out.write_text(json.dumps([{**dataclasses.asdict(m), "fps": m.fps, "running_fps": m.running_fps,
-                                                      "cpu_ms_per_frame": m.cpu_ms_per_frame} for m in results], indent=1))
+            rows = [{"clip": name, **dataclasses.asdict(m), "fps": m.fps, "running_fps": m.running_fps,
+                     "cpu_ms_per_frame": m.cpu_ms_per_frame} for name, results in measured.items() for m in results]
+            json_out.write_text(json.dumps(rows, indent=1))
     except BlurcamError as exc:
         _fail(exc)
 

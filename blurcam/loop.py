@@ -4,8 +4,10 @@ persist -> redact -> write. What differs between a file and a stream is a policy
     FilePolicy   waits for every frame and every detection (back-pressure), and holds
                  ``lookback_frames`` frames so faces found late are painted back
     LivePolicy   paces a rehearsal file to real time, drops frames at the input when
-                 the detector is behind, sends a frame whose detection is overdue
-                 obscured whole (a watchdog), and never looks back
+                 any stage is behind (detection, redaction or the sink: no more frames
+                 in flight than let a new one leave within the latency bound at the
+                 stages' pace), drops a frame that would still leave late, sends a frame whose
+                 detection is overdue obscured whole (a watchdog), and never looks back
 
 Threads (bounded queues, one stop event, errors re-raised in the caller; see stages):
 
@@ -21,10 +23,11 @@ obscured whole.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -63,6 +66,8 @@ class RunStats:
     frames: int = 0
     frames_in: int = 0
     frames_dropped: int = 0
+    dropped_by: Counter = field(default_factory=Counter)  # stage that was behind (or "late") -> frames
+    in_flight_max: int = 0  # most frames at once between the input and out of the sink
     frames_obscured_whole: int = 0
     faces_detected: int = 0
     faces_carried: int = 0
@@ -111,13 +116,131 @@ class LiveStats(RunStats):
         elapsed = max(time.monotonic() - self.started_s, 1e-9)
         p50, p95 = self.percentiles()
         return (f"{self.frames / elapsed:5.1f} fps  latency p50 {p50:4.0f} ms p95 {p95:4.0f} ms  "
-                f"dropped {self.frames_dropped}  obscured {self.frames_obscured_whole}  faces {self.faces}")
+                f"dropped {self.frames_dropped}{self.drop_reasons()}  obscured {self.frames_obscured_whole}  "
+                f"faces {self.faces}")
+
+    def drop_reasons(self) -> str:
+        """' (behind: redaction 80, sink 3; late 1)': which stage was behind when frames
+        were dropped at the input, and frames dropped because they would have left late."""
+        behind = ", ".join(f"{stage} {n}" for stage, n in self.dropped_by.most_common() if stage != LATE)
+        late = self.dropped_by.get(LATE, 0)
+        parts = ([f"behind: {behind}"] if behind else []) + ([f"late {late}"] if late else [])
+        return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _p50_p95(values: np.ndarray) -> tuple[float, float]:
     if len(values) == 0:
         return float("nan"), float("nan")
     return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+
+
+DETECTION, REDACTION, SINK, LATE = "detection", "redaction", "sink", "late"
+
+
+class Flight:
+    """Frames between the input and out of the sink, and what each stage costs per frame.
+
+    The loop counts frames in (``entered``), from stage to stage (``moved``: detection,
+    redaction, the sink's ``write_frame``) and out (``left``); the sink says how many
+    it still holds once ``write_frame`` has returned (``backlog``) and its own time per
+    frame (``frame_s``). The stage holding the most frames is the one behind
+    (``behind``). Each stage of the loop reports its time per frame (``took``; an
+    exponential average). Thread-safe.
+
+    Three servers in a row: the detector's thread, the caller's (redaction, then
+    ``write_frame``) and the sink's own. A new frame leaves after every stage's time
+    plus its wait at the slowest point: each frame ahead of it at a server or before
+    it costs that server's time per frame (``expected_s``). ``admits`` a frame when
+    that is within ``bound_s`` and fewer than ``max_frames`` are in flight, so the
+    detector is kept fed when it is what is behind, and nothing queues past the bound.
+    """
+
+    _SMOOTHING = 0.2
+
+    def __init__(self, bound_s: float, max_frames: int) -> None:
+        self.bound_s, self.max_frames = bound_s, max_frames
+        self._lock = threading.Lock()
+        self._held = {DETECTION: 0, REDACTION: 0, SINK: 0}  # frames waiting for or in each stage of the loop
+        self.stage_s = {DETECTION: 0.0, REDACTION: 0.0, SINK: 0.0}
+        self._spread_s = dict.fromkeys(self.stage_s, 0.0)  # average deviation from stage_s
+
+    def entered(self) -> None:
+        with self._lock:
+            self._held[DETECTION] += 1
+
+    def moved(self, stage: str, to: str) -> None:
+        with self._lock:
+            self._held[stage] -= 1
+            self._held[to] += 1
+
+    def left(self, stage: str) -> None:
+        with self._lock:
+            self._held[stage] -= 1
+
+    def took(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            old = self.stage_s[stage]
+            self.stage_s[stage] = seconds if old == 0.0 else old + self._SMOOTHING * (seconds - old)
+            if old:
+                self._spread_s[stage] += self._SMOOTHING * (abs(seconds - old) - self._spread_s[stage])
+
+    def frames(self, sink: Sink) -> int:
+        """Frames in flight now: in the loop's queues and threads, plus the sink's backlog."""
+        with self._lock:
+            return sum(self._held.values()) + int(getattr(sink, "backlog", 0))
+
+    def _servers(self, sink: Sink) -> list[tuple[float, int]]:
+        """(seconds per frame, frames at it or before it) for the detector's, the
+        caller's and the sink's thread, in order."""
+        with self._lock:
+            held, t = dict(self._held), dict(self.stage_s)
+        ahead_detector = held[DETECTION]
+        ahead_caller = ahead_detector + held[REDACTION] + held[SINK]
+        ahead_sink = ahead_caller + int(getattr(sink, "backlog", 0))
+        return [(t[DETECTION], ahead_detector), (t[REDACTION] + t[SINK], ahead_caller),
+                (float(getattr(sink, "frame_s", 0.0)), ahead_sink)]
+
+    def expected_s(self, sink: Sink) -> float:
+        """When a frame admitted now would leave the sink, in seconds from now."""
+        servers = self._servers(sink)
+        return sum(t for t, _ in servers) + max(t * ahead for t, ahead in servers)
+
+    def admits(self, sink: Sink) -> bool:
+        return self.frames(sink) < self.max_frames and self.expected_s(sink) <= self.bound_s
+
+    def after_detection_s(self, sink: Sink) -> float:
+        """Seconds a detected frame may still need: redaction, then the sink, each at its
+        average plus twice its average deviation (a crowd's redaction cost varies from
+        frame to frame; the deadline check errs on the side of dropping)."""
+        with self._lock:
+            needs = {stage: self.stage_s[stage] + 2 * self._spread_s[stage] for stage in (REDACTION, SINK)}
+        return needs[REDACTION] + needs[SINK] + float(getattr(sink, "frame_s", 0.0))
+
+    def behind(self, sink: Sink) -> str:
+        """The stage holding the most frames: the detector's, the sink's own backlog, or
+        the caller's thread (redaction then ``write_frame``: the slower of the two by
+        time); the slowest stage by time when none holds any."""
+        with self._lock:
+            held, stage_s = dict(self._held), dict(self.stage_s)
+        caller = held[REDACTION] + held[SINK]
+        backlog = int(getattr(sink, "backlog", 0))
+        if max(held[DETECTION], caller, backlog) <= 0:
+            return max(self.times(sink).items(), key=lambda kv: kv[1])[0]
+        if held[DETECTION] >= max(caller, backlog):
+            return DETECTION
+        if backlog >= caller:
+            return SINK
+        return REDACTION if stage_s[REDACTION] >= stage_s[SINK] else SINK
+
+    def times(self, sink: Sink) -> dict[str, float]:
+        """Seconds per frame of each stage; the sink's is its ``write_frame`` plus its own thread's."""
+        with self._lock:
+            times = dict(self.stage_s)
+        times[SINK] += float(getattr(sink, "frame_s", 0.0))
+        return times
+
+    def describe(self, sink: Sink) -> str:
+        return ", ".join(f"{stage} {s * 1000:.0f} ms" for stage, s in self.times(sink).items())
 
 
 class _Pending:
@@ -137,7 +260,9 @@ class FilePolicy:
 
     queue_frames: int
     watchdog_s = None  # a file waits for its detector, however slow
-    warm_up = False  # nothing to drop while the model loads: load it first
+    load_in_background = False  # nothing to drop while the model loads: load it first
+    warm_at_size = False  # nor while it allocates on its first call
+    latency_s, max_in_flight = math.inf, 1 << 30  # no deadline; back-pressure bounds the queues
 
     def __init__(self, lookback_frames: int, queue_frames: int = 4, regions=None) -> None:
         self.lookback_frames, self.queue_frames, self.regions = lookback_frames, queue_frames, regions
@@ -146,8 +271,13 @@ class FilePolicy:
     def items(self, source: MediaSource) -> Iterator:
         return source.items()
 
-    def admit(self, stages: Stages, frames_q: queue.Queue, frame: Frame, stats: RunStats) -> None:
+    def admit(self, stages: Stages, frames_q: queue.Queue, frame: Frame, stats: RunStats,
+              flight: Flight | None = None, sink: Sink | None = None) -> bool:
         stages.put(frames_q, frame)
+        return True
+
+    def late(self, frame: Frame, flight: Flight, sink: Sink) -> bool:
+        return False  # a file has no deadline
 
     def admit_audio(self, audio_q: queue.Queue, packet) -> None:
         audio_q.put(packet)  # unbounded, but the reader is held back by the frames queue
@@ -181,17 +311,26 @@ class FilePolicy:
 
 
 class LivePolicy:
-    """A stream: frames the detector cannot keep up with are dropped at the input (and
-    counted), a frame whose detection is overdue is sent obscured whole, and nothing
-    is held back (a stream cannot look back). ``realtime`` paces a file to its
-    timestamps; ``max_seconds`` stops after that much source time."""
-
-    warm_up = True  # start streaming at once, obscured, while a model made here loads and warms up
+    """A stream: its latency is bounded whichever stage is behind. A frame is dropped
+    at the input (and counted, with the stage that is behind named) when the frames
+    already in flight would make it leave later than ``latency_ms`` (see
+    ``Flight.admits``) or the detector's queue is full; a detected frame that would still
+    leave later (its age plus redaction and sink at their current pace) is dropped
+    before redaction (counted as late), never sent late. A frame whose
+    detection is overdue is sent obscured whole, and nothing is held back (a stream
+    cannot look back). ``realtime`` paces a file to its timestamps; ``max_seconds``
+    stops after that much source time; ``load_first``: load and warm up a detector
+    factory before the first frame (a paced file loses nothing by waiting) instead of
+    streaming obscured frames meanwhile."""
 
     def __init__(self, detect_timeout_ms: float, *, realtime: bool = False, max_seconds: float | None = None,
-                 queue_frames: int = 4) -> None:
+                 queue_frames: int = 4, latency_ms: float = 400.0, max_in_flight: int = 8,
+                 load_first: bool = False) -> None:
         self.watchdog_s = detect_timeout_ms / 1000
         self.realtime, self.max_seconds, self.queue_frames = realtime, max_seconds, queue_frames
+        self.latency_s, self.max_in_flight = latency_ms / 1000, max_in_flight
+        self.load_in_background = not load_first  # stream at once, obscured, while a model made here loads
+        self.warm_at_size = True  # its first call at the stream's size allocates: a stall that drops frames
 
     def items(self, source: MediaSource) -> Iterator:
         """Stamp frames with their capture time; sleep to real time for rehearsal files."""
@@ -210,11 +349,31 @@ class LivePolicy:
                 item.captured_s = time.monotonic()
             yield item
 
-    def admit(self, stages: Stages, frames_q: queue.Queue, frame: Frame, stats: RunStats) -> None:
+    def admit(self, stages: Stages, frames_q: queue.Queue, frame: Frame, stats: RunStats,
+              flight: Flight | None = None, sink: Sink | None = None) -> bool:
+        """Queue ``frame`` for detection, or drop it (never pass it on raw); True if queued."""
+        in_flight = 0
+        if flight is not None:
+            in_flight = flight.frames(sink)
+            if not flight.admits(sink):
+                stats.frames_dropped += 1
+                stats.dropped_by[flight.behind(sink)] += 1
+                return False
         try:
             frames_q.put_nowait(frame)
-        except queue.Full:  # behind real time: drop at the input, never pass it raw
+            stats.in_flight_max = max(stats.in_flight_max, in_flight + 1)
+            return True
+        except queue.Full:  # the detector is behind
             stats.frames_dropped += 1
+            stats.dropped_by[DETECTION] += 1
+            return False
+
+    def late(self, frame: Frame, flight: Flight, sink: Sink) -> bool:
+        """True if ``frame``, about to be redacted, would leave the sink later than the
+        latency bound (its age plus redaction and sink at their current pace)."""
+        if not frame.captured_s:
+            return False
+        return time.monotonic() - frame.captured_s + flight.after_detection_s(sink) > self.latency_s
 
     def admit_audio(self, audio_q: queue.Queue, packet) -> None:
         try:
@@ -234,27 +393,34 @@ Policy = FilePolicy | LivePolicy
 
 class _DetectorSlot:
     """The detector. An instance is the caller's and ready at once (warm it up at the
-    stream's size first if that matters). A factory under a ``warm_up`` policy
-    (streams) runs in a thread of its own, then makes one call at the stream's size
-    (where runtimes allocate, a stall that would drop live frames); until then frames
-    go out obscured, so a stream starts at once. A detector that fails to load leaves
-    every frame obscured, and says why. Other factories (files) run at once."""
+    stream's size first if that matters). A factory is loaded and, under a stream
+    policy, makes one call at the stream's size (where runtimes allocate, a stall that
+    would drop live frames). With ``load_in_background`` (a camera or stream) that
+    happens in a thread of its own and frames go out obscured until it is done, so a
+    stream starts at once; a detector that fails to load there leaves every frame
+    obscured, and says why. Otherwise (files) the factory runs before the first frame."""
 
-    def __init__(self, detector: Detector | Callable[[], Detector], info, warm_up: bool) -> None:
+    def __init__(self, detector: Detector | Callable[[], Detector], info, policy: Policy) -> None:
         self.owned = not hasattr(detector, "detect")
         self._ready: list[Detector] = []
         self._thread = None
-        if self.owned and warm_up:
+        self._warm = policy.warm_at_size
+        if self.owned and policy.load_in_background:
             self._thread = threading.Thread(target=self._load, args=(detector, info), name="blurcam-loader",
                                             daemon=True)
             self._thread.start()
+        elif self.owned:
+            self._ready.append(detector())
+            if self._warm:
+                warm_up(self._ready[0], info)
         else:
-            self._ready.append(detector() if self.owned else detector)
+            self._ready.append(detector)
 
     def _load(self, factory: Callable[[], Detector], info) -> None:
         try:
             active = factory()
-            warm_up(active, info)
+            if self._warm:
+                warm_up(active, info)
             self._ready.append(active)
         except Exception as exc:
             log.error("detector failed to load (%s); every frame is obscured", exc)
@@ -326,7 +492,8 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
     frames_q: queue.Queue = queue.Queue(maxsize=policy.queue_frames)
     detected_q: queue.Queue = queue.Queue(maxsize=policy.queue_frames + 2)
     audio_q: queue.Queue = queue.Queue(maxsize=0 if isinstance(policy, FilePolicy) else 256)
-    slot = _DetectorSlot(detector, source.info, warm_up=policy.warm_up)
+    slot = _DetectorSlot(detector, source.info, policy)
+    flight = Flight(policy.latency_s, policy.max_in_flight)
     inflight = _InFlight()
     tracker = Persistence(track)
     rng = np.random.default_rng()
@@ -341,7 +508,8 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
                     stats.frames_in += 1
                     if (active := slot.get()) is not None:  # here, off the detector's thread
                         item.view = make_view(item, view_side(active))
-                    policy.admit(stages, frames_q, item, stats)
+                    if policy.admit(stages, frames_q, item, stats, flight, sink):
+                        flight.entered()
                 else:
                     policy.admit_audio(audio_q, item)
         finally:
@@ -351,14 +519,18 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
         while (frame := stages.get(frames_q)) is not END:
             active = slot.get()
             if active is None:  # still loading, or failed to: obscured
+                flight.moved(DETECTION, REDACTION)
                 stages.put(detected_q, (frame, None))
                 continue
             inflight.start(frame)
+            started_s = time.monotonic()
             try:
                 faces = detect_frame(active, frame)
             except Exception as exc:  # fail closed: this frame will be obscured whole
                 log.warning("detector failed on frame %d (%s); obscuring the whole frame", frame.index, exc)
                 faces = None
+            flight.took(DETECTION, time.monotonic() - started_s)
+            flight.moved(DETECTION, REDACTION)
             late = inflight.finish()
             stages.put(detected_q, (None if late else frame, faces))
         stages.put(detected_q, END)
@@ -366,13 +538,19 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
     def emit(item: _Pending) -> None:
         frame = item.frame
         faces = Faces.concat([item.faces, *item.extra])
+        started_s = time.monotonic()
         if item.obscure:
             obscure_whole(frame.planes, redact, rng)
             regions = np.array([[0, 0, frame.width, frame.height]], np.int32)
             stats.frames_obscured_whole += 1
         else:
             regions = redact_faces(frame.planes, faces.xyxy, redact, rng)
+        redacted_s = time.monotonic()
+        flight.took(REDACTION, redacted_s - started_s)
+        flight.moved(REDACTION, SINK)
         sink.write_frame(frame)
+        flight.took(SINK, time.monotonic() - redacted_s)
+        flight.left(SINK)  # to the sink's backlog, if it has a thread of its own
         for packet in drain(audio_q):
             sink.write_audio(packet)
         stats.frames += 1
@@ -393,6 +571,7 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
     stages.start("reader", read)
     stages.start("detector", detect)
     last_tick = time.monotonic()
+    late_in_a_row = 0
     try:
         while not stop.is_set():
             got = stages.poll(detected_q, None if policy.watchdog_s is None else min(0.05, policy.watchdog_s / 4))
@@ -403,7 +582,17 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
             else:
                 frame, detections = got
                 update = tracker.update(detections)
-                if frame is not None:  # None: the watchdog sent it already
+                if frame is not None and policy.late(frame, flight, sink):  # dropped, never sent late
+                    stats.frames_dropped += 1
+                    stats.dropped_by[LATE] += 1
+                    flight.left(REDACTION)
+                    late_in_a_row += 1
+                    if late_in_a_row == 30:
+                        log.warning("30 frames in a row would have left later than %.0f ms and were dropped "
+                                    "(per frame: %s); allow more latency or choose a faster preset",
+                                    policy.latency_s * 1000, flight.describe(sink))
+                elif frame is not None:  # None: the watchdog sent it already
+                    late_in_a_row = 0
                     for item in policy.hold(_Pending(frame, update.faces, obscure=detections is None), update):
                         emit(item)
             if on_tick is not None and time.monotonic() - last_tick >= 1.0:

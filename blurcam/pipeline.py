@@ -25,6 +25,7 @@ from .errors import BlurcamError, SinkError, SourceError, UsageError
 from .io.atomic import check_output_path, refuse_same_file, write_atomically
 from .io.sink import VIDEO_FORMATS, EncoderConfig, FileSink, Sink
 from .io.source import MediaSource, open_live_source
+from .io.destination import parse_destinations
 from .io.fanout import FanOut
 from .io.stream import StreamConfig, StreamSink
 from .loop import FilePolicy, FrameRecord, LivePolicy, LiveStats, RunStats, run_frames
@@ -76,9 +77,18 @@ class LiveConfig:
 
     detect_timeout_ms: a frame whose detection has not finished this long after it
         started goes out obscured whole (the detector is too slow or hung).
-    realtime: pace a file source to its timestamps (rehearsal, tests).
+    latency_ms: the latency bound, capture to sink: frames are dropped at the input
+        when those in flight would make a new one leave later, whichever stage is
+        behind (detection, redaction, encoding or sending), and a detected frame that
+        would still leave later (its age plus redaction and sink at their pace) is
+        dropped before its redaction, never sent late.
+    realtime: pace a file source to its timestamps, as a camera delivers frames.
+        None: pace a file (``stream_live`` knows; ``run_live`` on its own does not
+        pace), not a camera or a stream; False: a file as fast as it decodes.
     max_seconds: stop after this much source time (None: until the source ends or Ctrl-C).
     queue_frames: frames waiting for the detector; more are dropped, not queued.
+    max_in_flight: frames between the input and out of the sink, at most, however
+        fast the stages are.
     """
 
     detector: str = DEFAULT_LIVE_PRESET
@@ -88,13 +98,19 @@ class LiveConfig:
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(crf=23, preset="veryfast", live=True))
     audio: bool = True
     detect_timeout_ms: float = 500.0
-    realtime: bool = False
+    latency_ms: float = 400.0
+    realtime: bool | None = None
     max_seconds: float | None = None
     queue_frames: int = 4
+    max_in_flight: int = 8
 
     def __post_init__(self) -> None:
         if self.detect_timeout_ms <= 0:
             raise ValueError(f"detect_timeout_ms must be > 0, got {self.detect_timeout_ms}")
+        if self.latency_ms <= 0:
+            raise ValueError(f"latency_ms must be > 0, got {self.latency_ms}")
+        if self.max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
         if self.queue_frames < 1:
             raise ValueError(f"queue_frames must be >= 1, got {self.queue_frames}")
         if self.track.lookback_frames:
@@ -278,13 +294,16 @@ def live_detector(config: LiveConfig) -> Detector:
 
 def run_live(source: MediaSource, sink: Sink, config: LiveConfig | None = None, *,
              detector: Detector | Callable[[], Detector] | None = None, stats: LiveStats | None = None,
-             on_tick: Callable[[RunStats], None] | None = None, stop: threading.Event | None = None) -> LiveStats:
+             on_tick: Callable[[RunStats], None] | None = None, stop: threading.Event | None = None,
+             load_first: bool = False) -> LiveStats:
     """The frame loop under the live policy, on a source and sink the caller opened and
     closes. ``detector``: an instance, or a factory loaded in a thread while the stream
-    starts obscured (default: :func:`live_detector`)."""
+    starts obscured (default: :func:`live_detector`); ``load_first``: a factory is
+    loaded before the first frame instead (a file source, which can wait)."""
     config = config or LiveConfig()
-    policy = LivePolicy(config.detect_timeout_ms, realtime=config.realtime, max_seconds=config.max_seconds,
-                        queue_frames=config.queue_frames)
+    policy = LivePolicy(config.detect_timeout_ms, realtime=bool(config.realtime), max_seconds=config.max_seconds,
+                        queue_frames=config.queue_frames, latency_ms=config.latency_ms,
+                        max_in_flight=config.max_in_flight, load_first=load_first)
     stats = stats if stats is not None else LiveStats()
     run_frames(source, sink, detector or (lambda: live_detector(config)), policy, redact=config.redact,
                track=config.track, stats=stats, on_tick=on_tick, stop=stop)
@@ -311,14 +330,25 @@ def stream_live(source: str | None, destinations: list[str], config: LiveConfig 
     recordings are closed properly. A network destination that cannot connect at the
     start is retried in the background while the others go on (when it is the only
     one, that is an error). ``detector``: default ``make_detector(config.detector)``,
-    loaded in a thread while the stream starts obscured.
+    loaded in a thread while the stream starts obscured. A file ``source`` is paced to
+    real time unless ``config.realtime`` is False, and its detector is loaded before
+    the first frame (a file can wait; a camera cannot).
+
+    Every destination is checked before anything is opened: an unsupported one or
+    one given twice (any spelling of the same file) is a UsageError, an existing
+    recording an OutputExistsError unless ``overwrite``.
     """
     config = config or LiveConfig()
     if not destinations and not preview:
         raise UsageError("give at least one destination with --to (rtmp://..., udp://..., -, or a .ts/.mkv file)")
-    for dest in destinations:  # a recording that is the source itself would destroy it
-        if source and "://" not in source and source != "-" and "://" not in dest and dest != "-":
-            refuse_same_file(source, dest, "recording")
+    is_file = bool(source) and "://" not in source and source != "-"
+    for dest in parse_destinations(destinations):
+        if not dest.network and dest.target != "-":
+            if is_file:  # a recording that is the source itself would destroy it
+                refuse_same_file(source, dest.target, "recording")
+            check_output_path(Path(dest.target), overwrite)
+    if config.realtime is None:
+        config = replace(config, realtime=is_file)
     src = open_live_source(source, camera=camera, size=size, fps=fps, audio=config.audio, timeout_s=source_timeout_s)
     run = LiveRun(LiveStats())
     sinks: list[Sink] = []
@@ -334,7 +364,8 @@ def stream_live(source: str | None, destinations: list[str], config: LiveConfig 
         sink = sinks[0] if len(sinks) == 1 else FanOut(sinks)
         stop = threading.Event()
         try:
-            run_live(src, sink, config, detector=detector, stats=run.stats, on_tick=on_tick, stop=stop)
+            run_live(src, sink, config, detector=detector, stats=run.stats, on_tick=on_tick, stop=stop,
+                     load_first=is_file)
         except KeyboardInterrupt as exc:  # flush what was sent, close recordings
             run.interrupted = exc
             stop.set()

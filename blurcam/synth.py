@@ -125,3 +125,84 @@ def background(size_wh: tuple[int, int]) -> np.ndarray:
     from skimage import data
 
     return cv2.resize(data.coffee(), size_wh, interpolation=cv2.INTER_AREA)
+
+
+@dataclass(frozen=True)
+class Crowd:
+    """A still crowd to film: ``canvas`` (H, W, 3) uint8 RGB and its faces (N, 4) float32 xyxy."""
+
+    canvas: np.ndarray
+    faces_xyxy: np.ndarray
+
+
+def crowd(size_wh: tuple[int, int], *, faces: int | None = None, seed: int = 7,
+          face_px: tuple[int, int] = (12, 60), margin: float = 1.4) -> Crowd:
+    """A dense crowd made from registry photos: scikit-image's ``lfw_subset`` faces (100
+    real 25x25 face crops, tinted) with hair and shoulders, in rows on its ``rocket``
+    scene, ``face_px`` tall from the back row to the front one (perspective), on a
+    canvas ``margin`` times the frame so a camera can move over it.
+
+    faces: keep only this many of the people (chosen at random, the rest of the scene
+    unchanged): a sparse clip of the same scene, size and motion. None: all (about
+    1,100 at 1280x720)."""
+    from skimage import data
+
+    w, h = round(size_wh[0] * margin), round(size_wh[1] * margin)
+    rng = np.random.default_rng(seed)
+    lfw = (data.lfw_subset()[:100] * 255).astype(np.uint8)  # the first 100 are faces
+    canvas = cv2.resize(data.rocket(), (w, h), interpolation=cv2.INTER_CUBIC)
+    small, large = face_px
+    people = []  # (x, y, side), back rows first, so nearer people are drawn over them
+    y = 4.0
+    while True:
+        side = round(small + (large - small) * y / h)
+        if y + side * 2 > h:
+            break
+        x = float(rng.uniform(0, side))
+        while x + side < w:
+            people.append((round(x), round(y + rng.uniform(-0.1, 0.1) * side), side))
+            x += side * rng.uniform(1.4, 1.8)
+        y += side * 1.5  # the row in front hides shoulders, never faces
+    if faces is not None:
+        keep = np.sort(rng.choice(len(people), size=min(faces, len(people)), replace=False))
+        people = [people[i] for i in keep]
+    tones = np.array([[224, 172, 140], [198, 134, 96], [141, 85, 54], [240, 200, 170], [110, 70, 45]], np.float32)
+    boxes = []
+    for x, y, side in people:
+        cx = x + side // 2
+        colour = tuple(int(v) for v in rng.integers(10, 90, 3))
+        cv2.ellipse(canvas, (cx, y + 2 * side), (int(side * 1.3), int(side * 0.9)), 0, 180, 360,
+                    tuple(int(v) for v in rng.integers(30, 200, 3)), -1)  # shoulders
+        cv2.ellipse(canvas, (cx, y + side // 2 - side // 6), (int(side * 0.7), int(side * 0.8)), 0, 0, 360,
+                    colour, -1)  # hair
+        grey = cv2.resize(lfw[rng.integers(0, 100)], (side, side), interpolation=cv2.INTER_CUBIC)
+        tone = tones[rng.integers(0, len(tones))] / 160
+        canvas[y:y + side, x:x + side] = np.clip(grey[..., None] * tone, 0, 255).astype(np.uint8)
+        boxes.append((x, y, x + side, y + side))
+    return Crowd(canvas, np.array(boxes, np.float32).reshape(-1, 4))
+
+
+def _area(xyxy: np.ndarray) -> np.ndarray:
+    return (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+
+
+def film(scene: Crowd, size_wh: tuple[int, int], n_frames: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """A camera panning over ``scene`` and zooming in to 80% and out again, one sweep
+    per 90 frames (back and forth). Yields (frame (H, W, 3) uint8 RGB, faces (N, 5)
+    float32: xyxy clipped to the frame and the share of the face inside it, as
+    ``mkclip.py`` writes its ground truth)."""
+    w, h = size_wh
+    ch, cw = scene.canvas.shape[:2]
+    for t in range(n_frames):
+        u = (t % 180) / 89 if t % 180 < 90 else (179 - t % 180) / 89
+        zoom = 1.0 - 0.2 * np.sin(np.pi * u)
+        view_w, view_h = w * zoom, h * zoom
+        x0, y0 = (cw - view_w) * u, (ch - view_h) * (0.5 + 0.4 * np.sin(2 * np.pi * u))
+        s = w / view_w
+        m = np.array([[s, 0, -x0 * s], [0, s, -y0 * s]], np.float32)
+        frame = cv2.warpAffine(scene.canvas, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        b = (scene.faces_xyxy - np.array([x0, y0, x0, y0], np.float32)) * s
+        c = np.clip(b, 0, [w, h, w, h])
+        share = _area(c) / np.maximum(_area(b), 1e-9)
+        seen = share > 0
+        yield frame, np.hstack([c[seen], share[seen, None]]).astype(np.float32)

@@ -6,6 +6,7 @@ import queue
 from fractions import Fraction
 
 import numpy as np
+import pytest
 
 from blurcam.loop import FilePolicy, LivePolicy, RunStats, _Pending
 from blurcam.stages import Stages
@@ -60,3 +61,59 @@ def test_live_policy_never_holds_a_frame_back():
         update = tracker.update(box(i, 0, 40 + i, 40))
         assert [p.frame.index for p in policy.hold(_Pending(frame(i), update.faces, False), update)] == [i]
     assert policy.flush() == [] and policy.watchdog_s == 0.5
+
+
+@pytest.mark.parametrize("stage_ms, sink_frame_ms, held, backlog, expected_ms, admitted", [
+    ((0, 0, 0), 0, (0, 0), 0, 0, True),  # nothing measured yet
+    ((80, 10, 5), 20, (2, 0), 1, 115 + 160, True),  # the detector behind: keep it fed...
+    ((80, 10, 5), 20, (4, 0), 1, 115 + 320, False),  # ...but no more than the bound allows
+    ((100, 200, 0), 20, (0, 0), 0, 320, True),  # crowd redaction: one frame at a time...
+    ((100, 200, 0), 20, (1, 0), 0, 320 + 200, False),  # ...a second would wait for the caller
+    ((40, 5, 0), 150, (0, 0), 2, 195 + 300, False),  # a sink with a thread of its own, behind
+    ((900, 5, 0), 5, (0, 0), 0, 910, False),  # a stage slower than the bound admits nothing more
+])
+def test_flight_admits_a_frame_only_if_it_would_leave_within_the_bound(stage_ms, sink_frame_ms, held, backlog,
+                                                                        expected_ms, admitted):
+    from blurcam.loop import DETECTION, REDACTION, SINK, Flight
+
+    flight = Flight(0.4, 8)
+    for stage, ms in zip((DETECTION, REDACTION, SINK), stage_ms):
+        if ms:
+            flight.took(stage, ms / 1000)
+    for _ in range(held[0] + held[1]):
+        flight.entered()
+    for _ in range(held[1]):
+        flight.moved(DETECTION, REDACTION)
+    sink = type("Sink", (), {"backlog": backlog, "frame_s": sink_frame_ms / 1000})()
+    assert flight.expected_s(sink) * 1000 == pytest.approx(expected_ms)
+    assert flight.admits(sink) == admitted
+
+
+def test_flight_never_admits_more_than_its_cap():
+    from blurcam.loop import Flight
+
+    flight = Flight(10.0, 3)
+    sink = type("Sink", (), {"backlog": 1, "frame_s": 0.0})()
+    flight.entered()
+    assert flight.admits(sink)
+    flight.entered()
+    assert not flight.admits(sink)  # 2 in the loop + 1 in the sink
+
+
+def test_flight_names_the_stage_where_frames_wait():
+    from blurcam.loop import DETECTION, REDACTION, SINK, Flight
+
+    flight = Flight(0.4, 8)
+    flight.took(REDACTION, 0.2)
+    flight.took(SINK, 0.01)
+    idle = type("Sink", (), {"backlog": 0})()
+    for _ in range(3):
+        flight.entered()
+    assert flight.behind(idle) == DETECTION and flight.frames(idle) == 3
+    flight.moved(DETECTION, REDACTION)
+    flight.moved(DETECTION, REDACTION)
+    assert flight.behind(idle) == REDACTION  # waiting for the caller, whose slower part is redaction
+    assert flight.behind(type("Sink", (), {"backlog": 5})()) == SINK
+    flight.moved(REDACTION, SINK)
+    flight.left(SINK)
+    assert flight.frames(idle) == 2

@@ -19,7 +19,7 @@ import pytest
 from conftest import IDENTIFYING_TAGS
 
 
-from blurcam.errors import SinkError
+from blurcam.errors import SinkError, UsageError
 from blurcam.io.convert import rgb_to_planes
 from blurcam.io.sink import EncoderConfig
 from blurcam.io.source import MediaSource
@@ -351,7 +351,7 @@ def test_recording_refuses_existing_file_and_non_streamable_container(tmp_path, 
         existing.write_bytes(b"x")
         with pytest.raises(SinkError, match="already exists"):
             StreamSink(existing, source.info)
-        with pytest.raises(SinkError, match="streamable"):
+        with pytest.raises(UsageError, match="streamable"):  # a usage error (exit 2), not a failed output
             StreamSink(tmp_path / "rec.mp4", source.info)
     finally:
         source.close()

@@ -1,11 +1,12 @@
 """Where a live run writes: a network URL, stdout, or a local recording."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..errors import SinkError
+from ..errors import UsageError
 from ..urls import mask_url
 
 _RECORDING_FORMATS = {".ts": "mpegts", ".m2ts": "mpegts", ".mkv": "matroska", ".flv": "flv"}
@@ -31,8 +32,33 @@ class Destination:
         if scheme in ("udp", "tcp", "srt"):
             return cls(text, format or "mpegts", True, mask_url(text))
         if scheme:
-            raise SinkError(f"{scheme}://: unsupported live destination (use rtmp://, udp://, tcp://, a file or -)")
+            raise UsageError(f"{scheme}://: unsupported live destination (use rtmp://, udp://, tcp://, a file or -)")
         fmt = format or _RECORDING_FORMATS.get(Path(text).suffix.lower())
         if fmt is None:
-            raise SinkError(f"{text}: a live recording must be .ts, .mkv or .flv (a streamable container)")
+            raise UsageError(f"{text}: a live recording must be .ts, .mkv or .flv (a streamable container)")
         return cls(text, fmt, False, text)
+
+    def identity(self) -> tuple:
+        """What makes two destinations the same place: a recording's file however it is
+        spelled (./x.ts, a symlink, a hard link), a URL as written, stdout."""
+        if self.network or self.target == "-":
+            return ("url", self.target)
+        try:
+            st = os.stat(self.target)
+            return ("file", st.st_dev, st.st_ino)
+        except OSError:  # not there yet: its absolute path, symlinked folders resolved
+            return ("path", str(Path(self.target).resolve()))
+
+
+def parse_destinations(destinations: list[str]) -> list[Destination]:
+    """Parse every destination of one run, before anything is opened: UsageError for
+    an unsupported one or one given twice (two writers on one file would destroy it)."""
+    parsed, seen = [], {}
+    for text in destinations:
+        dest = Destination.parse(text)
+        key = dest.identity()
+        if key in seen:
+            raise UsageError(f"{dest.shown}: given twice with --to (as {seen[key]}); each destination once")
+        seen[key] = dest.shown
+        parsed.append(dest)
+    return parsed

@@ -37,6 +37,16 @@ class FanOut:
             raise ValueError("FanOut needs at least one sink")
         self.failures: list[SinkError] = []
 
+    @property
+    def backlog(self) -> int:
+        """Frames the furthest-behind sink still holds (see StreamSink.backlog)."""
+        return max((getattr(sink, "backlog", 0) for sink in self.sinks), default=0)
+
+    @property
+    def frame_s(self) -> float:
+        """Seconds per frame of the slowest sink's own thread."""
+        return max((getattr(sink, "frame_s", 0.0) for sink in self.sinks), default=0.0)
+
     def write_frame(self, frame: Frame) -> None:
         self._each(lambda sink: sink.write_frame(frame))
 

@@ -136,6 +136,9 @@ class Sink(Protocol):
     keep its planes: do not modify them after); ``write_audio`` with packets of the
     source's audio streams; then exactly one of ``commit`` (finish: flush, close,
     move into place) or ``abort`` (discard what is unfinished; safe to repeat).
+    A sink that sends from a thread of its own (StreamSink, FanOut) also has
+    ``backlog`` (frames taken and not yet sent) and ``frame_s`` (its seconds per frame),
+    which a stream's frame loop reads to keep its latency bounded.
     """
 
     def write_frame(self, frame: Frame) -> None: ...

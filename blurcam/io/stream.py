@@ -128,7 +128,10 @@ class StreamSink:
     raise SinkError from the next call.
 
     Counters (read any time): frames_sent, frames_dropped (queue full or
-    disconnected), reconnects (successful ones).
+    disconnected), reconnects (successful ones); ``backlog``: frames handed to it and
+    not yet sent (or dropped); ``frame_s``: seconds the sender takes per frame
+    (encode, mux, write; an exponential average). The frame loop reads the last two
+    to keep a stream's latency bounded when the sink is what is behind.
     """
 
     def __init__(self, destination: str | Path, info: VideoInfo, *, audio_streams: list = (),
@@ -149,7 +152,9 @@ class StreamSink:
         self.frames_sent = 0
         self.frames_dropped = 0
         self.reconnects = 0
-        self._lock = threading.Lock()  # guards frames_dropped, written from both threads
+        self._frame_s = 0.0
+        self._backlog = 0
+        self._lock = threading.Lock()  # guards frames_dropped and _backlog, written from both threads
         self._queue: queue.Queue = queue.Queue(maxsize=self.config.queue_frames)
         self._connected = threading.Event()
         self._flowing = threading.Event()
@@ -176,6 +181,21 @@ class StreamSink:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def backlog(self) -> int:
+        return self._backlog
+
+    @property
+    def frame_s(self) -> float:
+        """Seconds per frame: the average, or the send in progress if it is taking longer
+        (a stalled write shows at once, not when it ends)."""
+        started = self._send_started
+        return max(self._frame_s, time.monotonic() - started if started is not None else 0.0)
+
+    def _frame_done(self, n: int = 1) -> None:
+        with self._lock:
+            self._backlog -= n
+
     def write_frame(self, frame: Frame) -> None:
         """Queue one frame; returns within ``max_block_s``. Drops it while disconnected."""
         self._check()
@@ -190,9 +210,14 @@ class StreamSink:
             self._enqueue(copy_packet(packet))
 
     def _enqueue(self, item: Frame | av.Packet) -> bool:
+        frame = isinstance(item, Frame)
+        if frame:
+            with self._lock:
+                self._backlog += 1
         if not self.dest.network and self.dest.target != "-":
             # A recording keeps everything: back-pressure, no drops.
             if not put_while(self._queue, item, self._thread.is_alive):
+                self._frame_done(frame)
                 self._check()
             return True
         try:
@@ -202,6 +227,7 @@ class StreamSink:
                 self._queue.put_nowait(item)
             return True
         except queue.Full:
+            self._frame_done(frame)
             self._flowing.clear()
             return False
 
@@ -259,7 +285,9 @@ class StreamSink:
             self.frames_dropped += n
 
     def _drain(self) -> None:
-        self._count_dropped(sum(isinstance(item, Frame) for item in drain(self._queue)))
+        frames = sum(isinstance(item, Frame) for item in drain(self._queue))
+        self._count_dropped(frames)
+        self._frame_done(frames)
 
     def _connect(self) -> Connection | RelayConnection:
         if self.dest.network:
@@ -303,7 +331,7 @@ class StreamSink:
                 self._conn = None
 
     def _send(self, item: Frame | av.Packet) -> None:
-        self._send_started = time.monotonic()
+        self._send_started = started = time.monotonic()
         try:
             if isinstance(item, Frame):
                 self._conn.send_frame(item)
@@ -324,6 +352,10 @@ class StreamSink:
             self._count_dropped(isinstance(item, Frame))
         finally:
             self._send_started = None
+            if isinstance(item, Frame):
+                took = time.monotonic() - started
+                self._frame_s = took if not self._frame_s else self._frame_s + 0.2 * (took - self._frame_s)
+                self._frame_done()
 
     def _finish(self) -> None:
         conn, self._conn = self._conn, None

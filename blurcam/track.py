@@ -72,7 +72,10 @@ class TrackConfig:
 
 
 _NONE4 = np.zeros((0, 4), np.float32)
+_NONE2 = np.zeros((0, 2), np.float32)
 _NONE = np.zeros(0, np.int64)
+OUTGROWN = 1.2  # a young face's box this much wider or taller than its painted one is painted back again
+SPEED_DOUBT = 0.5  # share of a face's measured speed its look-back box widens by, per frame back
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,9 @@ class TrackUpdate:
 
     faces: every detection (with track ids) plus carried boxes of lost tracks.
     births: faces confirmed by this update (their second detection), box at birth;
-        births_age (N,) frames between birth and now; births_now (N, 4) box now.
+        births_age (N,) frames between birth and now; births_now (N, 4) box now;
+        births_velocity (N, 2) centre motion in px/frame, measured from the face's own
+        sightings (or the scene's motion when it was born this frame).
     gap_from, gap_to (M, 4): the boxes of tracks found again after gaps (M,) frames
         unseen, at the earlier and at this sighting; gap_ids (M,).
     growth_per_frame: how fast a look-back box grows with its distance from a sighting.
@@ -91,6 +96,7 @@ class TrackUpdate:
     births: Faces = field(default_factory=Faces.empty)
     births_age: np.ndarray = field(default_factory=lambda: _NONE)
     births_now: np.ndarray = field(default_factory=lambda: _NONE4)
+    births_velocity: np.ndarray = field(default_factory=lambda: _NONE2)
     gap_from: np.ndarray = field(default_factory=lambda: _NONE4)
     gap_to: np.ndarray = field(default_factory=lambda: _NONE4)
     gaps: np.ndarray = field(default_factory=lambda: _NONE)
@@ -107,20 +113,44 @@ class TrackUpdate:
 
     def lookback(self, back: int) -> Faces:
         """Carried boxes for the frame ``back`` (>= 1) frames before this one: each
-        birth's box (its span from birth to now inside its life, its birth box grown
-        with distance before it), and the path between two sightings inside a gap."""
-        first, age = self.births.xyxy, self.births_age
+        birth's box (inside its life, the span of its sightings; before its birth, its
+        boxes followed back along its motion and grown), and the path between two
+        sightings inside a gap. Boxes may reach past the frame edge (a face entering
+        the frame): redaction clips them, nothing here drops them."""
+        first, now, age = self.births.xyxy, self.births_now, self.births_age
         inside = back < age
-        spanned = np.concatenate([np.minimum(first[:, :2], self.births_now[:, :2]),
-                                  np.maximum(first[:, 2:], self.births_now[:, 2:])], axis=1)
-        grow = 1.0 + self.growth_per_frame * np.maximum(back - age + 1, 0)
-        centre, half = (first[:, :2] + first[:, 2:]) / 2, (first[:, 2:] - first[:, :2]) / 2 * grow[:, None]
-        before = np.concatenate([centre - half, centre + half], axis=1)
+        spanned = np.concatenate([np.minimum(first[:, :2], now[:, :2]), np.maximum(first[:, 2:], now[:, 2:])], axis=1)
+        before = follow_back(first, now, self.births_velocity, np.maximum(back - age, 0), back,
+                             self.growth_per_frame)
         born = np.where(inside[:, None], spanned, before).astype(np.float32)
         bridged = bridge_boxes(self.gap_from, self.gap_to, self.gaps, back, self.growth_per_frame)
         ids = np.concatenate([self.births.track_id, self.gap_ids[self.gaps > back]])
         score = np.concatenate([self.births.score, np.ones(len(bridged), np.float32)])
         return Faces(np.concatenate([born, bridged]), score.astype(np.float32), ids, np.ones(len(ids), bool))
+
+
+def follow_back(first: np.ndarray, now: np.ndarray, velocity: np.ndarray, before_birth: np.ndarray,
+                before_now: int, growth_per_frame: float) -> np.ndarray:
+    """Where new faces were ``before_birth`` (N,) frames before their first sighting
+    ``first`` (N, 4) xyxy, from that box and the latest one ``now`` (N, 4), seen
+    ``before_now`` frames after the frame asked for, moving ``velocity`` (N, 2) px/frame.
+
+    Both boxes are moved back along the motion (a face entering the frame is first
+    seen in part: its later, fuller box moved back covers its earlier slivers), the
+    hull of the two is kept at full size (never shrunk: a box pinned to the frame edge
+    does not measure the face's size) and grown by ``growth_per_frame`` of its size
+    and by ``SPEED_DOUBT`` of the speed per frame back, for motion the two sightings
+    did not measure. Returns (N, 4) float32; it may lie partly outside the frame.
+    """
+    d = before_birth.astype(np.float32)[:, None]
+    shift = np.tile(velocity, 2)
+    from_first = first - shift * d
+    from_now = now - shift * np.float32(before_now)
+    box = np.concatenate([np.minimum(from_first[:, :2], from_now[:, :2]),
+                          np.maximum(from_first[:, 2:], from_now[:, 2:])], axis=1)
+    size = box[:, 2:] - box[:, :2]
+    margin = size * growth_per_frame * (d + 1) / 2 + SPEED_DOUBT * np.abs(velocity) * d
+    return np.concatenate([box[:, :2] - margin, box[:, 2:] + margin], axis=1).astype(np.float32)
 
 
 class Persistence:
@@ -144,6 +174,8 @@ class Persistence:
         self.age = np.zeros(0, np.int64)  # (T,) updates since the track was born
         self.first_box = np.zeros((0, 4), np.float32)  # (T, 4) box at birth
         self.backfill = np.zeros(0, bool)  # (T,) a new face that still owes its look-back
+        self.painted = np.zeros((0, 4), np.float32)  # (T, 4) latest box its look-back was painted from
+        self.scene_step = np.zeros(2, np.float32)  # (2,) median motion of the faces seen, px/frame
         self._next_id = 0
 
     def update(self, detections: Faces | None) -> TrackUpdate:
@@ -204,6 +236,7 @@ class Persistence:
         # (a detector run on every k-th frame) moved k frames' worth.
         step = (det[matched] - self.last_seen[t_idx]) / (self.missed[t_idx] + 1)[:, None].astype(np.float32)
         new_vel[t_idx] = 0.5 * self.velocity[t_idx] + 0.5 * step
+        self.scene_step = _scene_step(step, self.scene_step)
         new_box[t_idx] = det[matched]
         missed = np.where(hit, 0, self.missed + 1)
         # An unmatched track whose prediction overlaps a detection of this frame is a
@@ -228,7 +261,10 @@ class Persistence:
         track_of_det[born] = np.arange(len(self.ids), len(self.ids) + n_born)
 
         self.box = np.concatenate([new_box, det[born]])
-        self.velocity = np.concatenate([new_vel, np.zeros((n_born, 4), np.float32)])
+        # A new face most likely moves as the scene does (a camera pan moves every face):
+        # predicted so, it is matched next frame even when it is small and the pan fast.
+        scene = np.tile(self.scene_step, 2)[None]
+        self.velocity = np.concatenate([new_vel, np.repeat(scene, n_born, axis=0)]).astype(np.float32)
         self.missed = np.concatenate([missed, np.zeros(n_born, np.int64)])
         self.ids = np.concatenate([self.ids, born_ids])
         self.score = np.concatenate([score, detections.score[born]])
@@ -236,12 +272,13 @@ class Persistence:
         self.hits = np.concatenate([hits, np.ones(n_born, np.int64)])
         self.age = np.concatenate([age, np.zeros(n_born, np.int64)])
         self.first_box = np.concatenate([self.first_box, det[born]])
-        # A birth that overlaps a live track is a split or duplicate of a known face,
-        # not a face appearing: it owes no look-back (it would paint the future position
-        # over past frames).
+        self.painted = np.concatenate([self.painted, det[born]])
+        # A birth lying mostly inside a live track is a split or duplicate of a known
+        # face, not a face appearing: it owes no look-back. One that merely touches a
+        # neighbour's box (a face entering beside another, common in crowds) does.
         known = np.zeros(n_born, bool)
         if n_born and len(new_box):
-            known = (box_iou(det[born], new_box) > 0).any(axis=1)
+            known = (covered_share(det[born][:, None], new_box[None]) >= 0.5).any(axis=1)
         self.backfill = np.concatenate([self.backfill, ~known])
         # A match by distance may be a different face that appeared where one was lost:
         # it keeps the track (and its bridge) but also owes the look-back of a new face,
@@ -251,16 +288,31 @@ class Persistence:
         self.first_box[t_reached] = det[reached]
         self.hits[t_reached] = 1
         self.age[t_reached] = 0
+        self.painted[t_reached] = det[reached]
 
         out_detected = Faces(det.astype(np.float32), detections.score.astype(np.float32),
                              self.ids[track_of_det], np.zeros(len(det), bool))
         # Look-back waits for a second detection: a one-frame false positive (common at
         # crowd-grade thresholds) would otherwise be painted over the frames before it.
         confirmed = self.backfill & (self.hits >= self.config.confirm_hits)
+        # A young face whose box outgrows the one its look-back was painted from (a face
+        # sliding in from the frame edge is first seen as a sliver, then whole) is
+        # painted back again from its new box, while its first frames are still held.
+        seen_now = np.zeros(len(self.ids), bool)
+        seen_now[track_of_det] = True
+        young = seen_now & ~self.backfill & (self.age <= self.config.lookback_frames)
+        if young.any():
+            now, painted = self.last_seen[young], self.painted[young]
+            outgrown = ((now[:, 2:] - now[:, :2]) > OUTGROWN * (painted[:, 2:] - painted[:, :2])).any(axis=1)
+            confirmed[np.flatnonzero(young)[outgrown]] = True
         births = Faces(self.first_box[confirmed], self.score[confirmed], self.ids[confirmed],
                        np.ones(int(confirmed.sum()), bool))
         births_age, births_now = self.age[confirmed], self.last_seen[confirmed]  # confirmed now: seen now
+        births_velocity = _centre(births_now) - _centre(self.first_box[confirmed])
+        births_velocity = np.where(births_age[:, None] > 0, births_velocity / np.maximum(births_age, 1)[:, None],
+                                   self.scene_step[None]).astype(np.float32)
         self.backfill &= ~confirmed
+        self.painted[confirmed] = births_now
 
         lost = (self.missed > 0) & (self.missed <= self.config.hold_frames)
         carried = self._carried(lost)
@@ -269,9 +321,9 @@ class Persistence:
         self.box, self.velocity, self.missed = self.box[alive], self.velocity[alive], self.missed[alive]
         self.ids, self.score, self.last_seen = self.ids[alive], self.score[alive], self.last_seen[alive]
         self.hits, self.age, self.first_box = self.hits[alive], self.age[alive], self.first_box[alive]
-        self.backfill = self.backfill[alive]
+        self.backfill, self.painted = self.backfill[alive], self.painted[alive]
         return TrackUpdate(Faces.concat([out_detected, carried]), births, births_age, births_now,
-                           gap_from, gap_to, gaps, gap_ids, growth)
+                           births_velocity, gap_from, gap_to, gaps, gap_ids, growth)
 
     def _carried(self, which: np.ndarray) -> Faces:
         """Boxes for the selected lost tracks: the union of where the face was last
@@ -285,6 +337,28 @@ class Persistence:
         half = (box[:, 2:] - box[:, :2]) / 2 * grow[:, None]
         xyxy = np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
         return Faces(xyxy, self.score[which], self.ids[which], np.ones(int(which.sum()), bool))
+
+
+def _centre(xyxy: np.ndarray) -> np.ndarray:
+    return (xyxy[:, :2] + xyxy[:, 2:]) / 2
+
+
+def _scene_step(step: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """The scene's motion in px/frame (2,): the median centre step of the faces matched
+    this frame (``step`` (M, 4) xyxy px/frame). With fewer than three matches the
+    previous estimate is kept, damped."""
+    if len(step) < 3:
+        return (previous * 0.85).astype(np.float32)
+    return np.median(_centre(step), axis=0).astype(np.float32)
+
+
+def covered_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Share of each box of ``a``'s area inside the box of ``b`` it is broadcast against:
+    (N, 4), (N, 4) -> (N,) row by row; (N, 1, 4), (1, M, 4) -> (N, M)."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    return iw * ih / np.maximum((a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]), 1e-9)
 
 
 def _assign_greedy(cost: np.ndarray, out: np.ndarray) -> None:

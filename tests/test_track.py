@@ -155,9 +155,11 @@ def test_lookback_spans_a_new_face_back_to_its_birth_and_grows_before_it():
     one_back = update.lookback(1)  # inside its life: the span of both sightings (and the bridge)
     assert one_back.carried.all() and (one_back.track_id == update.faces.track_id[0]).all()
     np.testing.assert_allclose(one_back.xyxy[0], [0, 0, 60, 40])
-    three_back = update.lookback(3)  # before its birth: the birth box, grown by 2 frames' worth
+    # Before its birth: followed back along its motion (10 px/frame to the right), grown
+    # by 2 frames' growth (4 px a side) and, along x, by half its speed per frame back (5 px).
+    three_back = update.lookback(3)
     assert len(three_back) == 1
-    np.testing.assert_allclose(three_back.xyxy[0], [-4, -4, 44, 44])
+    np.testing.assert_allclose(three_back.xyxy[0], [-10 - 4 - 5, -4, 30 + 4 + 5, 44])
 
 
 def test_lookback_of_a_plain_gap_reaches_only_inside_it():

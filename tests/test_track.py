@@ -1,8 +1,18 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from blurcam.track import Persistence, TrackConfig, bridge_boxes
+from blurcam.synth import Placement, background, render, write_clip
+from blurcam.track import Persistence, TrackConfig, bridge_boxes, follow_back
 from blurcam.types import Faces
+from conftest import decode_rgb
+from leak import detail_kept
+
+ROOT = Path(__file__).parent.parent
 
 
 def faces(*boxes):
@@ -172,3 +182,91 @@ def test_lookback_of_a_plain_gap_reaches_only_inside_it():
     assert update.gaps.tolist() == [3] and update.reach == 2 and len(update.births) == 0
     np.testing.assert_allclose(update.lookback(1).xyxy, bridge_boxes(update.gap_from, update.gap_to, update.gaps, 1, 0.03))
     assert len(update.lookback(3)) == 0
+
+
+def test_lookback_follows_a_face_back_past_the_frame_edge():
+    """A face entering at the left edge, seen first 30 px inside and moving 10 px/frame:
+    three frames before, its box lies mostly outside the frame, and is still given."""
+    p = Persistence(TrackConfig(growth_per_frame=0.0))
+    p.update(faces([0, 100, 30, 140]))
+    update = p.update(faces([0, 100, 40, 140]))  # the visible part widens: 5 px/frame centre
+    box = update.lookback(4).xyxy[0]  # three frames before its birth
+    assert box[0] < 0 < box[2]  # centre may be outside, the part inside is covered
+    assert box[2] >= 30 - 3 * 10  # reaches the sliver that was inside then
+    assert (box[1], box[3]) == (100, 140)  # it moved along x only
+
+
+def test_young_face_whose_box_outgrows_its_lookback_is_painted_back_again():
+    """Seen first as a sliver at the right edge, then whole: the whole box is painted
+    over the frames since its birth, not only the sliver."""
+    p = Persistence()
+    p.update(faces([620, 100, 640, 120]))
+    assert len(p.update(faces([620, 100, 640, 121])).births) == 1
+    assert len(p.update(faces([617, 100, 640, 122])).births) == 0  # about the same size: painted already
+    again = p.update(faces([600, 100, 640, 160]))
+    assert len(again.births) == 1
+    np.testing.assert_allclose(again.lookback(2).xyxy[0], [600, 100, 640, 160])
+
+
+def test_follow_back_never_shrinks_a_box():
+    first = np.array([[0, 0, 10, 40]], np.float32)  # a sliver at the edge
+    now = np.array([[0, 0, 40, 40]], np.float32)  # the whole face, later
+    box = follow_back(first, now, np.array([[15, 0]], np.float32), np.array([2]), 4, 0.0)
+    assert (box[:, 2:] - box[:, :2] >= 40).all()
+
+
+# A face sliding into the frame (issue 23): from each edge, at several speeds, it is
+# seen in part before the detector finds it; look-back must destroy those frames.
+EDGE_SPEEDS = [(edge, speed) for edge in ("left", "right", "top", "bottom") for speed in (3, 8, 20)]
+EDGE_W, EDGE_H, SPRITE_H = 640, 360, 180
+
+
+def _sliding_in(sprite, edge: str, speed: int, n_frames: int) -> Placement:
+    """The sprite's face starts just outside ``edge`` and moves inward ``speed`` px/frame."""
+    s = SPRITE_H / sprite.image.shape[0]
+    fx1, fy1, fx2, fy2 = np.array(sprite.face_xyxy) * s
+    travel = speed * (n_frames - 1)
+    if edge in ("left", "right"):
+        y = 120 - fy1
+        x0 = -fx2 - 2 if edge == "left" else EDGE_W - fx1 + 2
+        return Placement(sprite, SPRITE_H, (x0, y), (x0 + (travel if edge == "left" else -travel), y))
+    x = 280 - fx1
+    y0 = -fy2 - 2 if edge == "top" else EDGE_H - fy1 + 2
+    return Placement(sprite, SPRITE_H, (x, y0), (x, y0 + (travel if edge == "top" else -travel)))
+
+
+@pytest.fixture(scope="module")
+def sliding_faces(tmp_path_factory, sprites):
+    """Twelve clips, one face each, redacted by one real ``blurcam blur`` folder run with
+    default settings; returns {(edge, speed): (frames, boxes, redacted frames)}."""
+    root = tmp_path_factory.mktemp("edges")
+    src, out = root / "in", root / "out"
+    src.mkdir()
+    clips = {}
+    for edge, speed in EDGE_SPEEDS:
+        n_frames = 45 if speed < 5 else 30
+        frames, boxes = zip(*render([_sliding_in(sprites[0], edge, speed, n_frames)], background((EDGE_W, EDGE_H)),
+                                    n_frames))
+        write_clip(src / f"{edge}{speed}.mp4", frames, audio=False)
+        clips[edge, speed] = (frames, boxes)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "blurcam", "blur", str(src), "-o", str(out)], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return {key: (frames, boxes, decode_rgb(out / f"{key[0]}{key[1]}.mp4")) for key, (frames, boxes) in clips.items()}
+
+
+@pytest.mark.parametrize("edge, speed", EDGE_SPEEDS)
+def test_face_entering_from_the_frame_edge_is_not_left_raw_before_its_first_detection(sliding_faces, edge, speed):
+    frames, boxes, redacted = sliding_faces[edge, speed]
+    assert len(redacted) == len(frames)
+    axis = 0 if edge in ("left", "right") else 1
+    whole = max(b[0, axis + 2] - b[0, axis] for b in boxes if len(b))
+    partial = 0
+    for i, (frame, box, out) in enumerate(zip(frames, boxes, redacted)):
+        if not len(box):
+            continue
+        kept = detail_kept(frame, out, box[0])
+        assert kept is None or kept < 0.4, f"frame {i}: face {box[0].round()} keeps {kept:.2f} of its detail"
+        partial += kept is not None and box[0, axis + 2] - box[0, axis] < 0.9 * whole
+    assert partial >= 2  # the clip really shows the face in part before it is whole

@@ -74,7 +74,7 @@ class TrackConfig:
 _NONE4 = np.zeros((0, 4), np.float32)
 _NONE2 = np.zeros((0, 2), np.float32)
 _NONE = np.zeros(0, np.int64)
-OUTGROWN = 1.2  # a young face's box this much wider or taller than its painted one is painted back again
+OUTGROWN = 1.5  # a young face's box this much larger in area than its painted one is painted back again
 SPEED_DOUBT = 0.5  # share of a face's measured speed its look-back box widens by, per frame back
 
 
@@ -303,7 +303,7 @@ class Persistence:
         young = seen_now & ~self.backfill & (self.age <= self.config.lookback_frames)
         if young.any():
             now, painted = self.last_seen[young], self.painted[young]
-            outgrown = ((now[:, 2:] - now[:, :2]) > OUTGROWN * (painted[:, 2:] - painted[:, :2])).any(axis=1)
+            outgrown = _area(now) > OUTGROWN * _area(painted)
             confirmed[np.flatnonzero(young)[outgrown]] = True
         births = Faces(self.first_box[confirmed], self.score[confirmed], self.ids[confirmed],
                        np.ones(int(confirmed.sum()), bool))
@@ -337,6 +337,10 @@ class Persistence:
         half = (box[:, 2:] - box[:, :2]) / 2 * grow[:, None]
         xyxy = np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
         return Faces(xyxy, self.score[which], self.ids[which], np.ones(int(which.sum()), bool))
+
+
+def _area(xyxy: np.ndarray) -> np.ndarray:
+    return (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
 
 
 def _centre(xyxy: np.ndarray) -> np.ndarray:
@@ -395,3 +399,81 @@ def bridge_boxes(gap_from: np.ndarray, gap_to: np.ndarray, gaps: np.ndarray, bac
     grow = 1.0 + growth_per_frame * np.minimum(gap - back, back)[:, None]
     centre, half = (box[:, :2] + box[:, 2:]) / 2, (box[:, 2:] - box[:, :2]) / 2 * grow
     return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
+
+
+def one_box_per_face(faces: Faces, regions: np.ndarray) -> Faces:
+    """The faces of one frame, each once: detections, carried and look-back boxes of
+    one face become one box, and no merge uncovers a pixel.
+
+    ``regions`` (N, 4) int xyxy, x2/y2 exclusive, are the pixels redaction destroys for
+    each of ``faces`` (padded and clipped as it pads and clips: containment is judged
+    there, not on the raw boxes). Two steps:
+    1. the carried and look-back boxes of one track (a box held forward and the path
+       back-filled between two sightings, say) become their hull, which covers each;
+    2. a carried box whose region lies inside another box's region is dropped, and so
+       is one wholly outside the frame. Boxes are ranked (larger region first, then
+       detections, then input order) and a box goes only into one ranked before it, so
+       of equal regions one is kept and a chain of containments ends in a kept box.
+    Detections are always kept, as they are. Safe on N = 0; order is kept. Candidate
+    containers come from a grid of cells about a box across (a container holds the
+    box's centre cell): O(N * boxes per cell), not O(N^2).
+    """
+    faces, regions = _hull_per_track(faces, np.asarray(regions, np.int64).reshape(-1, 4))
+    n = len(faces)
+    if n == 0:
+        return faces
+    r = regions
+    w, h = r[:, 2] - r[:, 0], r[:, 3] - r[:, 1]
+    empty = (w <= 0) | (h <= 0)
+    rank = np.empty(n, np.int64)
+    rank[np.lexsort((np.arange(n), faces.carried, -(w * h)))] = np.arange(n)
+    cell = int(max(8, np.median(np.maximum(w, h)[~empty]) if (~empty).any() else 8))
+    # Every non-empty box is entered in each grid cell it touches.
+    cx1, cy1 = r[:, 0] // cell, r[:, 1] // cell
+    cx2, cy2 = (r[:, 2] - 1) // cell, (r[:, 3] - 1) // cell
+    cols = int(cx2.max()) + 2
+    nx, ny = np.where(empty, 0, cx2 - cx1 + 1), np.where(empty, 0, cy2 - cy1 + 1)
+    count = nx * ny
+    box = np.repeat(np.arange(n), count)
+    local = np.arange(len(box)) - np.repeat(np.cumsum(count) - count, count)
+    entry_cell = (cy1[box] + local // nx[box]) * cols + cx1[box] + local % nx[box]
+    order = np.argsort(entry_cell, kind="stable")
+    entry_cell, entry_box = entry_cell[order], box[order]
+    # Each carried box is paired with the boxes entered in the cell of its centre.
+    cand = np.flatnonzero(faces.carried & ~empty)
+    centre_cell = ((r[cand, 1] + r[cand, 3]) // 2 // cell) * cols + (r[cand, 0] + r[cand, 2]) // 2 // cell
+    lo, hi = np.searchsorted(entry_cell, centre_cell, "left"), np.searchsorted(entry_cell, centre_cell, "right")
+    per = hi - lo
+    inner = np.repeat(cand, per)
+    outer = entry_box[np.repeat(lo, per) + np.arange(per.sum()) - np.repeat(np.cumsum(per) - per, per)]
+    ri, ro = r[inner], r[outer]
+    inside = ((ro[:, :2] <= ri[:, :2]).all(axis=1) & (ro[:, 2:] >= ri[:, 2:]).all(axis=1)
+              & (rank[outer] < rank[inner]))
+    drop = faces.carried & empty
+    drop[inner[inside]] = True
+    return faces[~drop]
+
+
+def _hull_per_track(faces: Faces, regions: np.ndarray) -> tuple[Faces, np.ndarray]:
+    """Replace the carried boxes of each track (N, track_id >= 0) by one: their hull, at
+    the place of the first, with the hull of their regions (the hull box's own padded
+    region holds that hull, so judging containment on it errs on the safe side)."""
+    which = np.flatnonzero(faces.carried & (faces.track_id >= 0))
+    if len(which) < 2:
+        return faces, regions
+    order = which[np.argsort(faces.track_id[which], kind="stable")]
+    ids = faces.track_id[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    if len(starts) == len(order):
+        return faces, regions
+    first = order[starts]  # the first of each track's boxes in sorted order (input order within a track)
+    xyxy, regions, score = faces.xyxy.copy(), regions.copy(), faces.score.copy()
+    for arr in (xyxy, regions):
+        arr[first, :2] = np.minimum.reduceat(arr[order, :2], starts)
+        arr[first, 2:] = np.maximum.reduceat(arr[order, 2:], starts)
+    score[first] = np.maximum.reduceat(score[order], starts)
+    keep = np.ones(len(faces), bool)
+    keep[order] = False
+    keep[first] = True
+    merged = Faces(xyxy, score, faces.track_id, faces.carried)
+    return merged[keep], regions[keep]

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from blurcam.synth import Placement, background, render, write_clip
-from blurcam.track import Persistence, TrackConfig, bridge_boxes, follow_back
+from blurcam.redact import RedactConfig, regions_for
+from blurcam.track import Persistence, TrackConfig, bridge_boxes, follow_back, one_box_per_face
 from blurcam.types import Faces
 from conftest import decode_rgb
 from leak import detail_kept
@@ -270,3 +271,64 @@ def test_face_entering_from_the_frame_edge_is_not_left_raw_before_its_first_dete
         assert kept is None or kept < 0.4, f"frame {i}: face {box[0].round()} keeps {kept:.2f} of its detail"
         partial += kept is not None and box[0, axis + 2] - box[0, axis] < 0.9 * whole
     assert partial >= 2  # the clip really shows the face in part before it is whole
+
+
+def _merged(boxes, carried, size_wh=(200, 100)):
+    f = Faces(np.array(boxes, np.float32).reshape(-1, 4), np.full(len(boxes), 0.5, np.float32),
+              np.arange(len(boxes)), np.array(carried, bool))
+    kept = one_box_per_face(f, regions_for(f.xyxy, size_wh, RedactConfig()))
+    return kept.track_id.tolist()
+
+
+@pytest.mark.parametrize("boxes, carried, kept", [
+    ([[10, 10, 50, 50], [20, 20, 40, 40]], [False, True], [0]),  # carried inside a detection: one box
+    ([[10, 10, 50, 50], [20, 20, 40, 40]], [True, False], [0, 1]),  # a detection is never dropped
+    ([[10, 10, 50, 50], [20, 20, 40, 40]], [False, False], [0, 1]),  # nor merged into another detection
+    ([[10, 10, 30, 30], [10, 10, 30, 30]], [True, True], [0]),  # identical: one of them
+    ([[10, 10, 50, 50], [30, 10, 70, 50]], [False, True], [0, 1]),  # overlapping, not inside: both
+    ([[10, 10, 50, 50], [8, 12, 28, 32]], [False, True], [0]),  # sticks out raw, inside once padded
+    ([[10, 10, 50, 50], [20, 20, 45, 45], [25, 25, 40, 40]], [True, True, True], [0]),  # a chain ends in one
+    ([[300, 10, 340, 50]], [True], []),  # wholly outside the frame: nothing to cover
+    ([[-30, 10, 10, 50]], [True], [0]),  # centre outside, part inside: kept
+    ([], [], []),
+])
+def test_one_box_per_face_table(boxes, carried, kept):
+    assert _merged(boxes, carried) == kept
+
+
+def test_one_box_per_face_never_uncovers_a_pixel():
+    """Random crowds of boxes at many sizes, many inside others, some sharing a track:
+    every pixel some box's region covers, a kept box's region covers."""
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        n = int(rng.integers(1, 400))
+        xy = rng.uniform(-50, 650, (n, 2))
+        side = rng.choice([6, 12, 24, 60, 150], n)[:, None] * rng.uniform(0.8, 1.2, (n, 2))
+        xyxy = np.concatenate([xy, xy + side], axis=1).astype(np.float32)
+        nested = rng.random(n) < 0.5  # half of them inside another box
+        parent = rng.integers(0, n, n)
+        xyxy[nested] = (xyxy[parent[nested]] * 3 + xyxy[nested]) / 4
+        track = rng.integers(-1, n // 2 + 1, n)  # some tracks have several boxes, some none
+        f = Faces(xyxy, np.ones(n, np.float32), track, rng.random(n) < 0.8)
+        config = RedactConfig()
+        all_regions = regions_for(f.xyxy, (640, 360), config)
+        kept = one_box_per_face(f, all_regions)
+        assert (~f.carried).sum() == (~kept.carried).sum()  # every detection kept
+        masks = []
+        for regions in (all_regions, regions_for(kept.xyxy, (640, 360), config)):
+            mask = np.zeros((360, 640), bool)
+            for x1, y1, x2, y2 in regions:
+                mask[y1:y2, x1:x2] = True
+            masks.append(mask)
+        assert not (masks[0] & ~masks[1]).any()  # nothing uncovered (a track's hull may cover more)
+        assert len(kept) < n or not nested.any()
+
+
+def test_boxes_of_one_track_become_their_hull():
+    """A box held forward and the path back-filled for the same frame: one box, covering both."""
+    f = Faces(np.array([[10, 10, 30, 30], [14, 12, 34, 32], [100, 10, 120, 30]], np.float32),
+              np.array([0.3, 1.0, 0.5], np.float32), np.array([4, 4, 4]), np.array([True, True, False]))
+    kept = one_box_per_face(f, regions_for(f.xyxy, (200, 100), RedactConfig()))
+    assert len(kept) == 2
+    np.testing.assert_array_equal(kept.xyxy, [[10, 10, 34, 32], [100, 10, 120, 30]])  # the detection as it was
+    assert kept.score[0] == 1.0 and kept.carried.tolist() == [True, False]

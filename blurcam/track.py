@@ -75,6 +75,7 @@ _NONE4 = np.zeros((0, 4), np.float32)
 _NONE2 = np.zeros((0, 2), np.float32)
 _NONE = np.zeros(0, np.int64)
 OUTGROWN = 1.5  # a young face's box this much larger in area than its painted one is painted back again
+DUPLICATE_INSIDE = 0.7  # share of a lost track's box inside a detection that makes it a duplicate
 SPEED_DOUBT = 0.5  # share of a face's measured speed its look-back box widens by, per frame back
 
 
@@ -239,11 +240,15 @@ class Persistence:
         self.scene_step = _scene_step(step, self.scene_step)
         new_box[t_idx] = det[matched]
         missed = np.where(hit, 0, self.missed + 1)
-        # An unmatched track whose prediction overlaps a detection of this frame is a
-        # duplicate (two detectors, or a split box, on one face): the face is covered by
-        # that detection, so the track ends instead of adding a carried box.
+        # An unmatched track whose prediction lies mostly inside a detection of this frame
+        # (and overlaps it as a match would) is a duplicate (two detectors, or a split
+        # box, on one face): that detection covers the face, so the track ends instead of
+        # adding a carried box. Overlap alone is not enough: in a crowd, a missed face
+        # overlaps its detected neighbour.
         if len(det) and (~hit).any():
-            covered = (box_iou(predicted[~hit], det) >= self.config.match_iou).any(axis=1)
+            lost = predicted[~hit]
+            covered = ((box_iou(lost, det) >= self.config.match_iou)
+                       & (covered_share(lost[:, None], det[None]) >= DUPLICATE_INSIDE)).any(axis=1)
             missed[np.flatnonzero(~hit)[covered]] = self.config.hold_frames + 1
         score = self.score.copy()
         score[t_idx] = detections.score[matched]

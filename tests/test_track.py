@@ -332,3 +332,13 @@ def test_boxes_of_one_track_become_their_hull():
     assert len(kept) == 2
     np.testing.assert_array_equal(kept.xyxy, [[10, 10, 34, 32], [100, 10, 120, 30]])  # the detection as it was
     assert kept.score[0] == 1.0 and kept.carried.tolist() == [True, False]
+
+
+def test_missed_face_overlapping_a_detected_neighbour_is_still_carried():
+    """In a crowd a missed face often overlaps a detected neighbour (IoU 0.33 here):
+    it is a different face, not a duplicate, and keeps its carried box."""
+    p = Persistence()
+    p.update(faces([0, 0, 40, 40], [20, 0, 60, 40]))
+    out = p.update(faces([20, 0, 60, 40])).faces
+    assert len(out) == 2 and out.carried.sum() == 1
+    np.testing.assert_allclose(out.xyxy[out.carried][0, :2], [0, 0], atol=2)

@@ -176,7 +176,9 @@ class Persistence:
         self.first_box = np.zeros((0, 4), np.float32)  # (T, 4) box at birth
         self.backfill = np.zeros(0, bool)  # (T,) a new face that still owes its look-back
         self.painted = np.zeros((0, 4), np.float32)  # (T, 4) latest box its look-back was painted from
-        self.scene_step = np.zeros(2, np.float32)  # (2,) median motion of the faces seen, px/frame
+        # The scene's motion (a camera panning and zooming moves every face): a point p
+        # moves scene[0] * p + scene[1:] px per frame. Fitted to the faces matched each frame.
+        self.scene = np.zeros(3, np.float32)
         self._next_id = 0
 
     def update(self, detections: Faces | None) -> TrackUpdate:
@@ -189,9 +191,11 @@ class Persistence:
         """
         growth = self.config.growth_per_frame
         predicted = self.box + self.velocity
-        # A prediction is a guess that worsens with time: damp it so a jittery
-        # velocity cannot carry a box off a face that has stopped.
-        self.velocity = self.velocity * np.float32(self.config.velocity_decay)
+        # A prediction is a guess that worsens with time: damp a face's own velocity
+        # towards the scene's motion there, so a jittery velocity cannot carry a box off a
+        # face that has stopped, while a face in a pan keeps moving with the pan.
+        field = scene_motion(self.scene, self.box)
+        self.velocity = field + (self.velocity - field) * np.float32(self.config.velocity_decay)
         if detections is None:
             self.box = predicted
             return TrackUpdate(self._carried(np.ones(len(self.ids), bool)), growth_per_frame=growth)
@@ -237,7 +241,7 @@ class Persistence:
         # (a detector run on every k-th frame) moved k frames' worth.
         step = (det[matched] - self.last_seen[t_idx]) / (self.missed[t_idx] + 1)[:, None].astype(np.float32)
         new_vel[t_idx] = 0.5 * self.velocity[t_idx] + 0.5 * step
-        self.scene_step = _scene_step(step, self.scene_step)
+        self.scene = fit_scene(_centre(self.last_seen[t_idx]), _centre(step), self.scene)
         new_box[t_idx] = det[matched]
         missed = np.where(hit, 0, self.missed + 1)
         # An unmatched track whose prediction lies mostly inside a detection of this frame
@@ -268,8 +272,7 @@ class Persistence:
         self.box = np.concatenate([new_box, det[born]])
         # A new face most likely moves as the scene does (a camera pan moves every face):
         # predicted so, it is matched next frame even when it is small and the pan fast.
-        scene = np.tile(self.scene_step, 2)[None]
-        self.velocity = np.concatenate([new_vel, np.repeat(scene, n_born, axis=0)]).astype(np.float32)
+        self.velocity = np.concatenate([new_vel, scene_motion(self.scene, det[born])]).astype(np.float32)
         self.missed = np.concatenate([missed, np.zeros(n_born, np.int64)])
         self.ids = np.concatenate([self.ids, born_ids])
         self.score = np.concatenate([score, detections.score[born]])
@@ -315,7 +318,7 @@ class Persistence:
         births_age, births_now = self.age[confirmed], self.last_seen[confirmed]  # confirmed now: seen now
         births_velocity = _centre(births_now) - _centre(self.first_box[confirmed])
         births_velocity = np.where(births_age[:, None] > 0, births_velocity / np.maximum(births_age, 1)[:, None],
-                                   self.scene_step[None]).astype(np.float32)
+                                   _centre(scene_motion(self.scene, births_now))).astype(np.float32)
         self.backfill &= ~confirmed
         self.painted[confirmed] = births_now
 
@@ -352,13 +355,30 @@ def _centre(xyxy: np.ndarray) -> np.ndarray:
     return (xyxy[:, :2] + xyxy[:, 2:]) / 2
 
 
-def _scene_step(step: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    """The scene's motion in px/frame (2,): the median centre step of the faces matched
-    this frame (``step`` (M, 4) xyxy px/frame). With fewer than three matches the
-    previous estimate is kept, damped."""
-    if len(step) < 3:
+def fit_scene(points: np.ndarray, step: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """The scene's motion (3,) as a zoom and a pan: a point p moves ``a * p + (tx, ty)``
+    px per frame; least squares over faces at ``points`` (M, 2) px that moved ``step``
+    (M, 2) px/frame, refitted without the worst outliers (faces walking against the
+    pan). With fewer than six faces the ``previous`` estimate is kept, damped."""
+    if len(points) < 6:
         return (previous * 0.85).astype(np.float32)
-    return np.median(_centre(step), axis=0).astype(np.float32)
+    m = len(points)
+    design = np.zeros((2 * m, 3), np.float64)
+    design[:m, 0], design[m:, 0] = points[:, 0], points[:, 1]
+    design[:m, 1], design[m:, 2] = 1.0, 1.0
+    target = np.concatenate([step[:, 0], step[:, 1]]).astype(np.float64)
+    use = np.ones(2 * m, bool)
+    for _ in range(2):
+        fit = np.linalg.lstsq(design[use], target[use], rcond=None)[0]
+        residual = np.abs(design @ fit - target)
+        use = residual <= max(3 * float(np.median(residual)), 1.0)
+    return fit.astype(np.float32)
+
+
+def scene_motion(scene: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+    """Per-frame motion (N, 4) px/frame of each corner of boxes (N, 4) xyxy under the
+    scene's motion (3,) from :func:`fit_scene` (a box grows as the camera zooms in)."""
+    return (scene[0] * xyxy + np.tile(scene[1:], 2)).astype(np.float32)
 
 
 def covered_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:

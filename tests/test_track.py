@@ -8,7 +8,7 @@ import pytest
 
 from blurcam.synth import Placement, background, render, write_clip
 from blurcam.redact import RedactConfig, regions_for
-from blurcam.track import Persistence, TrackConfig, bridge_boxes, follow_back, one_box_per_face
+from blurcam.track import Persistence, TrackConfig, bridge_boxes, fit_scene, follow_back, one_box_per_face
 from blurcam.types import Faces
 from conftest import decode_rgb
 from leak import detail_kept
@@ -342,3 +342,31 @@ def test_missed_face_overlapping_a_detected_neighbour_is_still_carried():
     out = p.update(faces([20, 0, 60, 40])).faces
     assert len(out) == 2 and out.carried.sum() == 1
     np.testing.assert_allclose(out.xyxy[out.carried][0, :2], [0, 0], atol=2)
+
+
+def test_fit_scene_recovers_a_zoom_and_a_pan_despite_walkers():
+    rng = np.random.default_rng(2)
+    points = rng.uniform(0, 1280, (200, 2))
+    step = 0.01 * points + np.array([-4.0, 2.0])
+    step[:20] += rng.uniform(-15, 15, (20, 2))  # a tenth walk their own way
+    scene = fit_scene(points, step, np.zeros(3))
+    assert scene[0] == pytest.approx(0.01, abs=1e-4)  # zoom: 1 % per frame
+    np.testing.assert_allclose(scene[1:], [-4.0, 2.0], atol=0.02)  # pan, px/frame
+    assert np.allclose(fit_scene(points[:3], step[:3], np.array([0.1, 1, 1])), [0.085, 0.85, 0.85])  # too few: damped
+
+
+def test_small_faces_in_a_fast_pan_keep_their_tracks():
+    """A camera panning 8 px/frame over 10 px faces moves each further than its size
+    between frames: the pan, learnt from the larger faces, carries them to their match,
+    so each face keeps one track instead of a new one (and a carried box) per frame."""
+    rng = np.random.default_rng(4)
+    small = rng.uniform(100, 1100, (40, 2))
+    large = rng.uniform(100, 1100, (8, 2))
+    boxes = np.concatenate([np.hstack([small, small + 10]), np.hstack([large, large + 60])]).astype(np.float32)
+    p = Persistence()
+    ids = set()
+    for t in range(8):
+        out = p.update(faces(*(boxes + np.float32([8 * t, 0, 8 * t, 0])))).faces
+        ids |= set(out.track_id[~out.carried].tolist())
+    assert len(ids) <= len(boxes) + 40  # the small faces lose their tracks once at most, while the pan is learnt
+    assert len(out) <= len(boxes) + 40  # (main: a new track and a carried box per small face every frame)

@@ -9,13 +9,18 @@ in t+2. For redaction a miss is a leak, so persistence here only ever ADDS boxes
 
 Tracks are matched greedily by IoU against their predicted boxes, then what is
 left by centre distance (a face unseen for frames can move out of IoU reach); a
-track's velocity is a smoothed per-frame change of its box.
+track's velocity is a smoothed per-frame change of its box. The scene's motion (a
+camera's pan and zoom, fitted to the faces matched each frame) moves new faces and
+lost ones, so small faces in a pan keep their tracks.
 
 ``Persistence.update`` returns a :class:`TrackUpdate`: the faces for this frame, and
 what a caller holding earlier frames (files, not streams) should paint onto them:
-a newly confirmed face back-filled into the frames before it (births), and the
-straight path between two sightings of a face for the frames between (gaps).
-``TrackUpdate.lookback(back)`` gives those boxes for one earlier frame.
+a newly confirmed face back-filled into the frames before it, followed back along
+its motion (births; again when a young face's box outgrows the one painted, as a
+face sliding in from the frame edge does), and the straight path between two
+sightings of a face for the frames between (gaps). ``TrackUpdate.lookback(back)``
+gives those boxes for one earlier frame. ``one_box_per_face`` then merges a frame's
+detections, carried and look-back boxes so each face is one box, never uncovering.
 """
 from __future__ import annotations
 

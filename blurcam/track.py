@@ -367,17 +367,18 @@ def fit_scene(points: np.ndarray, step: np.ndarray, previous: np.ndarray) -> np.
     pan). With fewer than six faces the ``previous`` estimate is kept, damped."""
     if len(points) < 6:
         return (previous * 0.85).astype(np.float32)
-    m = len(points)
-    design = np.zeros((2 * m, 3), np.float64)
-    design[:m, 0], design[m:, 0] = points[:, 0], points[:, 1]
-    design[:m, 1], design[m:, 2] = 1.0, 1.0
-    target = np.concatenate([step[:, 0], step[:, 1]]).astype(np.float64)
-    use = np.ones(2 * m, bool)
+    points, step = points.astype(np.float64), step.astype(np.float64)
+    use = np.ones(len(points), bool)
     for _ in range(2):
-        fit = np.linalg.lstsq(design[use], target[use], rcond=None)[0]
-        residual = np.abs(design @ fit - target)
+        # Least squares in closed form: about the mean point, the zoom is the step's
+        # projection on the offset, and the pan what is left at the mean.
+        p_mean, s_mean = points[use].mean(axis=0), step[use].mean(axis=0)
+        dp, ds = points[use] - p_mean, step[use] - s_mean
+        zoom = float((dp * ds).sum() / max(float((dp * dp).sum()), 1e-9))
+        pan = s_mean - zoom * p_mean
+        residual = np.abs(zoom * points + pan - step).max(axis=1)
         use = residual <= max(3 * float(np.median(residual)), 1.0)
-    return fit.astype(np.float32)
+    return np.array([zoom, *pan], np.float32)
 
 
 def scene_motion(scene: np.ndarray, xyxy: np.ndarray) -> np.ndarray:

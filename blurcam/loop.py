@@ -37,9 +37,9 @@ from .detect import Detector, view_side
 from .io.convert import view_size
 from .io.sink import Sink
 from .io.source import MediaSource
-from .redact import RedactConfig, obscure_whole, redact_faces
+from .redact import RedactConfig, obscure_whole, redact_faces, regions_for
 from .stages import END, Stages, Stop, drain
-from .track import Persistence, TrackConfig, TrackUpdate
+from .track import Persistence, TrackConfig, TrackUpdate, one_box_per_face
 from .types import Faces, Frame
 from .view import detect_frame, make_view
 
@@ -539,6 +539,7 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
         frame = item.frame
         faces = Faces.concat([item.faces, *item.extra])
         started_s = time.monotonic()
+        faces = one_box_per_face(faces, regions_for(faces.xyxy, (frame.width, frame.height), redact))
         if item.obscure:
             obscure_whole(frame.planes, redact, rng)
             regions = np.array([[0, 0, frame.width, frame.height]], np.int32)

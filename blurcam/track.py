@@ -9,13 +9,18 @@ in t+2. For redaction a miss is a leak, so persistence here only ever ADDS boxes
 
 Tracks are matched greedily by IoU against their predicted boxes, then what is
 left by centre distance (a face unseen for frames can move out of IoU reach); a
-track's velocity is a smoothed per-frame change of its box.
+track's velocity is a smoothed per-frame change of its box. The scene's motion (a
+camera's pan and zoom, fitted to the faces matched each frame) moves new faces and
+lost ones, so small faces in a pan keep their tracks.
 
 ``Persistence.update`` returns a :class:`TrackUpdate`: the faces for this frame, and
 what a caller holding earlier frames (files, not streams) should paint onto them:
-a newly confirmed face back-filled into the frames before it (births), and the
-straight path between two sightings of a face for the frames between (gaps).
-``TrackUpdate.lookback(back)`` gives those boxes for one earlier frame.
+a newly confirmed face back-filled into the frames before it, followed back along
+its motion (births; again when a young face's box outgrows the one painted, as a
+face sliding in from the frame edge does), and the straight path between two
+sightings of a face for the frames between (gaps). ``TrackUpdate.lookback(back)``
+gives those boxes for one earlier frame. ``one_box_per_face`` then merges a frame's
+detections, carried and look-back boxes so each face is one box, never uncovering.
 """
 from __future__ import annotations
 
@@ -72,7 +77,11 @@ class TrackConfig:
 
 
 _NONE4 = np.zeros((0, 4), np.float32)
+_NONE2 = np.zeros((0, 2), np.float32)
 _NONE = np.zeros(0, np.int64)
+OUTGROWN = 1.5  # a young face's box this much larger in area than its painted one is painted back again
+DUPLICATE_INSIDE = 0.7  # share of a lost track's box inside a detection that makes it a duplicate
+SPEED_DOUBT = 0.5  # share of a face's measured speed its look-back box widens by, per frame back
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,9 @@ class TrackUpdate:
 
     faces: every detection (with track ids) plus carried boxes of lost tracks.
     births: faces confirmed by this update (their second detection), box at birth;
-        births_age (N,) frames between birth and now; births_now (N, 4) box now.
+        births_age (N,) frames between birth and now; births_now (N, 4) box now;
+        births_velocity (N, 2) centre motion in px/frame, measured from the face's own
+        sightings (or the scene's motion when it was born this frame).
     gap_from, gap_to (M, 4): the boxes of tracks found again after gaps (M,) frames
         unseen, at the earlier and at this sighting; gap_ids (M,).
     growth_per_frame: how fast a look-back box grows with its distance from a sighting.
@@ -91,6 +102,7 @@ class TrackUpdate:
     births: Faces = field(default_factory=Faces.empty)
     births_age: np.ndarray = field(default_factory=lambda: _NONE)
     births_now: np.ndarray = field(default_factory=lambda: _NONE4)
+    births_velocity: np.ndarray = field(default_factory=lambda: _NONE2)
     gap_from: np.ndarray = field(default_factory=lambda: _NONE4)
     gap_to: np.ndarray = field(default_factory=lambda: _NONE4)
     gaps: np.ndarray = field(default_factory=lambda: _NONE)
@@ -107,20 +119,44 @@ class TrackUpdate:
 
     def lookback(self, back: int) -> Faces:
         """Carried boxes for the frame ``back`` (>= 1) frames before this one: each
-        birth's box (its span from birth to now inside its life, its birth box grown
-        with distance before it), and the path between two sightings inside a gap."""
-        first, age = self.births.xyxy, self.births_age
+        birth's box (inside its life, the span of its sightings; before its birth, its
+        boxes followed back along its motion and grown), and the path between two
+        sightings inside a gap. Boxes may reach past the frame edge (a face entering
+        the frame): redaction clips them, nothing here drops them."""
+        first, now, age = self.births.xyxy, self.births_now, self.births_age
         inside = back < age
-        spanned = np.concatenate([np.minimum(first[:, :2], self.births_now[:, :2]),
-                                  np.maximum(first[:, 2:], self.births_now[:, 2:])], axis=1)
-        grow = 1.0 + self.growth_per_frame * np.maximum(back - age + 1, 0)
-        centre, half = (first[:, :2] + first[:, 2:]) / 2, (first[:, 2:] - first[:, :2]) / 2 * grow[:, None]
-        before = np.concatenate([centre - half, centre + half], axis=1)
+        spanned = np.concatenate([np.minimum(first[:, :2], now[:, :2]), np.maximum(first[:, 2:], now[:, 2:])], axis=1)
+        before = follow_back(first, now, self.births_velocity, np.maximum(back - age, 0), back,
+                             self.growth_per_frame)
         born = np.where(inside[:, None], spanned, before).astype(np.float32)
         bridged = bridge_boxes(self.gap_from, self.gap_to, self.gaps, back, self.growth_per_frame)
         ids = np.concatenate([self.births.track_id, self.gap_ids[self.gaps > back]])
         score = np.concatenate([self.births.score, np.ones(len(bridged), np.float32)])
         return Faces(np.concatenate([born, bridged]), score.astype(np.float32), ids, np.ones(len(ids), bool))
+
+
+def follow_back(first: np.ndarray, now: np.ndarray, velocity: np.ndarray, before_birth: np.ndarray,
+                before_now: int, growth_per_frame: float) -> np.ndarray:
+    """Where new faces were ``before_birth`` (N,) frames before their first sighting
+    ``first`` (N, 4) xyxy, from that box and the latest one ``now`` (N, 4), seen
+    ``before_now`` frames after the frame asked for, moving ``velocity`` (N, 2) px/frame.
+
+    Both boxes are moved back along the motion (a face entering the frame is first
+    seen in part: its later, fuller box moved back covers its earlier slivers), the
+    hull of the two is kept at full size (never shrunk: a box pinned to the frame edge
+    does not measure the face's size) and grown by ``growth_per_frame`` of its size
+    and by ``SPEED_DOUBT`` of the speed per frame back, for motion the two sightings
+    did not measure. Returns (N, 4) float32; it may lie partly outside the frame.
+    """
+    d = before_birth.astype(np.float32)[:, None]
+    shift = np.tile(velocity, 2)
+    from_first = first - shift * d
+    from_now = now - shift * np.float32(before_now)
+    box = np.concatenate([np.minimum(from_first[:, :2], from_now[:, :2]),
+                          np.maximum(from_first[:, 2:], from_now[:, 2:])], axis=1)
+    size = box[:, 2:] - box[:, :2]
+    margin = size * growth_per_frame * (d + 1) / 2 + SPEED_DOUBT * np.abs(velocity) * d
+    return np.concatenate([box[:, :2] - margin, box[:, 2:] + margin], axis=1).astype(np.float32)
 
 
 class Persistence:
@@ -144,6 +180,10 @@ class Persistence:
         self.age = np.zeros(0, np.int64)  # (T,) updates since the track was born
         self.first_box = np.zeros((0, 4), np.float32)  # (T, 4) box at birth
         self.backfill = np.zeros(0, bool)  # (T,) a new face that still owes its look-back
+        self.painted = np.zeros((0, 4), np.float32)  # (T, 4) latest box its look-back was painted from
+        # The scene's motion (a camera panning and zooming moves every face): a point p
+        # moves scene[0] * p + scene[1:] px per frame. Fitted to the faces matched each frame.
+        self.scene = np.zeros(3, np.float32)
         self._next_id = 0
 
     def update(self, detections: Faces | None) -> TrackUpdate:
@@ -156,9 +196,11 @@ class Persistence:
         """
         growth = self.config.growth_per_frame
         predicted = self.box + self.velocity
-        # A prediction is a guess that worsens with time: damp it so a jittery
-        # velocity cannot carry a box off a face that has stopped.
-        self.velocity = self.velocity * np.float32(self.config.velocity_decay)
+        # A prediction is a guess that worsens with time: damp a face's own velocity
+        # towards the scene's motion there, so a jittery velocity cannot carry a box off a
+        # face that has stopped, while a face in a pan keeps moving with the pan.
+        field = scene_motion(self.scene, self.box)
+        self.velocity = field + (self.velocity - field) * np.float32(self.config.velocity_decay)
         if detections is None:
             self.box = predicted
             return TrackUpdate(self._carried(np.ones(len(self.ids), bool)), growth_per_frame=growth)
@@ -204,13 +246,18 @@ class Persistence:
         # (a detector run on every k-th frame) moved k frames' worth.
         step = (det[matched] - self.last_seen[t_idx]) / (self.missed[t_idx] + 1)[:, None].astype(np.float32)
         new_vel[t_idx] = 0.5 * self.velocity[t_idx] + 0.5 * step
+        self.scene = fit_scene(_centre(self.last_seen[t_idx]), _centre(step), self.scene)
         new_box[t_idx] = det[matched]
         missed = np.where(hit, 0, self.missed + 1)
-        # An unmatched track whose prediction overlaps a detection of this frame is a
-        # duplicate (two detectors, or a split box, on one face): the face is covered by
-        # that detection, so the track ends instead of adding a carried box.
+        # An unmatched track whose prediction lies mostly inside a detection of this frame
+        # (and overlaps it as a match would) is a duplicate (two detectors, or a split
+        # box, on one face): that detection covers the face, so the track ends instead of
+        # adding a carried box. Overlap alone is not enough: in a crowd, a missed face
+        # overlaps its detected neighbour.
         if len(det) and (~hit).any():
-            covered = (box_iou(predicted[~hit], det) >= self.config.match_iou).any(axis=1)
+            lost = predicted[~hit]
+            covered = ((box_iou(lost, det) >= self.config.match_iou)
+                       & (covered_share(lost[:, None], det[None]) >= DUPLICATE_INSIDE)).any(axis=1)
             missed[np.flatnonzero(~hit)[covered]] = self.config.hold_frames + 1
         score = self.score.copy()
         score[t_idx] = detections.score[matched]
@@ -228,7 +275,9 @@ class Persistence:
         track_of_det[born] = np.arange(len(self.ids), len(self.ids) + n_born)
 
         self.box = np.concatenate([new_box, det[born]])
-        self.velocity = np.concatenate([new_vel, np.zeros((n_born, 4), np.float32)])
+        # A new face most likely moves as the scene does (a camera pan moves every face):
+        # predicted so, it is matched next frame even when it is small and the pan fast.
+        self.velocity = np.concatenate([new_vel, scene_motion(self.scene, det[born])]).astype(np.float32)
         self.missed = np.concatenate([missed, np.zeros(n_born, np.int64)])
         self.ids = np.concatenate([self.ids, born_ids])
         self.score = np.concatenate([score, detections.score[born]])
@@ -236,12 +285,13 @@ class Persistence:
         self.hits = np.concatenate([hits, np.ones(n_born, np.int64)])
         self.age = np.concatenate([age, np.zeros(n_born, np.int64)])
         self.first_box = np.concatenate([self.first_box, det[born]])
-        # A birth that overlaps a live track is a split or duplicate of a known face,
-        # not a face appearing: it owes no look-back (it would paint the future position
-        # over past frames).
+        self.painted = np.concatenate([self.painted, det[born]])
+        # A birth lying mostly inside a live track is a split or duplicate of a known
+        # face, not a face appearing: it owes no look-back. One that merely touches a
+        # neighbour's box (a face entering beside another, common in crowds) does.
         known = np.zeros(n_born, bool)
         if n_born and len(new_box):
-            known = (box_iou(det[born], new_box) > 0).any(axis=1)
+            known = (covered_share(det[born][:, None], new_box[None]) >= 0.5).any(axis=1)
         self.backfill = np.concatenate([self.backfill, ~known])
         # A match by distance may be a different face that appeared where one was lost:
         # it keeps the track (and its bridge) but also owes the look-back of a new face,
@@ -251,16 +301,31 @@ class Persistence:
         self.first_box[t_reached] = det[reached]
         self.hits[t_reached] = 1
         self.age[t_reached] = 0
+        self.painted[t_reached] = det[reached]
 
         out_detected = Faces(det.astype(np.float32), detections.score.astype(np.float32),
                              self.ids[track_of_det], np.zeros(len(det), bool))
         # Look-back waits for a second detection: a one-frame false positive (common at
         # crowd-grade thresholds) would otherwise be painted over the frames before it.
         confirmed = self.backfill & (self.hits >= self.config.confirm_hits)
+        # A young face whose box outgrows the one its look-back was painted from (a face
+        # sliding in from the frame edge is first seen as a sliver, then whole) is
+        # painted back again from its new box, while its first frames are still held.
+        seen_now = np.zeros(len(self.ids), bool)
+        seen_now[track_of_det] = True
+        young = seen_now & ~self.backfill & (self.age <= self.config.lookback_frames)
+        if young.any():
+            now, painted = self.last_seen[young], self.painted[young]
+            outgrown = _area(now) > OUTGROWN * _area(painted)
+            confirmed[np.flatnonzero(young)[outgrown]] = True
         births = Faces(self.first_box[confirmed], self.score[confirmed], self.ids[confirmed],
                        np.ones(int(confirmed.sum()), bool))
         births_age, births_now = self.age[confirmed], self.last_seen[confirmed]  # confirmed now: seen now
+        births_velocity = _centre(births_now) - _centre(self.first_box[confirmed])
+        births_velocity = np.where(births_age[:, None] > 0, births_velocity / np.maximum(births_age, 1)[:, None],
+                                   _centre(scene_motion(self.scene, births_now))).astype(np.float32)
         self.backfill &= ~confirmed
+        self.painted[confirmed] = births_now
 
         lost = (self.missed > 0) & (self.missed <= self.config.hold_frames)
         carried = self._carried(lost)
@@ -269,9 +334,9 @@ class Persistence:
         self.box, self.velocity, self.missed = self.box[alive], self.velocity[alive], self.missed[alive]
         self.ids, self.score, self.last_seen = self.ids[alive], self.score[alive], self.last_seen[alive]
         self.hits, self.age, self.first_box = self.hits[alive], self.age[alive], self.first_box[alive]
-        self.backfill = self.backfill[alive]
+        self.backfill, self.painted = self.backfill[alive], self.painted[alive]
         return TrackUpdate(Faces.concat([out_detected, carried]), births, births_age, births_now,
-                           gap_from, gap_to, gaps, gap_ids, growth)
+                           births_velocity, gap_from, gap_to, gaps, gap_ids, growth)
 
     def _carried(self, which: np.ndarray) -> Faces:
         """Boxes for the selected lost tracks: the union of where the face was last
@@ -287,20 +352,74 @@ class Persistence:
         return Faces(xyxy, self.score[which], self.ids[which], np.ones(int(which.sum()), bool))
 
 
+def _area(xyxy: np.ndarray) -> np.ndarray:
+    return (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+
+
+def _centre(xyxy: np.ndarray) -> np.ndarray:
+    return (xyxy[:, :2] + xyxy[:, 2:]) / 2
+
+
+def fit_scene(points: np.ndarray, step: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """The scene's motion (3,) as a zoom and a pan: a point p moves ``a * p + (tx, ty)``
+    px per frame; least squares over faces at ``points`` (M, 2) px that moved ``step``
+    (M, 2) px/frame, refitted without the worst outliers (faces walking against the
+    pan). With fewer than six faces the ``previous`` estimate is kept, damped."""
+    if len(points) < 6:
+        return (previous * 0.85).astype(np.float32)
+    points, step = points.astype(np.float64), step.astype(np.float64)
+    use = np.ones(len(points), bool)
+    for _ in range(2):
+        # Least squares in closed form: about the mean point, the zoom is the step's
+        # projection on the offset, and the pan what is left at the mean.
+        p_mean, s_mean = points[use].mean(axis=0), step[use].mean(axis=0)
+        dp, ds = points[use] - p_mean, step[use] - s_mean
+        zoom = float((dp * ds).sum() / max(float((dp * dp).sum()), 1e-9))
+        pan = s_mean - zoom * p_mean
+        residual = np.abs(zoom * points + pan - step).max(axis=1)
+        use = residual <= max(3 * float(np.median(residual)), 1.0)
+    return np.array([zoom, *pan], np.float32)
+
+
+def scene_motion(scene: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+    """Per-frame motion (N, 4) px/frame of each corner of boxes (N, 4) xyxy under the
+    scene's motion (3,) from :func:`fit_scene` (a box grows as the camera zooms in)."""
+    return (scene[0] * xyxy + np.tile(scene[1:], 2)).astype(np.float32)
+
+
+def covered_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Share of each box of ``a``'s area inside the box of ``b`` it is broadcast against:
+    (N, 4), (N, 4) -> (N,) row by row; (N, 1, 4), (1, M, 4) -> (N, M)."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    return iw * ih / np.maximum((a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]), 1e-9)
+
+
 def _assign_greedy(cost: np.ndarray, out: np.ndarray) -> None:
     """Greedy one-to-one assignment on a (D, T) cost (inf: not allowed), cheapest pairs
     first; writes the chosen column of each row into ``out`` (D,), leaving -1 for none.
 
-    Allowed pairs are few (boxes that overlap or are near), so they are sorted once and
-    walked: O(P log P) for P pairs, not a full argmin per assignment.
+    Allowed pairs are few (boxes that overlap or are near). Pairs are ranked once (cost,
+    then row-major order, so no two tie); each round accepts every pair that is the
+    best left for both its row and its column, which is what the cheapest-first walk
+    would accept, in a few numpy rounds instead of a Python step per pair.
     """
     rows, cols = np.nonzero(np.isfinite(cost))
-    row_used, col_used = np.zeros(cost.shape[0], bool), np.zeros(cost.shape[1], bool)
-    for i in np.argsort(cost[rows, cols], kind="stable").tolist():
-        r, c = rows[i], cols[i]
-        if not (row_used[r] or col_used[c]):
-            out[r] = c
-            row_used[r] = col_used[c] = True
+    rank = np.empty(len(rows), np.int64)
+    rank[np.argsort(cost[rows, cols], kind="stable")] = np.arange(len(rows))
+    none = len(rows)
+    while len(rows):
+        best_of_row = np.full(cost.shape[0], none, np.int64)
+        best_of_col = np.full(cost.shape[1], none, np.int64)
+        np.minimum.at(best_of_row, rows, rank)
+        np.minimum.at(best_of_col, cols, rank)
+        take = (best_of_row[rows] == rank) & (best_of_col[cols] == rank)
+        out[rows[take]] = cols[take]
+        row_used, col_used = np.zeros(cost.shape[0], bool), np.zeros(cost.shape[1], bool)
+        row_used[rows[take]], col_used[cols[take]] = True, True
+        left = ~(row_used[rows] | col_used[cols])
+        rows, cols, rank = rows[left], cols[left], rank[left]
 
 
 def bridge_boxes(gap_from: np.ndarray, gap_to: np.ndarray, gaps: np.ndarray, back: int,
@@ -321,3 +440,81 @@ def bridge_boxes(gap_from: np.ndarray, gap_to: np.ndarray, gaps: np.ndarray, bac
     grow = 1.0 + growth_per_frame * np.minimum(gap - back, back)[:, None]
     centre, half = (box[:, :2] + box[:, 2:]) / 2, (box[:, 2:] - box[:, :2]) / 2 * grow
     return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
+
+
+def one_box_per_face(faces: Faces, regions: np.ndarray) -> Faces:
+    """The faces of one frame, each once: detections, carried and look-back boxes of
+    one face become one box, and no merge uncovers a pixel.
+
+    ``regions`` (N, 4) int xyxy, x2/y2 exclusive, are the pixels redaction destroys for
+    each of ``faces`` (padded and clipped as it pads and clips: containment is judged
+    there, not on the raw boxes). Two steps:
+    1. the carried and look-back boxes of one track (a box held forward and the path
+       back-filled between two sightings, say) become their hull, which covers each;
+    2. a carried box whose region lies inside another box's region is dropped, and so
+       is one wholly outside the frame. Boxes are ranked (larger region first, then
+       detections, then input order) and a box goes only into one ranked before it, so
+       of equal regions one is kept and a chain of containments ends in a kept box.
+    Detections are always kept, as they are. Safe on N = 0; order is kept. Candidate
+    containers come from a grid of cells about a box across (a container holds the
+    box's centre cell): O(N * boxes per cell), not O(N^2).
+    """
+    faces, regions = _hull_per_track(faces, np.asarray(regions, np.int64).reshape(-1, 4))
+    n = len(faces)
+    if n == 0:
+        return faces
+    r = regions
+    w, h = r[:, 2] - r[:, 0], r[:, 3] - r[:, 1]
+    empty = (w <= 0) | (h <= 0)
+    rank = np.empty(n, np.int64)
+    rank[np.lexsort((np.arange(n), faces.carried, -(w * h)))] = np.arange(n)
+    cell = int(max(8, np.median(np.maximum(w, h)[~empty]) if (~empty).any() else 8))
+    # Every non-empty box is entered in each grid cell it touches.
+    cx1, cy1 = r[:, 0] // cell, r[:, 1] // cell
+    cx2, cy2 = (r[:, 2] - 1) // cell, (r[:, 3] - 1) // cell
+    cols = int(cx2.max()) + 2
+    nx, ny = np.where(empty, 0, cx2 - cx1 + 1), np.where(empty, 0, cy2 - cy1 + 1)
+    count = nx * ny
+    box = np.repeat(np.arange(n), count)
+    local = np.arange(len(box)) - np.repeat(np.cumsum(count) - count, count)
+    entry_cell = (cy1[box] + local // nx[box]) * cols + cx1[box] + local % nx[box]
+    order = np.argsort(entry_cell, kind="stable")
+    entry_cell, entry_box = entry_cell[order], box[order]
+    # Each carried box is paired with the boxes entered in the cell of its centre.
+    cand = np.flatnonzero(faces.carried & ~empty)
+    centre_cell = ((r[cand, 1] + r[cand, 3]) // 2 // cell) * cols + (r[cand, 0] + r[cand, 2]) // 2 // cell
+    lo, hi = np.searchsorted(entry_cell, centre_cell, "left"), np.searchsorted(entry_cell, centre_cell, "right")
+    per = hi - lo
+    inner = np.repeat(cand, per)
+    outer = entry_box[np.repeat(lo, per) + np.arange(per.sum()) - np.repeat(np.cumsum(per) - per, per)]
+    ri, ro = r[inner], r[outer]
+    inside = ((ro[:, :2] <= ri[:, :2]).all(axis=1) & (ro[:, 2:] >= ri[:, 2:]).all(axis=1)
+              & (rank[outer] < rank[inner]))
+    drop = faces.carried & empty
+    drop[inner[inside]] = True
+    return faces[~drop]
+
+
+def _hull_per_track(faces: Faces, regions: np.ndarray) -> tuple[Faces, np.ndarray]:
+    """Replace the carried boxes of each track (N, track_id >= 0) by one: their hull, at
+    the place of the first, with the hull of their regions (the hull box's own padded
+    region holds that hull, so judging containment on it errs on the safe side)."""
+    which = np.flatnonzero(faces.carried & (faces.track_id >= 0))
+    if len(which) < 2:
+        return faces, regions
+    order = which[np.argsort(faces.track_id[which], kind="stable")]
+    ids = faces.track_id[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    if len(starts) == len(order):
+        return faces, regions
+    first = order[starts]  # the first of each track's boxes in sorted order (input order within a track)
+    xyxy, regions, score = faces.xyxy.copy(), regions.copy(), faces.score.copy()
+    for arr in (xyxy, regions):
+        arr[first, :2] = np.minimum.reduceat(arr[order, :2], starts)
+        arr[first, 2:] = np.maximum.reduceat(arr[order, 2:], starts)
+    score[first] = np.maximum.reduceat(score[order], starts)
+    keep = np.ones(len(faces), bool)
+    keep[order] = False
+    keep[first] = True
+    merged = Faces(xyxy, score, faces.track_id, faces.carried)
+    return merged[keep], regions[keep]

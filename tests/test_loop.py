@@ -32,7 +32,8 @@ def test_file_policy_holds_its_lookback_and_paints_a_late_face_onto_held_frames(
     assert [p.frame.index for p in out] == [0]  # two frames still held for look-back
     # The face, seen at frames 1 and 2, is confirmed at 2: frame 0 (before it) gets its box.
     assert len(out[0].extra) == 1 and out[0].extra[0].carried.all()
-    np.testing.assert_allclose(out[0].extra[0].xyxy[0], [-1.2, -1.2, 41.2, 41.2], atol=1e-4)  # grown 2 x 3 %
+    # followed back along its motion (2 px/frame), grown 2 x 3 % and, along x, by half its speed
+    np.testing.assert_allclose(out[0].extra[0].xyxy[0], [-2 - 1.2 - 1, -1.2, 38 + 1.2 + 1, 41.2], atol=1e-4)
     rest = policy.flush()
     assert [p.frame.index for p in rest] == [1, 2] and policy.flush() == []
 

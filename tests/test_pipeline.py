@@ -308,9 +308,13 @@ def test_sparse_detection_bridged_between_sightings(sprites, tmp_path):
     for i in range(4, 20):  # between sightings 4, 8, ..., 20
         if i % 4:
             true = boxes[i][0]
-            carried = records[i].faces[records[i].faces.carried].xyxy
-            off = np.abs((carried[:, :2] + carried[:, 2:]) / 2 - (true[:2] + true[2:]) / 2).max(axis=1).min()
-            assert off < 0.15 * (true[2] - true[0]), f"frame {i}: no carried box centred on the face ({off:.0f} px off)"
+            carried = records[i].regions[records[i].faces.carried]
+            # One box per face: the path box merges into the box held forward when that one's
+            # redacted region holds it (or both become their hull), so a carried region
+            # holds the face and is not much larger than a padded face box.
+            holds = (carried[:, :2] <= true[:2] + 1).all(axis=1) & (carried[:, 2:] >= true[2:] - 1).all(axis=1)
+            tight = (carried[:, 2] - carried[:, 0]) < 2 * (true[2] - true[0])
+            assert (holds & tight).any(), f"frame {i}: no carried region on the face {true.round()}: {carried}"
         for box in boxes[i]:
             assert detail_kept(frames[i], res[i], box) < 0.4, f"frame {i} leaked"
 

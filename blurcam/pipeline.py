@@ -304,8 +304,9 @@ def stream_live(source: str | None, destinations: list[str], config: LiveConfig 
                 stream: StreamConfig | None = None, camera: int = 0, size: str | None = None,
                 fps: int | None = None, source_timeout_s: float = 10.0, overwrite: bool = False,
                 preview: bool = False, on_tick: Callable[[RunStats], None] | None = None,
-                detector: Detector | Callable[[], Detector] | None = None) -> LiveRun:
-    """Redact ``source`` (see ``open_live_source``) into every destination (see
+                detector: Detector | Callable[[], Detector] | None = None, listen: bool = False) -> LiveRun:
+    """Redact ``source`` (see ``open_live_source``; with ``listen``, an address a
+    sender pushes to) into every destination (see
     ``StreamSink``) and a preview window, in real time, until the source ends or a
     stop signal (Ctrl-C, SIGTERM, SIGHUP) arrives; then the sinks are committed, so
     recordings are closed properly. A network destination that cannot connect at the
@@ -319,7 +320,8 @@ def stream_live(source: str | None, destinations: list[str], config: LiveConfig 
     for dest in destinations:  # a recording that is the source itself would destroy it
         if source and "://" not in source and source != "-" and "://" not in dest and dest != "-":
             refuse_same_file(source, dest, "recording")
-    src = open_live_source(source, camera=camera, size=size, fps=fps, audio=config.audio, timeout_s=source_timeout_s)
+    src = open_live_source(source, camera=camera, size=size, fps=fps, audio=config.audio, timeout_s=source_timeout_s,
+                           listen=listen)
     run = LiveRun(LiveStats())
     sinks: list[Sink] = []
     try:

@@ -410,7 +410,7 @@ class ListenInput:
     shown: str
 
 
-LISTEN_FORMS = "rtmp://HOST:PORT/APP/KEY (e.g. rtmp://127.0.0.1:1935/live/KEY) or tcp://HOST:PORT"
+LISTEN_FORMS = "rtmp://HOST:PORT/APP/KEY or tcp://HOST:PORT"  # shown masked: rtmp://HOST:PORT/APP/***
 
 
 def listen_input(url: str) -> ListenInput:
@@ -418,6 +418,8 @@ def listen_input(url: str) -> ListenInput:
     RTMP server: one publisher; port 1935 by default) and tcp:// (MPEG-TS, FLV or
     Matroska over a raw connection) are what PyAV's FFmpeg can listen on: its build has
     no SRT or RIST, and udp:// needs no listening (give it as SOURCE)."""
+    if "://" not in url:  # not a URL: which part is a secret cannot be told, so nothing is echoed
+        raise UsageError(f"--listen takes a URL: {LISTEN_FORMS}")
     shown = mask_url(url)
     try:
         parts = urlsplit(url)
@@ -430,8 +432,8 @@ def listen_input(url: str) -> ListenInput:
                          f"listen with {LISTEN_FORMS}")
     if scheme == "udp":
         raise UsageError(f"--listen {shown}: UDP needs no listening; give it as SOURCE: blurcam live {shown} --to ...")
-    if scheme not in ("rtmp", "tcp") or "://" not in url:
-        raise UsageError(f"--listen {shown}: give {LISTEN_FORMS}")
+    if scheme not in ("rtmp", "tcp"):  # not echoed: mask_url knows where secrets hide in known schemes only
+        raise UsageError(f"--listen cannot listen with {scheme}://; give {LISTEN_FORMS}")
     if not parts.hostname:
         raise UsageError(f"--listen {shown}: no address to listen on; 127.0.0.1 for this machine only, "
                          "0.0.0.0 for every network it is on")

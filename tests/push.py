@@ -1,6 +1,6 @@
 """A stand-in for a phone app (Larix, PRISM): pushes a clip to a URL at its real pace.
 
-    python tests/push.py CLIP rtmp://127.0.0.1:PORT/live/KEY [--wait-s 30]
+    python tests/push.py CLIP rtmp://127.0.0.1:PORT/live/KEY [--wait-s 30] [--stall-after-s S]
 
 Run as its own process, as a phone is its own encoder. The clip's H.264 and AAC packets
 are remuxed (FLV for rtmp://, MPEG-TS otherwise), never re-encoded. The receiver may
@@ -33,7 +33,9 @@ def _connect(src: av.container.InputContainer, url: str, wait_s: float):
             time.sleep(0.2)
 
 
-def push(clip: str, url: str, wait_s: float) -> bool:
+def push(clip: str, url: str, wait_s: float, stall_after_s: float | None = None) -> bool:
+    """Send ``clip``; with ``stall_after_s``, stop sending after that much of it and hold
+    the connection open (a phone whose app froze) until killed."""
     with av.open(clip) as src:
         out, streams = _connect(src, url, wait_s)
         if out is None:
@@ -45,6 +47,9 @@ def push(clip: str, url: str, wait_s: float) -> bool:
                     continue
                 if packet.dts is not None:  # real pace: a phone sends as it films
                     due = float(packet.dts * packet.time_base)
+                    if stall_after_s is not None and due > stall_after_s:
+                        while True:
+                            time.sleep(1)
                     time.sleep(max(0.0, start + due - time.monotonic()))
                 packet.stream = streams[packet.stream.index]
                 out.mux(packet)
@@ -56,5 +61,6 @@ if __name__ == "__main__":
     parser.add_argument("clip")
     parser.add_argument("url")
     parser.add_argument("--wait-s", type=float, default=30.0)
+    parser.add_argument("--stall-after-s", type=float)
     args = parser.parse_args()
-    sys.exit(0 if push(args.clip, args.url, args.wait_s) else 1)
+    sys.exit(0 if push(args.clip, args.url, args.wait_s, args.stall_after_s) else 1)

@@ -51,8 +51,8 @@ def _blurcam(*args: str, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def _push(clip: Clip, url: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(PUSH), str(clip.path), url], env=ENV,
+def _push(clip: Clip, url: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(PUSH), str(clip.path), url, *args], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -152,6 +152,29 @@ def test_listen_waits_past_source_timeout_for_the_first_connection(phone_clip, t
         proc.kill()
     assert proc.returncode == 0, err
     assert KEY not in out + err
+
+
+def test_phone_that_goes_silent_is_a_source_error_after_source_timeout(phone_clip, tmp_path):
+    """Connected, then nothing (the app froze, the connection hangs): exit 3 after
+    --source-timeout, not a damaged-input error (exit 5, as it was for every live URL
+    source); the recording keeps what was sent."""
+    port = _free_port()
+    url = f"rtmp://127.0.0.1:{port}/live/{KEY}"
+    recording = tmp_path / "rec.ts"
+    proc = _blurcam("--listen", url, "--source-timeout", "2", "--to", str(recording))
+    pusher = _push(phone_clip, url, "--stall-after-s", "1.5")
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        pusher.kill()
+    assert proc.returncode == 3, err
+    assert f"rtmp://127.0.0.1:{port}/live/***: nothing received for 2 s after frame" in err
+    assert KEY not in out + err
+    with av.open(str(recording)) as c:  # what was sent before the silence is kept, redacted
+        images = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert images
+    assert_no_face_leaks(phone_clip, images)
 
 
 runner = CliRunner()

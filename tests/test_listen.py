@@ -87,6 +87,22 @@ def test_listen_rtmp_push_from_a_phone_faces_gone_key_never_printed(phone_clip, 
     _assert_redacted_and_detected(phone_clip, images)
 
 
+def test_rtmp_listener_accepts_a_push_to_any_key_as_readme_warns(phone_clip, tmp_path):
+    """README says the key is not a password (FFmpeg's RTMP server does not check it);
+    if a PyAV update starts refusing a wrong key, this fails and README must change."""
+    port = _free_port()
+    proc = _blurcam("--listen", f"rtmp://127.0.0.1:{port}/live/{KEY}", "--duration", "1",
+                    "--to", str(tmp_path / "rec.ts"))
+    pusher = _push(phone_clip, f"rtmp://127.0.0.1:{port}/other-app/guessed-key")
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        pusher.kill()
+    assert proc.returncode == 0, err
+    assert (tmp_path / "rec.ts").stat().st_size > 0
+
+
 def test_listen_tcp_mpegts_push_sent_on_to_rtmp_server(phone_clip, rtmp_server):
     port = _free_port()
     url = f"tcp://127.0.0.1:{port}?listen=1&token={KEY}"

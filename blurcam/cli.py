@@ -183,7 +183,8 @@ def live(
     preset: Annotated[str, typer.Option(help="x264 speed preset.")] = "veryfast",
     keyframe_interval: Annotated[float, typer.Option(help="Seconds between keyframes (how long a new viewer waits).")] = 2.0,
     reconnect_for: Annotated[float, typer.Option(help="Seconds to keep retrying a lost server before giving up.")] = 60.0,
-    source_timeout: Annotated[float, typer.Option(help="Give up on a source that sends nothing for this many seconds.")] = 10.0,
+    source_timeout: Annotated[float, typer.Option(help="Give up on a source that sends nothing for this many seconds (--listen: once the sender is connected; the wait for it has no limit).")] = 10.0,
+    listen: Annotated[Optional[str], typer.Option(help="Instead of SOURCE, receive a stream pushed to this machine (a phone app): rtmp://HOST:PORT/APP/KEY or tcp://HOST:PORT. HOST 127.0.0.1: this machine only; 0.0.0.0: every network it is on (see README).", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing recording file.")] = False,
     preview: Annotated[bool, typer.Option("--preview", help="Also show the redacted stream in a window.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No stats line.")] = False,
@@ -213,8 +214,12 @@ def live(
                         track=_build(TrackConfig, hold_frames=hold, lookback_frames=0),
                         encoder=_build(EncoderConfig, crf=crf, preset=preset, live=True))
         stream = _build(StreamConfig, keyframe_interval_s=keyframe_interval, reconnect_for_s=reconnect_for)
+        waiting = None
+        if listen is not None:
+            source, waiting = _listen_source(source, listen, quiet)
         run = stream_live(source, to, config, stream=stream, camera=camera, size=size, fps=fps,
-                          source_timeout_s=source_timeout, overwrite=overwrite, preview=preview, on_tick=tick)
+                          source_timeout_s=source_timeout, overwrite=overwrite, preview=preview, on_tick=tick,
+                          listen=listen is not None, on_listening=waiting)
         if show:
             sys.stderr.write("\n")
         s = run.stats
@@ -347,6 +352,23 @@ def bench(
             json_out.write_text(json.dumps(rows, indent=1))
     except BlurcamError as exc:
         _fail(exc)
+
+
+def _listen_source(source: str | None, listen: str, quiet: bool):
+    """Check a --listen address (one-line usage errors); returns it and the callback that
+    says, once, that blurcam waits (called after the destinations are checked)."""
+    from .io.source import check_listen, listen_input
+
+    address = listen_input(listen)
+    if source is not None:
+        raise UsageError(f"give SOURCE or --listen {address.shown}, not both")
+    check_listen(address)
+
+    def waiting() -> None:
+        if not quiet:
+            typer.echo(f"blurcam live: waiting for a stream pushed to {address.shown} (Ctrl-C to stop)", err=True)
+
+    return listen, waiting
 
 
 def _local_path(value: str, what: str) -> Path:

@@ -323,11 +323,14 @@ def stream_live(source: str | None, destinations: list[str], config: LiveConfig 
                 stream: StreamConfig | None = None, camera: int = 0, size: str | None = None,
                 fps: int | None = None, source_timeout_s: float = 10.0, overwrite: bool = False,
                 preview: bool = False, on_tick: Callable[[RunStats], None] | None = None,
-                detector: Detector | Callable[[], Detector] | None = None) -> LiveRun:
-    """Redact ``source`` (see ``open_live_source``) into every destination (see
+                detector: Detector | Callable[[], Detector] | None = None, listen: bool = False,
+                on_listening: Callable[[], None] | None = None) -> LiveRun:
+    """Redact ``source`` (see ``open_live_source``; with ``listen``, an address a
+    sender pushes to) into every destination (see
     ``StreamSink``) and a preview window, in real time, until the source ends or a
     stop signal (Ctrl-C, SIGTERM, SIGHUP) arrives; then the sinks are committed, so
-    recordings are closed properly. A network destination that cannot connect at the
+    recordings are closed properly. ``on_listening`` is called once every destination
+    has been checked, just before a ``listen`` source starts waiting for its sender. A network destination that cannot connect at the
     start is retried in the background while the others go on (when it is the only
     one, that is an error). ``detector``: default ``make_detector(config.detector)``,
     loaded in a thread while the stream starts obscured. A file ``source`` is paced to
@@ -349,7 +352,10 @@ def stream_live(source: str | None, destinations: list[str], config: LiveConfig 
             check_output_path(Path(dest.target), overwrite)
     if config.realtime is None:
         config = replace(config, realtime=is_file)
-    src = open_live_source(source, camera=camera, size=size, fps=fps, audio=config.audio, timeout_s=source_timeout_s)
+    if listen and on_listening is not None:  # destinations are checked: now the wait begins
+        on_listening()
+    src = open_live_source(source, camera=camera, size=size, fps=fps, audio=config.audio, timeout_s=source_timeout_s,
+                           listen=listen)
     run = LiveRun(LiveStats())
     sinks: list[Sink] = []
     try:

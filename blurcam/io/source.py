@@ -1,24 +1,29 @@
 """Media sources: demux with PyAV, decode video to 4:2:0 Frames, pass audio packets through."""
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
+import os
 import queue
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import av
 
-from ..errors import SourceError, TruncatedInputError, UnsupportedMediaError
+from ..errors import SourceError, TruncatedInputError, UnsupportedMediaError, UsageError
 from ..types import Frame, VideoInfo
 from ..urls import mask_secrets, mask_url
 from .convert import color_tags, owned_yuv420p, plane_arrays
 
 log = logging.getLogger(__name__)
 _MAX_ERRORS = 1000  # --salvage gives up on an input that keeps failing
+_DISCONNECTED = (errno.EIO, errno.ECONNRESET, errno.EPIPE)  # how FFmpeg reports a sender that hung up
 
 
 def _looks_like_mp4(path: Path) -> bool:
@@ -91,7 +96,9 @@ def _decodes(packet: av.Packet) -> bool:
 
 
 def _first(timeout_s) -> float:
-    return timeout_s[0] if isinstance(timeout_s, tuple) else timeout_s
+    """The open timeout (a listener has none: then the read timeout, which FFmpeg's
+    stream probing runs under)."""
+    return (timeout_s[0] or timeout_s[1]) if isinstance(timeout_s, tuple) else timeout_s
 
 
 class MediaSource:
@@ -100,15 +107,19 @@ class MediaSource:
     ``items()`` yields, in demux order, :class:`Frame` objects for video and
     ``av.Packet`` objects for the audio streams in ``audio_streams`` (to be
     remuxed, never decoded). Subtitle, data (GPS, telemetry) and attachment
-    streams are discarded at the demuxer and never read.
+    streams are discarded at the demuxer and never read. ``until_disconnect``: a
+    listening source (see :func:`listen_input`), whose sender closing the connection
+    is the end of the stream, not damage.
     """
 
     def __init__(self, url: str | Path, *, audio: bool = True, format: str | None = None,
                  options: dict | None = None, live: bool = False, salvage: bool = False,
                  timeout_s: float | tuple[float, float] | None = None,
-                 mic: tuple[str, str] | None = None) -> None:
+                 mic: tuple[str, str] | None = None, until_disconnect: bool = False) -> None:
         self.url = mask_url(str(url)) if isinstance(url, (str, Path)) else "stdin"
         self.salvage = salvage
+        self.until_disconnect = until_disconnect
+        self._read_timeout_s = timeout_s[1] if isinstance(timeout_s, tuple) else timeout_s
         self.damaged = False  # salvage: something could not be read (see frames_expected)
         self.container = open_input(url, format=format, options=options, timeout_s=timeout_s)
         try:
@@ -195,6 +206,12 @@ class MediaSource:
                 except av.EOFError:
                     break
                 except (av.InvalidDataError, av.FFmpegError) as exc:
+                    if self.info.is_live and self._read_timeout_s and isinstance(exc, av.ExitError):  # read timeout
+                        raise SourceError(f"{self.url}: nothing received for {self._read_timeout_s:g} s after "
+                                          f"frame {index} (did the sender stop?)") from None
+                    if self.until_disconnect and isinstance(exc, av.OSError) and exc.errno in _DISCONNECTED:
+                        log.info("%s: the sender closed the connection after frame %d", self.url, index)
+                        break
                     if not self.salvage or errors >= _MAX_ERRORS:
                         raise TruncatedInputError(f"{self.url}: input is damaged or truncated after frame "
                                                   f"{index}: {mask_secrets(exc)} (--salvage keeps what decodes)") from None
@@ -346,13 +363,21 @@ def camera_input(camera: int = 0, *, size: str | None = None, fps: int | None = 
 
 
 def open_live_source(source: str | None, *, camera: int = 0, size: str | None = None, fps: int | None = None,
-                     audio: bool = True, timeout_s: float = 10.0) -> MediaSource:
+                     audio: bool = True, timeout_s: float = 10.0, listen: bool = False) -> MediaSource:
     """SOURCE: a URL (rtsp, rtmp, http, udp, tcp, srt), '-' for MPEG-TS/Matroska on stdin,
-    a file, or None for the platform's camera number ``camera``.
+    a file, or None for the platform's camera number ``camera``. With ``listen``,
+    SOURCE is an address to listen on for a pushed stream (see :func:`listen_input`).
 
     A source that sends nothing for ``timeout_s`` (at open, or later while reading)
     is a SourceError; Ctrl-C works while it is being opened (the open runs in a
-    thread: FFmpeg's open cannot be interrupted from Python)."""
+    thread: FFmpeg's open cannot be interrupted from Python). A listener waits for
+    its sender without a time limit (a phone may take minutes to start); once
+    connected, ``timeout_s`` applies, and the sender hanging up ends the stream."""
+    if listen:
+        address = listen_input(source or "")
+        check_listen(address)
+        return _interruptible(lambda: MediaSource(address.url, audio=audio, options=address.options, live=True,
+                                                  timeout_s=(None, timeout_s), until_disconnect=True))
     if source is None:
         cam = camera_input(camera, size=size, fps=fps, audio=audio)
         if not has_format(cam.format):
@@ -371,6 +396,84 @@ def open_live_source(source: str | None, *, camera: int = 0, size: str | None = 
         return _interruptible(lambda: MediaSource(source, audio=audio, options=options, live=True,
                                                   timeout_s=(timeout_s, timeout_s)))
     return MediaSource(source, audio=audio, live=True)
+
+
+@dataclass(frozen=True)
+class ListenInput:
+    """An address to receive a pushed stream on: ``url`` and ``options`` as FFmpeg opens
+    them, ``host`` and ``port`` as bound, ``shown`` the URL with its key masked."""
+
+    url: str
+    options: dict
+    host: str
+    port: int
+    shown: str
+
+
+LISTEN_FORMS = "rtmp://HOST:PORT/APP/KEY or tcp://HOST:PORT"  # shown masked: rtmp://HOST:PORT/APP/***
+
+
+def listen_input(url: str) -> ListenInput:
+    """Parse a listening address; a UsageError names what is wrong. rtmp:// (FFmpeg's
+    RTMP server: one publisher; port 1935 by default) and tcp:// (MPEG-TS, FLV or
+    Matroska over a raw connection) are what PyAV's FFmpeg can listen on: its build has
+    no SRT or RIST, and udp:// needs no listening (give it as SOURCE)."""
+    if "://" not in url:  # not a URL: which part is a secret cannot be told, so nothing is echoed
+        raise UsageError(f"--listen takes a URL: {LISTEN_FORMS}")
+    shown = mask_url(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"--listen {shown}: the port must be a number from 1 to 65535") from None
+    scheme = parts.scheme.lower()
+    if scheme in ("srt", "rist"):
+        raise UsageError(f"--listen {shown}: the FFmpeg inside PyAV has no {scheme.upper()}; "
+                         f"listen with {LISTEN_FORMS}")
+    if scheme == "udp":
+        raise UsageError(f"--listen {shown}: UDP needs no listening; give it as SOURCE: blurcam live {shown} --to ...")
+    if scheme not in ("rtmp", "tcp"):  # not echoed: mask_url knows where secrets hide in known schemes only
+        raise UsageError(f"--listen cannot listen with {scheme}://; give {LISTEN_FORMS}")
+    if not parts.hostname:
+        raise UsageError(f"--listen {shown}: no address to listen on; 127.0.0.1 for this machine only, "
+                         "0.0.0.0 for every network it is on")
+    if scheme == "rtmp" and not parts.path.strip("/"):
+        raise UsageError(f"--listen {shown}: give the app name the sender pushes to: {LISTEN_FORMS}")
+    if port is None and scheme == "tcp":
+        raise UsageError(f"--listen {shown}: give a port: tcp://HOST:PORT")
+    if port == 0:
+        raise UsageError(f"--listen {shown}: port 0 is not a port a sender can be given")
+    return ListenInput(url=url, options={"listen": "1"}, host=parts.hostname, port=port or 1935, shown=shown)
+
+
+def check_listen(address: ListenInput) -> None:
+    """A UsageError (one line) if ``address`` cannot be listened on: its port taken, the
+    host not an address of this machine, a port under 1024 without the right. Binds
+    and releases a socket as FFmpeg will (SO_REUSEADDR on POSIX), so the error comes
+    before anything waits; nothing connects in between."""
+    where = f"--listen {address.shown}"
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM,
+                                                              flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError):
+        raise UsageError(f"{where}: {address.host} is not an address of this machine") from None
+    with socket.socket(family, kind, proto) as probe:
+        if os.name == "posix":  # as FFmpeg does; on Windows it would allow taking a busy port
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(sockaddr)
+            probe.listen(1)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"{where}: port {address.port} is in use (another program listens on it); "
+                                 "choose another port") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise UsageError(f"{where}: {address.host} is not an address of this machine; 127.0.0.1 for "
+                                 "this machine only, 0.0.0.0 for every network it is on") from None
+            if exc.errno == errno.EACCES:
+                raise UsageError(f"{where}: ports under 1024 need administrator rights; use 1935 or "
+                                 "another port above 1024") from None
+            raise UsageError(f"{where}: cannot listen: {exc.strerror}") from None
 
 
 def _wait_readable(stream, timeout_s: float) -> None:

@@ -58,3 +58,76 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def scale_about_centre(xyxy: np.ndarray, scale: float) -> np.ndarray:
     """Grow (N, 4) boxes by ``scale`` about their centres."""
     return pad_boxes(xyxy, scale, 0.0)
+
+
+def pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(P, 4), (P, 4) -> (P,) intersection over union row by row: the same float32
+    sums as :func:`box_iou`, for pairs found by :func:`meeting_pairs`."""
+    a, b = np.asarray(a, np.float32).reshape(-1, 4), np.asarray(b, np.float32).reshape(-1, 4)
+    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+
+
+def meeting_pairs(a: np.ndarray, b: np.ndarray, cell: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of boxes ``a[i]``, ``b[j]`` ((N, 4), (M, 4) xyxy, any numeric type)
+    whose closed extents meet (``a.x1 <= b.x2`` and ``b.x1 <= a.x2``, the same in y),
+    each once: (i, j) int64 arrays of P pairs, sorted by i then j. Any pair with a
+    positive intersection is among them; a box of zero size (a point) meets the boxes
+    that hold it. Boxes with a non-finite or inverted side meet nothing.
+
+    Cost O(N + M + pairs in shared cells), not O(N * M): both sets are entered in a
+    grid of ``cell`` px (default: the median box side, at least 8), joined cell by
+    cell, and a pair is kept only in the cell holding the top-left corner of where
+    the two meet (it lies in both, so each pair is found exactly once).
+    """
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    ok_a = np.isfinite(a).all(axis=1) & (a[:, 2] >= a[:, 0]) & (a[:, 3] >= a[:, 1])
+    ok_b = np.isfinite(b).all(axis=1) & (b[:, 2] >= b[:, 0]) & (b[:, 3] >= b[:, 1])
+    ia, ib = np.flatnonzero(ok_a), np.flatnonzero(ok_b)
+    if not len(ia) or not len(ib):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    a, b = a[ia], b[ib]
+    both = np.concatenate([a, b])
+    origin = both[:, :2].min(axis=0)
+    if cell is None:
+        cell = float(np.median((both[:, 2:] - both[:, :2]).max(axis=1)))
+    cell = max(float(cell), 8.0)
+    # Huge boxes (or a few far apart) would enter too many cells: widen the cell until
+    # the grid holds a few entries per box.
+    budget = 16 * len(both) + 4096
+    while True:
+        lo = np.floor((both[:, :2] - origin) / cell).astype(np.int64)
+        hi = np.floor((both[:, 2:] - origin) / cell).astype(np.int64)
+        span = hi - lo + 1
+        if int((span[:, 0] * span[:, 1]).sum()) <= budget:
+            break
+        cell *= 2
+    cols = int(hi[:, 0].max()) + 1
+
+    def entries(lo: np.ndarray, span: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        count = span[:, 0] * span[:, 1]
+        box = np.repeat(np.arange(len(lo)), count)
+        local = np.arange(len(box)) - np.repeat(np.cumsum(count) - count, count)
+        nx = span[box, 0]
+        return (lo[box, 1] + local // nx) * cols + lo[box, 0] + local % nx, box
+
+    cell_a, box_a = entries(lo[:len(a)], span[:len(a)])
+    cell_b, box_b = entries(lo[len(a):], span[len(a):])
+    order = np.argsort(cell_b, kind="stable")
+    cell_b, box_b = cell_b[order], box_b[order]
+    start, stop = np.searchsorted(cell_b, cell_a, "left"), np.searchsorted(cell_b, cell_a, "right")
+    per = stop - start
+    pa = np.repeat(box_a, per)
+    pc = np.repeat(cell_a, per)
+    pb = box_b[np.repeat(start, per) + np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)]
+    corner = np.floor((np.maximum(a[pa, :2], b[pb, :2]) - origin) / cell).astype(np.int64)
+    keep = ((corner[:, 1] * cols + corner[:, 0] == pc)
+            & (a[pa, 0] <= b[pb, 2]) & (b[pb, 0] <= a[pa, 2]) & (a[pa, 1] <= b[pb, 3]) & (b[pb, 1] <= a[pa, 3]))
+    pa, pb = ia[pa[keep]], ib[pb[keep]]
+    order = np.lexsort((pb, pa))
+    return pa[order], pb[order]

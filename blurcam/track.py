@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .boxes import box_iou
+from .boxes import meeting_pairs, pair_iou
 from .types import Faces
 
 
@@ -208,8 +208,11 @@ class Persistence:
         track_of_det = np.full(len(det), -1, np.int64)
         reached = np.zeros(len(det), bool)  # matched by distance, not overlap
         if len(det) and len(predicted):
-            iou = box_iou(det, predicted)
-            _assign_greedy(np.where(iou >= self.config.match_iou, -iou, np.inf), track_of_det)
+            # Only boxes that meet can overlap: pairs from a grid, O(pairs), not O(D * T).
+            d, t = meeting_pairs(det, predicted)
+            iou = pair_iou(det[d], predicted[t])
+            close = iou >= self.config.match_iou
+            _assign_greedy(d[close], t[close], -iou[close], len(predicted), track_of_det)
             # A face unseen for a few frames (a detector run on every k-th frame, a blink)
             # can move out of IoU reach: match what is left by centre distance, within a
             # radius that grows with the frames unseen, between boxes of similar size.
@@ -220,12 +223,17 @@ class Persistence:
                 size_d = (det[free_d, 2:] - det[free_d, :2]).max(axis=1)
                 centre_t = (predicted[free_t, :2] + predicted[free_t, 2:]) / 2
                 centre_d = (det[free_d, :2] + det[free_d, 2:]) / 2
-                dist = np.linalg.norm(centre_d[:, None] - centre_t[None], axis=2) / np.maximum(size_t, 1)[None]
-                ratio = size_d[:, None] / np.maximum(size_t, 1)[None]
                 radius = np.minimum(self.config.reach_per_frame * (self.missed[free_t] + 1), MAX_REACH)
-                ok = (dist <= radius[None]) & (ratio > 1 / MAX_SIZE_RATIO) & (ratio < MAX_SIZE_RATIO)
+                # Candidates: detection centres inside a square about each track's centre
+                # a little wider than its reach; the exact test below decides.
+                reach = (radius * np.maximum(size_t, 1)) * 1.001 + 0.01
+                i, j = meeting_pairs(np.concatenate([centre_d, centre_d], axis=1),
+                                     np.concatenate([centre_t - reach[:, None], centre_t + reach[:, None]], axis=1))
+                dist = np.linalg.norm(centre_d[i] - centre_t[j], axis=1) / np.maximum(size_t, 1)[j]
+                ratio = size_d[i] / np.maximum(size_t, 1)[j]
+                ok = (dist <= radius[j]) & (ratio > 1 / MAX_SIZE_RATIO) & (ratio < MAX_SIZE_RATIO)
                 sub = np.full(len(free_d), -1, np.int64)
-                _assign_greedy(np.where(ok, dist, np.inf), sub)
+                _assign_greedy(i[ok], j[ok], dist[ok], len(free_t), sub)
                 track_of_det[free_d[sub >= 0]] = free_t[sub[sub >= 0]]
                 reached[free_d[sub >= 0]] = True
         matched = track_of_det >= 0
@@ -256,8 +264,10 @@ class Persistence:
         # overlaps its detected neighbour.
         if len(det) and (~hit).any():
             lost = predicted[~hit]
-            covered = ((box_iou(lost, det) >= self.config.match_iou)
-                       & (covered_share(lost[:, None], det[None]) >= DUPLICATE_INSIDE)).any(axis=1)
+            i, j = meeting_pairs(lost, det)
+            dup = (pair_iou(lost[i], det[j]) >= self.config.match_iou) & (covered_share(lost[i], det[j]) >= DUPLICATE_INSIDE)
+            covered = np.zeros(len(lost), bool)
+            covered[i[dup]] = True
             missed[np.flatnonzero(~hit)[covered]] = self.config.hold_frames + 1
         score = self.score.copy()
         score[t_idx] = detections.score[matched]
@@ -291,7 +301,8 @@ class Persistence:
         # neighbour's box (a face entering beside another, common in crowds) does.
         known = np.zeros(n_born, bool)
         if n_born and len(new_box):
-            known = (covered_share(det[born][:, None], new_box[None]) >= 0.5).any(axis=1)
+            i, j = meeting_pairs(det[born], new_box)
+            known[i[covered_share(det[born][i], new_box[j]) >= 0.5]] = True
         self.backfill = np.concatenate([self.backfill, ~known])
         # A match by distance may be a different face that appeared where one was lost:
         # it keeps the track (and its bridge) but also owes the look-back of a new face,
@@ -396,27 +407,27 @@ def covered_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return iw * ih / np.maximum((a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]), 1e-9)
 
 
-def _assign_greedy(cost: np.ndarray, out: np.ndarray) -> None:
-    """Greedy one-to-one assignment on a (D, T) cost (inf: not allowed), cheapest pairs
+def _assign_greedy(rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, n_cols: int, out: np.ndarray) -> None:
+    """Greedy one-to-one assignment over the allowed pairs (P,) ``rows``, ``cols`` with
+    ``cost`` (P,) (each pair at most once; pairs not given are not allowed), cheapest
     first; writes the chosen column of each row into ``out`` (D,), leaving -1 for none.
 
     Allowed pairs are few (boxes that overlap or are near). Pairs are ranked once (cost,
-    then row-major order, so no two tie); each round accepts every pair that is the
+    then row, then column, so no two tie); each round accepts every pair that is the
     best left for both its row and its column, which is what the cheapest-first walk
     would accept, in a few numpy rounds instead of a Python step per pair.
     """
-    rows, cols = np.nonzero(np.isfinite(cost))
     rank = np.empty(len(rows), np.int64)
-    rank[np.argsort(cost[rows, cols], kind="stable")] = np.arange(len(rows))
+    rank[np.lexsort((cols, rows, cost))] = np.arange(len(rows))
     none = len(rows)
     while len(rows):
-        best_of_row = np.full(cost.shape[0], none, np.int64)
-        best_of_col = np.full(cost.shape[1], none, np.int64)
+        best_of_row = np.full(len(out), none, np.int64)
+        best_of_col = np.full(n_cols, none, np.int64)
         np.minimum.at(best_of_row, rows, rank)
         np.minimum.at(best_of_col, cols, rank)
         take = (best_of_row[rows] == rank) & (best_of_col[cols] == rank)
         out[rows[take]] = cols[take]
-        row_used, col_used = np.zeros(cost.shape[0], bool), np.zeros(cost.shape[1], bool)
+        row_used, col_used = np.zeros(len(out), bool), np.zeros(n_cols, bool)
         row_used[rows[take]], col_used[cols[take]] = True, True
         left = ~(row_used[rows] | col_used[cols])
         rows, cols, rank = rows[left], cols[left], rank[left]

@@ -75,7 +75,7 @@ def pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def meeting_pairs(a: np.ndarray, b: np.ndarray, cell: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Every pair of boxes ``a[i]``, ``b[j]`` ((N, 4), (M, 4) xyxy, any numeric type)
     whose closed extents meet (``a.x1 <= b.x2`` and ``b.x1 <= a.x2``, the same in y),
-    each once: (i, j) int64 arrays of P pairs, sorted by i then j. Any pair with a
+    each once: (i, j) int64 arrays of P pairs, in no set order. Any pair with a
     positive intersection is among them; a box of zero size (a point) meets the boxes
     that hold it. Boxes with a non-finite or inverted side meet nothing.
 
@@ -84,15 +84,15 @@ def meeting_pairs(a: np.ndarray, b: np.ndarray, cell: float | None = None) -> tu
     cell, and a pair is kept only in the cell holding the top-left corner of where
     the two meet (it lies in both, so each pair is found exactly once).
     """
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
+    a = np.asarray(a).reshape(-1, 4)
+    b = np.asarray(b).reshape(-1, 4)
     ok_a = np.isfinite(a).all(axis=1) & (a[:, 2] >= a[:, 0]) & (a[:, 3] >= a[:, 1])
     ok_b = np.isfinite(b).all(axis=1) & (b[:, 2] >= b[:, 0]) & (b[:, 3] >= b[:, 1])
     ia, ib = np.flatnonzero(ok_a), np.flatnonzero(ok_b)
     if not len(ia) or not len(ib):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    a, b = a[ia], b[ib]
-    both = np.concatenate([a, b])
+    a, b = np.ascontiguousarray(a[ia].T).T, np.ascontiguousarray(b[ib].T).T  # columns contiguous
+    both = np.concatenate([a, b]).astype(np.float64)
     origin = both[:, :2].min(axis=0)
     if cell is None:
         cell = float(np.median((both[:, 2:] - both[:, :2]).max(axis=1)))
@@ -123,11 +123,14 @@ def meeting_pairs(a: np.ndarray, b: np.ndarray, cell: float | None = None) -> tu
     start, stop = np.searchsorted(cell_b, cell_a, "left"), np.searchsorted(cell_b, cell_a, "right")
     per = stop - start
     pa = np.repeat(box_a, per)
-    pc = np.repeat(cell_a, per)
-    pb = box_b[np.repeat(start, per) + np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)]
-    corner = np.floor((np.maximum(a[pa, :2], b[pb, :2]) - origin) / cell).astype(np.int64)
-    keep = ((corner[:, 1] * cols + corner[:, 0] == pc)
-            & (a[pa, 0] <= b[pb, 2]) & (b[pb, 0] <= a[pa, 2]) & (a[pa, 1] <= b[pb, 3]) & (b[pb, 1] <= a[pa, 3]))
-    pa, pb = ia[pa[keep]], ib[pb[keep]]
-    order = np.lexsort((pb, pa))
-    return pa[order], pb[order]
+    pb = box_b[np.repeat(start - (np.cumsum(per) - per), per) + np.arange(int(per.sum()))]
+    if len(cell_a) > len(a):  # some box of a is in more than one cell (points never are)
+        # The meeting's top-left corner lies in cell (max of the two lo): floor is monotonic.
+        lo_a, lo_b = lo[:len(a)], lo[len(a):]
+        corner = np.maximum(lo_a[pa, 1], lo_b[pb, 1]) * cols + np.maximum(lo_a[pa, 0], lo_b[pb, 0])
+        keep = corner == np.repeat(cell_a, per)
+        pa, pb = pa[keep], pb[keep]
+    ax1, ay1, ax2, ay2 = a.T
+    bx1, by1, bx2, by2 = b.T
+    keep = (ax1[pa] <= bx2[pb]) & (bx1[pb] <= ax2[pa]) & (ay1[pa] <= by2[pb]) & (by1[pb] <= ay2[pa])
+    return ia[pa[keep]], ib[pb[keep]]

@@ -468,7 +468,7 @@ def one_box_per_face(faces: Faces, regions: np.ndarray) -> Faces:
        of equal regions one is kept and a chain of containments ends in a kept box.
     Detections are always kept, as they are. Safe on N = 0; order is kept. Candidate
     containers come from a grid of cells about a box across (a container holds the
-    box's centre cell): O(N * boxes per cell), not O(N^2).
+    box's centre): O(N * boxes per cell), not O(N^2).
     """
     faces, regions = _hull_per_track(faces, np.asarray(regions, np.int64).reshape(-1, 4))
     n = len(faces)
@@ -480,24 +480,11 @@ def one_box_per_face(faces: Faces, regions: np.ndarray) -> Faces:
     rank = np.empty(n, np.int64)
     rank[np.lexsort((np.arange(n), faces.carried, -(w * h)))] = np.arange(n)
     cell = int(max(8, np.median(np.maximum(w, h)[~empty]) if (~empty).any() else 8))
-    # Every non-empty box is entered in each grid cell it touches.
-    cx1, cy1 = r[:, 0] // cell, r[:, 1] // cell
-    cx2, cy2 = (r[:, 2] - 1) // cell, (r[:, 3] - 1) // cell
-    cols = int(cx2.max()) + 2
-    nx, ny = np.where(empty, 0, cx2 - cx1 + 1), np.where(empty, 0, cy2 - cy1 + 1)
-    count = nx * ny
-    box = np.repeat(np.arange(n), count)
-    local = np.arange(len(box)) - np.repeat(np.cumsum(count) - count, count)
-    entry_cell = (cy1[box] + local // nx[box]) * cols + cx1[box] + local % nx[box]
-    order = np.argsort(entry_cell, kind="stable")
-    entry_cell, entry_box = entry_cell[order], box[order]
-    # Each carried box is paired with the boxes entered in the cell of its centre.
+    # Candidate containers of each carried box: the boxes holding its centre pixel.
     cand = np.flatnonzero(faces.carried & ~empty)
-    centre_cell = ((r[cand, 1] + r[cand, 3]) // 2 // cell) * cols + (r[cand, 0] + r[cand, 2]) // 2 // cell
-    lo, hi = np.searchsorted(entry_cell, centre_cell, "left"), np.searchsorted(entry_cell, centre_cell, "right")
-    per = hi - lo
-    inner = np.repeat(cand, per)
-    outer = entry_box[np.repeat(lo, per) + np.arange(per.sum()) - np.repeat(np.cumsum(per) - per, per)]
+    centre = np.stack([(r[cand, 0] + r[cand, 2]) // 2, (r[cand, 1] + r[cand, 3]) // 2], axis=1)
+    k, outer = meeting_pairs(np.concatenate([centre, centre], axis=1), r, cell)
+    inner = cand[k]
     # Column by column: .all(axis=1) over (P, 2) pairs cost more than the comparisons.
     inside = rank[outer] < rank[inner]
     for k, outer_holds in ((0, np.less_equal), (1, np.less_equal), (2, np.greater_equal), (3, np.greater_equal)):

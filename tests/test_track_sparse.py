@@ -133,6 +133,10 @@ def test_meeting_pairs_are_every_meeting_pair_once():
         want_i, want_j = np.nonzero(meet)
         np.testing.assert_array_equal(i, want_i)
         np.testing.assert_array_equal(j, want_j)
+        # exact=False: a superset, still each pair once
+        i, j = meeting_pairs(a, b, cell=float(rng.uniform(8, 100)), exact=False)
+        pairs = set(zip(i.tolist(), j.tolist()))
+        assert len(pairs) == len(i) and set(zip(want_i.tolist(), want_j.tolist())) <= pairs
 
 
 def test_meeting_pairs_far_apart_and_huge_boxes_stay_small():

@@ -459,10 +459,10 @@ class LivePolicy:
     def cadence(self, ran: bool, seconds: float) -> int | None:
         """CenterFace's cadence after a detection that took ``seconds`` (``ran``: with
         CenterFace): the most frequent, up to every ``MAX_EVERY``-th frame, whose
-        average time per frame fits the frame interval (None without a delay: every
-        frame, as nothing can be looked back)."""
+        average time per frame fits the frame interval (without a delay: every
+        frame: 1, as nothing can be looked back)."""
         if not self.delay_s:
-            return None
+            return 1
         attr = "_with_s" if ran else "_without_s"
         old = getattr(self, attr)
         setattr(self, attr, seconds if old is None else old + self._SMOOTHING * (seconds - old))

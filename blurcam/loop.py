@@ -258,10 +258,11 @@ class _Pending:
         self.extra: list[Faces] = []
 
 
-def paint_lookback(held: deque[_Pending], update: TrackUpdate) -> None:
+def paint_lookback(held: deque[_Pending], update: TrackUpdate, depth: int | None = None) -> None:
     """Paint ``update``'s look-back boxes onto the frames ``held`` (oldest first), the
-    newest first and no farther back than the update reaches."""
+    newest first and no farther back than the update reaches, nor than ``depth`` frames."""
     reach = update.reach
+    reach = depth if reach is None else reach if depth is None else min(reach, depth)
     for back, earlier in enumerate(reversed(held), start=1):
         if reach is not None and back > reach:
             break
@@ -354,7 +355,8 @@ class LivePolicy:
     ``realtime`` paces a file to its timestamps; ``max_seconds`` stops after that much
     source time; ``load_first``: load and warm up a detector factory before the first
     frame (a paced file loses nothing by waiting) instead of streaming obscured frames
-    meanwhile; ``frame_s``: the source's frame interval (the cadence's budget)."""
+    meanwhile; ``frame_s``: the source's frame interval (the cadence's budget);
+    ``lookback_frames``: how far back a new face is painted (None: every frame held)."""
 
     MAX_EVERY = 3  # CenterFace at least every 3rd frame: look-back bridges 2 frames unseen
     _HEADROOM = 0.85  # share of a frame interval detection may take (the encoder shares the cores)
@@ -363,10 +365,11 @@ class LivePolicy:
 
     def __init__(self, detect_timeout_ms: float, *, realtime: bool = False, max_seconds: float | None = None,
                  queue_frames: int = 4, latency_ms: float = 400.0, max_in_flight: int = 8,
-                 load_first: bool = False, delay_s: float = 0.0, frame_s: float = 1 / 30) -> None:
+                 load_first: bool = False, delay_s: float = 0.0, frame_s: float = 1 / 30,
+                 lookback_frames: int | None = None) -> None:
         self.watchdog_s = detect_timeout_ms / 1000
         self.realtime, self.max_seconds, self.queue_frames = realtime, max_seconds, queue_frames
-        self.delay_s, self.frame_s = delay_s, frame_s
+        self.delay_s, self.frame_s, self.lookback_frames = delay_s, frame_s, lookback_frames
         self.latency_s, self.max_in_flight = delay_s + latency_ms / 1000, max_in_flight
         self.load_in_background = not load_first  # stream at once, obscured, while a model made here loads
         self.warm_at_size = True  # its first call at the stream's size allocates: a stall that drops frames
@@ -441,7 +444,7 @@ class LivePolicy:
         frames whose delay is over (all of them without a delay), oldest first."""
         if not self.delay_s:
             return [pending]
-        paint_lookback(self._held, update)
+        paint_lookback(self._held, update, self.lookback_frames)
         self._held.append(pending)
         return self.due()
 

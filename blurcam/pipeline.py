@@ -317,12 +317,14 @@ def run_live(source: MediaSource, sink: Sink, config: LiveConfig | None = None, 
     loaded before the first frame instead (a file source, which can wait)."""
     config = config or LiveConfig()
     rate = float(source.info.frame_rate or 30)
+    # A new face is painted back as far as a file's (TrackConfig's default, 0.5 s at 30 fps):
+    # followed back further, a fast face's box grows over the background (1 s: tests/test_live_cli).
+    lookback = min(math.ceil(config.delay_s * rate), TrackConfig().lookback_frames)
     policy = LivePolicy(config.detect_timeout_ms, realtime=bool(config.realtime), max_seconds=config.max_seconds,
                         queue_frames=config.queue_frames, latency_ms=config.latency_ms,
                         max_in_flight=config.max_in_flight, load_first=load_first, delay_s=config.delay_s,
-                        frame_s=1 / rate)
-    # The tracker's look-back horizon (young faces painted back again) is the delay's frames.
-    track = replace(config.track, lookback_frames=math.ceil(config.delay_s * rate))
+                        frame_s=1 / rate, lookback_frames=lookback)
+    track = replace(config.track, lookback_frames=lookback)
     stats = stats if stats is not None else LiveStats()
     run_frames(source, sink, detector or (lambda: live_detector(config)), policy, redact=config.redact,
                track=track, stats=stats, on_tick=on_tick, stop=stop)

@@ -192,7 +192,7 @@ def live(
 ) -> None:
     """Stream a camera or stream with every face removed, in real time, failing closed.
 
-    Frames the machine cannot keep up with are dropped at the input (the stats line names the stage that is behind), never queued for seconds and never sent raw. A file SOURCE is played at its real pace. Until the detector has produced its first result, and for any frame it fails or is late on, the whole frame is obscured. Lost servers are reconnected with backoff; frames during the outage are discarded.
+    Every frame waits --delay seconds (1) before it is sent, so a face found late is painted over the frames before it and CenterFace can skip frames when the machine is behind (--delay 0: lowest latency, no look-back). Frames the machine cannot keep up with even so are dropped at the input (the stats line names the stage that is behind), never queued for seconds and never sent raw. A file SOURCE is played at its real pace. Until the detector has produced its first result, and for any frame it fails or is late on, the whole frame is obscured. Lost servers are reconnected with backoff; frames during the outage are discarded.
     """
     from . import signals
     from .io.sink import EncoderConfig

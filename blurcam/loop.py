@@ -445,6 +445,7 @@ class LivePolicy:
         if not self.delay_s:
             return [pending]
         paint_lookback(self._held, update, self.lookback_frames)
+        pending.frame.view = None  # detected: only its pixels wait out the delay
         self._held.append(pending)
         return self.due()
 

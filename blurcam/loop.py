@@ -362,6 +362,7 @@ class LivePolicy:
     _HEADROOM = 0.85  # share of a frame interval detection may take (the encoder shares the cores)
     _RELAX = 0.7  # a slower cadence is kept until the faster one would fit in this share
     _SMOOTHING = 0.2
+    _BEHIND_S = 2.0  # after a drop, CenterFace stays at its slowest cadence this long (frees the cores)
 
     def __init__(self, detect_timeout_ms: float, *, realtime: bool = False, max_seconds: float | None = None,
                  queue_frames: int = 4, latency_ms: float = 400.0, max_in_flight: int = 8,
@@ -377,6 +378,7 @@ class LivePolicy:
         self.every = 1
         self._with_s: float | None = None  # detection time of a frame CenterFace ran on (s, smoothed)
         self._without_s: float | None = None  # and of one it skipped
+        self._dropped_s = -math.inf  # when a frame was last dropped (monotonic; written by the reader and the caller)
 
     def items(self, source: MediaSource) -> Iterator:
         """Stamp frames with their capture time; sleep to real time for rehearsal files."""
@@ -404,6 +406,7 @@ class LivePolicy:
             if not flight.admits(sink):
                 stats.frames_dropped += 1
                 stats.dropped_by[flight.behind(sink)] += 1
+                self._dropped_s = time.monotonic()
                 return False
         try:
             frames_q.put_nowait(frame)
@@ -412,6 +415,7 @@ class LivePolicy:
         except queue.Full:  # the detector is behind
             stats.frames_dropped += 1
             stats.dropped_by[DETECTION] += 1
+            self._dropped_s = time.monotonic()
             return False
 
     def late(self, frame: Frame, flight: Flight, sink: Sink) -> bool:
@@ -419,7 +423,10 @@ class LivePolicy:
         latency bound (its age plus redaction and sink at their current pace)."""
         if not frame.captured_s:
             return False
-        return time.monotonic() - frame.captured_s + flight.after_detection_s(sink) > self.latency_s
+        if time.monotonic() - frame.captured_s + flight.after_detection_s(sink) > self.latency_s:
+            self._dropped_s = time.monotonic()
+            return True
+        return False
 
     def deadline_s(self, frame: Frame, started_s: float) -> float:
         """When (``time.monotonic()``) the watchdog sends ``frame`` obscured if its
@@ -463,7 +470,10 @@ class LivePolicy:
     def cadence(self, ran: bool, seconds: float) -> int | None:
         """CenterFace's cadence after a detection that took ``seconds`` (``ran``: with
         CenterFace): the most frequent, up to every ``MAX_EVERY``-th frame, whose
-        average time per frame fits the frame interval (without a delay: every
+        average time per frame fits the frame interval; the slowest for ``_BEHIND_S``
+        after any frame was dropped, whichever stage was behind (detection shares the
+        cores with redaction and the encoder: frames are dropped only when even the
+        slowest cadence cannot keep up). Without a delay: every
         frame: 1, as nothing can be looked back)."""
         if not self.delay_s:
             return 1
@@ -476,6 +486,9 @@ class LivePolicy:
         def per_frame(every: int) -> float:
             return (with_s + (every - 1) * without_s) / every
 
+        if time.monotonic() - self._dropped_s < self._BEHIND_S:
+            self.every = self.MAX_EVERY
+            return self.every
         budget = self._HEADROOM * self.frame_s
         every = next((k for k in range(1, self.MAX_EVERY + 1) if per_frame(k) <= budget), self.MAX_EVERY)
         if every < self.every and per_frame(every) > self._RELAX * budget:

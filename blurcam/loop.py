@@ -473,8 +473,8 @@ class LivePolicy:
         average time per frame fits the frame interval; the slowest for ``_BEHIND_S``
         after any frame was dropped, whichever stage was behind (detection shares the
         cores with redaction and the encoder: frames are dropped only when even the
-        slowest cadence cannot keep up). Without a delay: every
-        frame: 1, as nothing can be looked back)."""
+        slowest cadence cannot keep up). Without a delay: 1, every frame (nothing
+        can be looked back)."""
         if not self.delay_s:
             return 1
         attr = "_with_s" if ran else "_without_s"

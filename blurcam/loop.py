@@ -7,7 +7,9 @@ persist -> redact -> write. What differs between a file and a stream is a policy
                  any stage is behind (detection, redaction or the sink: no more frames
                  in flight than let a new one leave within the latency bound at the
                  stages' pace), drops a frame that would still leave late, sends a frame whose
-                 detection is overdue obscured whole (a watchdog), and never looks back
+                 detection is overdue obscured whole (a watchdog); with a delay it holds each
+                 frame (and its audio) that long, looks back over the frames it holds as a
+                 file does, and adapts CenterFace's cadence; without one it never looks back
 
 Threads (bounded queues, one stop event, errors re-raised in the caller; see stages):
 

@@ -224,3 +224,21 @@ def test_control_slow_detector_drops_frames_without_a_delay(faces_clip, tmp_path
     assert stats.centerface_every_max == 1
     assert stats.frames_dropped >= 10
     assert_no_face_leaks(faces_clip, _images(out))
+
+
+def test_cadence_follows_detection_time_and_drops():
+    """The policy's choice alone: CenterFace every frame when it fits the frame interval,
+    every 2nd/3rd when not, the slowest after a drop, always every frame without a delay."""
+    from blurcam.loop import LivePolicy
+
+    policy = LivePolicy(500, delay_s=1.0, frame_s=1 / 30)
+    assert policy.cadence(True, 0.020) == 1  # 20 ms of 33: every frame
+    policy = LivePolicy(500, delay_s=1.0, frame_s=1 / 30)
+    assert policy.cadence(True, 0.045) == 2  # (45 + 9) / 2 = 27 ms a frame
+    assert policy.cadence(False, 0.005) == 2
+    policy = LivePolicy(500, delay_s=1.0, frame_s=1 / 30)
+    assert policy.cadence(True, 0.070) == 3
+    fast = LivePolicy(500, delay_s=1.0, frame_s=1 / 30)
+    fast._dropped_s = time.monotonic()
+    assert fast.cadence(True, 0.010) == LivePolicy.MAX_EVERY  # behind elsewhere: free the cores
+    assert LivePolicy(500, delay_s=0.0).cadence(True, 0.070) == 1

@@ -176,8 +176,9 @@ def live(
     runtime: Annotated[Optional[str], typer.Option(help="CenterFace runtime: onnxruntime or openvino (pip install 'blurcam\\[openvino]'). Default: onnxruntime.", show_default=False)] = None,
     mode: Annotated[str, typer.Option(help="blur, pixelate or solid.")] = "blur",
     hold: Annotated[int, typer.Option(help="Frames a face stays redacted after its last detection.")] = 10,
-    detect_timeout_ms: Annotated[float, typer.Option(help="A frame whose detection takes longer is sent obscured whole.")] = 500.0,
-    latency_ms: Annotated[float, typer.Option(help="Latency bound, capture to send: frames are dropped at the input rather than sent later than this, whichever stage is behind.")] = 400.0,
+    delay: Annotated[float, typer.Option(help="Seconds every frame (and its audio) waits before it is sent, so a face found late is painted back over the frames before it and CenterFace may skip frames when the machine is behind (see README). 0: the lowest latency (a video call), CenterFace on every frame, no look-back.")] = 1.0,
+    detect_timeout_ms: Annotated[float, typer.Option(help="A frame whose detection takes longer is sent obscured whole (with --delay: once it is due to be sent).")] = 500.0,
+    latency_ms: Annotated[float, typer.Option(help="Latency bound beyond --delay, capture to send: frames are dropped at the input rather than sent later than delay + this, whichever stage is behind.")] = 400.0,
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Send no audio.")] = False,
     crf: Annotated[int, typer.Option(help="Encoder quality (x264: 0-51, lower is better).")] = 23,
     preset: Annotated[str, typer.Option(help="x264 speed preset.")] = "veryfast",
@@ -191,7 +192,7 @@ def live(
 ) -> None:
     """Stream a camera or stream with every face removed, in real time, failing closed.
 
-    Frames the machine cannot keep up with are dropped at the input (the stats line names the stage that is behind), never queued for seconds and never sent raw. A file SOURCE is played at its real pace. Until the detector has produced its first result, and for any frame it fails or is late on, the whole frame is obscured. Lost servers are reconnected with backoff; frames during the outage are discarded.
+    Every frame waits --delay seconds (1) before it is sent, so a face found late is painted over the frames before it and CenterFace can skip frames when the machine is behind (--delay 0: lowest latency, no look-back). Frames the machine cannot keep up with even so are dropped at the input (the stats line names the stage that is behind), never queued for seconds and never sent raw. A file SOURCE is played at its real pace. Until the detector has produced its first result, and for any frame it fails or is late on, the whole frame is obscured. Lost servers are reconnected with backoff; frames during the outage are discarded.
     """
     from . import signals
     from .io.sink import EncoderConfig
@@ -210,7 +211,7 @@ def live(
     try:
         _configure_inference(precision, runtime)
         config = _build(LiveConfig, detector=quality, threshold=threshold, audio=not no_audio, realtime=realtime,
-                        max_seconds=duration, detect_timeout_ms=detect_timeout_ms, latency_ms=latency_ms, redact=_build(RedactConfig, mode=mode),
+                        max_seconds=duration, delay_s=delay, detect_timeout_ms=detect_timeout_ms, latency_ms=latency_ms, redact=_build(RedactConfig, mode=mode),
                         track=_build(TrackConfig, hold_frames=hold, lookback_frames=0),
                         encoder=_build(EncoderConfig, crf=crf, preset=preset, live=True))
         stream = _build(StreamConfig, keyframe_interval_s=keyframe_interval, reconnect_for_s=reconnect_for)

@@ -7,7 +7,9 @@ persist -> redact -> write. What differs between a file and a stream is a policy
                  any stage is behind (detection, redaction or the sink: no more frames
                  in flight than let a new one leave within the latency bound at the
                  stages' pace), drops a frame that would still leave late, sends a frame whose
-                 detection is overdue obscured whole (a watchdog), and never looks back
+                 detection is overdue obscured whole (a watchdog); with a delay it holds each
+                 frame (and its audio) that long, looks back over the frames it holds as a
+                 file does, and adapts CenterFace's cadence; without one it never looks back
 
 Threads (bounded queues, one stop event, errors re-raised in the caller; see stages):
 
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .detect import Detector, view_side
+from .detect.ensemble import cadenced, set_every
 from .io.convert import view_size
 from .io.sink import Sink
 from .io.source import MediaSource
@@ -74,6 +77,8 @@ class RunStats:
     seconds: float = 0.0
     damaged: bool = False
     frames_expected: int | None = None
+    centerface_every: int | None = None  # a live delayed run's CenterFace cadence now (1: every frame)
+    centerface_every_max: int | None = None
 
     @property
     def fps(self) -> float:
@@ -115,7 +120,8 @@ class LiveStats(RunStats):
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started_s, 1e-9)
         p50, p95 = self.percentiles()
-        return (f"{self.frames / elapsed:5.1f} fps  latency p50 {p50:4.0f} ms p95 {p95:4.0f} ms  "
+        cadence = f"  centerface every {self.centerface_every}" if self.centerface_every else ""
+        return (f"{self.frames / elapsed:5.1f} fps  latency p50 {p50:4.0f} ms p95 {p95:4.0f} ms{cadence}  "
                 f"dropped {self.frames_dropped}{self.drop_reasons()}  obscured {self.frames_obscured_whole}  "
                 f"faces {self.faces}")
 
@@ -135,6 +141,7 @@ def _p50_p95(values: np.ndarray) -> tuple[float, float]:
 
 
 DETECTION, REDACTION, SINK, LATE = "detection", "redaction", "sink", "late"
+HELD = "held"  # detected, waiting out the live delay: not in flight (it waits on purpose, no stage is behind)
 
 
 class Flight:
@@ -160,7 +167,7 @@ class Flight:
     def __init__(self, bound_s: float, max_frames: int) -> None:
         self.bound_s, self.max_frames = bound_s, max_frames
         self._lock = threading.Lock()
-        self._held = {DETECTION: 0, REDACTION: 0, SINK: 0}  # frames waiting for or in each stage of the loop
+        self._held = {DETECTION: 0, REDACTION: 0, SINK: 0, HELD: 0}  # frames waiting for or in each stage of the loop
         self.stage_s = {DETECTION: 0.0, REDACTION: 0.0, SINK: 0.0}
         self._spread_s = dict.fromkeys(self.stage_s, 0.0)  # average deviation from stage_s
 
@@ -187,7 +194,7 @@ class Flight:
     def frames(self, sink: Sink) -> int:
         """Frames in flight now: in the loop's queues and threads, plus the sink's backlog."""
         with self._lock:
-            return sum(self._held.values()) + int(getattr(sink, "backlog", 0))
+            return sum(n for stage, n in self._held.items() if stage != HELD) + int(getattr(sink, "backlog", 0))
 
     def _servers(self, sink: Sink) -> list[tuple[float, int]]:
         """(seconds per frame, frames at it or before it) for the detector's, the
@@ -253,6 +260,19 @@ class _Pending:
         self.extra: list[Faces] = []
 
 
+def paint_lookback(held: deque[_Pending], update: TrackUpdate, depth: int | None = None) -> None:
+    """Paint ``update``'s look-back boxes onto the frames ``held`` (oldest first), the
+    newest first and no farther back than the update reaches, nor than ``depth`` frames."""
+    reach = update.reach
+    reach = depth if reach is None else reach if depth is None else min(reach, depth)
+    for back, earlier in enumerate(reversed(held), start=1):
+        if reach is not None and back > reach:
+            break
+        boxes = update.lookback(back)
+        if len(boxes):
+            earlier.extra.append(boxes)
+
+
 class FilePolicy:
     """A file: every frame is read, detected and written, in order (back-pressure, no
     drops), and the last ``lookback_frames`` frames are held so a face confirmed
@@ -260,6 +280,7 @@ class FilePolicy:
 
     queue_frames: int
     watchdog_s = None  # a file waits for its detector, however slow
+    delay_s = 0.0  # frames leave as the look-back window moves on, not by the clock
     load_in_background = False  # nothing to drop while the model loads: load it first
     warm_at_size = False  # nor while it allocates on its first call
     latency_s, max_in_flight = math.inf, 1 << 30  # no deadline; back-pressure bounds the queues
@@ -286,13 +307,7 @@ class FilePolicy:
         """Paint ``update``'s look-back onto the held frames, hold ``pending``, and
         return the frames that leave the look-back window (oldest first)."""
         if self.lookback_frames:
-            reach = update.reach
-            for back, earlier in enumerate(reversed(self._held), start=1):
-                if reach is not None and back > reach:
-                    break
-                boxes = update.lookback(back)
-                if len(boxes):
-                    earlier.extra.append(boxes)
+            paint_lookback(self._held, update)
         self._held.append(pending)
         ready = []
         while len(self._held) > self.lookback_frames:
@@ -303,6 +318,18 @@ class FilePolicy:
         ready, self._held = list(self._held), deque()
         return [self._with_regions(item) for item in ready]
 
+    def due(self) -> list[_Pending]:
+        return []  # a file's frames leave the window as later ones arrive (hold)
+
+    def deadline_s(self, frame: Frame, started_s: float) -> float:
+        return math.inf
+
+    def audio_until_s(self, frame: Frame) -> float:
+        return math.inf  # a file's audio goes out as read: its muxer interleaves by time
+
+    def cadence(self, ran: bool, seconds: float) -> int | None:
+        return None  # a file keeps its preset's cadence
+
     def _with_regions(self, item: _Pending) -> _Pending:
         """The manual-regions hook: a frame's boxes are final once it leaves the window."""
         if self.regions is not None:
@@ -311,26 +338,49 @@ class FilePolicy:
 
 
 class LivePolicy:
-    """A stream: its latency is bounded whichever stage is behind. A frame is dropped
-    at the input (and counted, with the stage that is behind named) when the frames
-    already in flight would make it leave later than ``latency_ms`` (see
-    ``Flight.admits``) or the detector's queue is full; a detected frame that would still
-    leave later (its age plus redaction and sink at their current pace) is dropped
-    before redaction (counted as late), never sent late. A frame whose
-    detection is overdue is sent obscured whole, and nothing is held back (a stream
-    cannot look back). ``realtime`` paces a file to its timestamps; ``max_seconds``
-    stops after that much source time; ``load_first``: load and warm up a detector
-    factory before the first frame (a paced file loses nothing by waiting) instead of
-    streaming obscured frames meanwhile."""
+    """A stream: its latency is bounded whichever stage is behind, at ``delay_s`` plus
+    ``latency_ms``. A frame is dropped at the input (and counted, with the stage that
+    is behind named) when the frames already in flight would make it leave later than
+    that (see ``Flight.admits``) or the detector's queue is full; a detected frame that
+    would still leave later (its age plus redaction and sink at their current pace) is
+    dropped before redaction (counted as late), never sent late. A frame whose
+    detection is not back in time is sent obscured whole (a watchdog: ``detect_timeout_ms``
+    after its detection started, or with a delay when it must leave).
+
+    ``delay_s`` > 0: each detected frame is held until ``delay_s`` after its capture
+    (its audio with it), and look-back and gap boxes (``TrackUpdate.lookback``) are
+    painted onto the frames held, as a file's are; CenterFace's cadence adapts
+    (``cadence``: every frame when there is time, every 2nd or 3rd when not, the boxes
+    between sightings bridged by look-back inside the delay and carried at its edge).
+    ``delay_s`` 0: nothing is held back and nothing is looked back.
+
+    ``realtime`` paces a file to its timestamps; ``max_seconds`` stops after that much
+    source time; ``load_first``: load and warm up a detector factory before the first
+    frame (a paced file loses nothing by waiting) instead of streaming obscured frames
+    meanwhile; ``frame_s``: the source's frame interval (the cadence's budget);
+    ``lookback_frames``: how far back a new face is painted (None: every frame held)."""
+
+    MAX_EVERY = 3  # CenterFace at least every 3rd frame: look-back bridges 2 frames unseen
+    _HEADROOM = 0.85  # share of a frame interval detection may take (the encoder shares the cores)
+    _RELAX = 0.7  # a slower cadence is kept until the faster one would fit in this share
+    _SMOOTHING = 0.2
+    _BEHIND_S = 2.0  # after a drop, CenterFace stays at its slowest cadence this long (frees the cores)
 
     def __init__(self, detect_timeout_ms: float, *, realtime: bool = False, max_seconds: float | None = None,
                  queue_frames: int = 4, latency_ms: float = 400.0, max_in_flight: int = 8,
-                 load_first: bool = False) -> None:
+                 load_first: bool = False, delay_s: float = 0.0, frame_s: float = 1 / 30,
+                 lookback_frames: int | None = None) -> None:
         self.watchdog_s = detect_timeout_ms / 1000
         self.realtime, self.max_seconds, self.queue_frames = realtime, max_seconds, queue_frames
-        self.latency_s, self.max_in_flight = latency_ms / 1000, max_in_flight
+        self.delay_s, self.frame_s, self.lookback_frames = delay_s, frame_s, lookback_frames
+        self.latency_s, self.max_in_flight = delay_s + latency_ms / 1000, max_in_flight
         self.load_in_background = not load_first  # stream at once, obscured, while a model made here loads
         self.warm_at_size = True  # its first call at the stream's size allocates: a stall that drops frames
+        self._held: deque[_Pending] = deque()
+        self.every = 1
+        self._with_s: float | None = None  # detection time of a frame CenterFace ran on (s, smoothed)
+        self._without_s: float | None = None  # and of one it skipped
+        self._dropped_s = -math.inf  # when a frame was last dropped (monotonic; written by the reader and the caller)
 
     def items(self, source: MediaSource) -> Iterator:
         """Stamp frames with their capture time; sleep to real time for rehearsal files."""
@@ -358,6 +408,7 @@ class LivePolicy:
             if not flight.admits(sink):
                 stats.frames_dropped += 1
                 stats.dropped_by[flight.behind(sink)] += 1
+                self._dropped_s = time.monotonic()
                 return False
         try:
             frames_q.put_nowait(frame)
@@ -366,6 +417,7 @@ class LivePolicy:
         except queue.Full:  # the detector is behind
             stats.frames_dropped += 1
             stats.dropped_by[DETECTION] += 1
+            self._dropped_s = time.monotonic()
             return False
 
     def late(self, frame: Frame, flight: Flight, sink: Sink) -> bool:
@@ -373,7 +425,17 @@ class LivePolicy:
         latency bound (its age plus redaction and sink at their current pace)."""
         if not frame.captured_s:
             return False
-        return time.monotonic() - frame.captured_s + flight.after_detection_s(sink) > self.latency_s
+        if time.monotonic() - frame.captured_s + flight.after_detection_s(sink) > self.latency_s:
+            self._dropped_s = time.monotonic()
+            return True
+        return False
+
+    def deadline_s(self, frame: Frame, started_s: float) -> float:
+        """When (``time.monotonic()``) the watchdog sends ``frame`` obscured if its
+        detection, started at ``started_s``, is not back: when it must leave."""
+        if self.delay_s and frame.captured_s:
+            return max(frame.captured_s + self.delay_s, started_s + min(self.watchdog_s, self.delay_s))
+        return started_s + self.watchdog_s
 
     def admit_audio(self, audio_q: queue.Queue, packet) -> None:
         try:
@@ -381,11 +443,60 @@ class LivePolicy:
         except queue.Full:
             pass
 
+    def audio_until_s(self, frame: Frame) -> float:
+        """Audio up to this media time goes out with ``frame``: a delayed stream holds
+        its audio as long as its video, so the two leave together."""
+        return frame.time_s() if self.delay_s else math.inf
+
     def hold(self, pending: _Pending, update: TrackUpdate) -> list[_Pending]:
-        return [pending]
+        """Paint ``update``'s look-back onto the frames held, hold ``pending``; the
+        frames whose delay is over (all of them without a delay), oldest first."""
+        if not self.delay_s:
+            return [pending]
+        paint_lookback(self._held, update, self.lookback_frames)
+        pending.frame.view = None  # detected: only its pixels wait out the delay
+        self._held.append(pending)
+        return self.due()
+
+    def due(self) -> list[_Pending]:
+        """Held frames whose delay is over (call it often: the loop does on every turn)."""
+        now, ready = time.monotonic(), []
+        while self._held and self._held[0].frame.captured_s + self.delay_s <= now:
+            ready.append(self._held.popleft())
+        return ready
 
     def flush(self) -> list[_Pending]:
-        return []
+        ready, self._held = list(self._held), deque()
+        return ready
+
+    def cadence(self, ran: bool, seconds: float) -> int | None:
+        """CenterFace's cadence after a detection that took ``seconds`` (``ran``: with
+        CenterFace): the most frequent, up to every ``MAX_EVERY``-th frame, whose
+        average time per frame fits the frame interval; the slowest for ``_BEHIND_S``
+        after any frame was dropped, whichever stage was behind (detection shares the
+        cores with redaction and the encoder: frames are dropped only when even the
+        slowest cadence cannot keep up). Without a delay: 1, every frame (nothing
+        can be looked back)."""
+        if not self.delay_s:
+            return 1
+        attr = "_with_s" if ran else "_without_s"
+        old = getattr(self, attr)
+        setattr(self, attr, seconds if old is None else old + self._SMOOTHING * (seconds - old))
+        with_s = self._with_s or 0.0
+        without_s = self._without_s if self._without_s is not None else 0.2 * with_s  # MediaPipe alone
+
+        def per_frame(every: int) -> float:
+            return (with_s + (every - 1) * without_s) / every
+
+        if time.monotonic() - self._dropped_s < self._BEHIND_S:
+            self.every = self.MAX_EVERY
+            return self.every
+        budget = self._HEADROOM * self.frame_s
+        every = next((k for k in range(1, self.MAX_EVERY + 1) if per_frame(k) <= budget), self.MAX_EVERY)
+        if every < self.every and per_frame(every) > self._RELAX * budget:
+            every = self.every  # only speed up with room to spare (no flapping)
+        self.every = every
+        return every
 
 
 Policy = FilePolicy | LivePolicy
@@ -449,12 +560,13 @@ class _InFlight:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.frame: Frame | None = None
-        self.started_s = 0.0
+        self.deadline_s = math.inf
         self.emitted = False
 
-    def start(self, frame: Frame) -> None:
+    def start(self, frame: Frame, deadline_s: float) -> None:
+        """The detector starts on ``frame``, which must be back by ``deadline_s`` (monotonic)."""
         with self.lock:
-            self.frame, self.started_s, self.emitted = frame, time.monotonic(), False
+            self.frame, self.deadline_s, self.emitted = frame, deadline_s, False
 
     def finish(self) -> bool:
         """Done with the frame; True if the watchdog already sent it."""
@@ -462,14 +574,19 @@ class _InFlight:
             late, self.frame = self.emitted, None
             return late
 
-    def overdue(self, timeout_s: float) -> Frame | None:
+    def overdue(self) -> Frame | None:
         """The in-flight frame if its detection is overdue (then marked as sent)."""
         with self.lock:
             frame = self.frame
-            if frame is None or self.emitted or time.monotonic() - self.started_s < timeout_s:
+            if frame is None or self.emitted or time.monotonic() < self.deadline_s:
                 return None
             self.emitted = True
             return frame
+
+
+def _packet_time_s(packet) -> float:
+    """An audio packet's media time in seconds (-inf without a pts: it goes at once)."""
+    return float(packet.pts * packet.time_base) if packet.pts is not None else -math.inf
 
 
 def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[], Detector], policy: Policy, *,
@@ -522,18 +639,33 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
                 flight.moved(DETECTION, REDACTION)
                 stages.put(detected_q, (frame, None))
                 continue
-            inflight.start(frame)
             started_s = time.monotonic()
+            inflight.start(frame, policy.deadline_s(frame, started_s))
             try:
                 faces = detect_frame(active, frame)
             except Exception as exc:  # fail closed: this frame will be obscured whole
                 log.warning("detector failed on frame %d (%s); obscuring the whole frame", frame.index, exc)
                 faces = None
-            flight.took(DETECTION, time.monotonic() - started_s)
+            took_s = time.monotonic() - started_s
+            flight.took(DETECTION, took_s)
+            if paced := cadenced(active):
+                every = policy.cadence(paced[0].ran, took_s)
+                if every is not None:
+                    set_every(paced, every)
+                    stats.centerface_every = every
+                    stats.centerface_every_max = max(stats.centerface_every_max or 1, every)
             flight.moved(DETECTION, REDACTION)
             late = inflight.finish()
             stages.put(detected_q, (None if late else frame, faces))
         stages.put(detected_q, END)
+
+    audio_waiting: deque = deque()  # audio packets read, not yet due (a delayed stream)
+
+    def send_audio(until_s: float) -> None:
+        """Write the audio read so far up to media time ``until_s`` (in read order)."""
+        audio_waiting.extend(drain(audio_q))
+        while audio_waiting and (until_s == math.inf or _packet_time_s(audio_waiting[0]) <= until_s):
+            sink.write_audio(audio_waiting.popleft())
 
     def emit(item: _Pending) -> None:
         frame = item.frame
@@ -552,8 +684,7 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
         sink.write_frame(frame)
         flight.took(SINK, time.monotonic() - redacted_s)
         flight.left(SINK)  # to the sink's backlog, if it has a thread of its own
-        for packet in drain(audio_q):
-            sink.write_audio(packet)
+        send_audio(policy.audio_until_s(frame))
         stats.frames += 1
         stats.faces_detected += int((~faces.carried).sum())
         stats.faces_carried += int(faces.carried.sum())
@@ -564,18 +695,26 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
     def watchdog() -> None:
         """Send the in-flight frame obscured if its detection is overdue. The detector
         reads the frame's view, not its planes, and a late result is not sent again."""
-        frame = inflight.overdue(policy.watchdog_s)
+        frame = inflight.overdue()
         if frame is not None:
-            log.warning("detection of frame %d took over %.0f ms; sent obscured", frame.index, policy.watchdog_s * 1000)
+            log.warning("detection of frame %d was not back when it had to leave; sent obscured", frame.index)
+            release(policy.flush())  # the frames held are older: they leave first
             emit(_Pending(frame, Faces.empty(), obscure=True))
+
+    def release(items: list[_Pending]) -> None:
+        for item in items:
+            flight.moved(HELD, REDACTION)
+            emit(item)
 
     stages.start("reader", read)
     stages.start("detector", detect)
     last_tick = time.monotonic()
     late_in_a_row = 0
+    turn_s = None if policy.watchdog_s is None else min(0.05, policy.watchdog_s / 4, policy.delay_s / 20 or 1)
     try:
         while not stop.is_set():
-            got = stages.poll(detected_q, None if policy.watchdog_s is None else min(0.05, policy.watchdog_s / 4))
+            got = stages.poll(detected_q, turn_s)
+            release(policy.due())
             if got is None:
                 watchdog()
             elif got is END:
@@ -594,19 +733,17 @@ def run_frames(source: MediaSource, sink: Sink, detector: Detector | Callable[[]
                                     policy.latency_s * 1000, flight.describe(sink))
                 elif frame is not None:  # None: the watchdog sent it already
                     late_in_a_row = 0
-                    for item in policy.hold(_Pending(frame, update.faces, obscure=detections is None), update):
-                        emit(item)
+                    flight.moved(REDACTION, HELD)
+                    release(policy.hold(_Pending(frame, update.faces, obscure=detections is None), update))
             if on_tick is not None and time.monotonic() - last_tick >= 1.0:
                 last_tick = time.monotonic()
                 on_tick(stats)
-        for item in policy.flush():
-            emit(item)
+        release(policy.flush())
         if not stop.is_set():
             for thread in stages.threads:
                 thread.join()
         stages.check()
-        for packet in drain(audio_q):
-            sink.write_audio(packet)
+        send_audio(math.inf)
     except Stop:
         stages.check()
     finally:

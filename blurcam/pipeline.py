@@ -10,6 +10,7 @@ Every failure a user can cause is a BlurcamError subclass (see errors.py).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -71,13 +72,22 @@ class PipelineConfig:
             raise ValueError(f"queue_frames must be >= 1, got {self.queue_frames}")
 
 
+DEFAULT_DELAY_S = 1.0  # bench/live_bench.py, README "Live: the delay"
+MAX_DELAY_S = 30.0  # frames held in memory: 30 s of 1080p is ~2.8 GB
+
+
 @dataclass(frozen=True, kw_only=True)
 class LiveConfig:
     """Settings for one live run.
 
+    delay_s: seconds each frame (and its audio) is held before it is sent, so a face
+        found late is painted back over the frames before it and CenterFace may skip
+        frames when the machine is behind (the file pipeline's protection); 0: sent as
+        soon as redacted, CenterFace on every frame, nothing looked back.
     detect_timeout_ms: a frame whose detection has not finished this long after it
-        started goes out obscured whole (the detector is too slow or hung).
-    latency_ms: the latency bound, capture to sink: frames are dropped at the input
+        started goes out obscured whole (the detector is too slow or hung); with a
+        delay, not before the frame must leave.
+    latency_ms: the latency bound beyond the delay, capture to sink: frames are dropped at the input
         when those in flight would make a new one leave later, whichever stage is
         behind (detection, redaction, encoding or sending), and a detected frame that
         would still leave later (its age plus redaction and sink at their pace) is
@@ -93,6 +103,7 @@ class LiveConfig:
 
     detector: str = DEFAULT_LIVE_PRESET
     threshold: float | None = None
+    delay_s: float = DEFAULT_DELAY_S
     redact: RedactConfig = field(default_factory=RedactConfig)
     track: TrackConfig = field(default_factory=lambda: TrackConfig(hold_frames=10, lookback_frames=0))
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(crf=23, preset="veryfast", live=True))
@@ -113,8 +124,10 @@ class LiveConfig:
             raise ValueError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
         if self.queue_frames < 1:
             raise ValueError(f"queue_frames must be >= 1, got {self.queue_frames}")
+        if not 0 <= self.delay_s <= MAX_DELAY_S:
+            raise ValueError(f"delay must be between 0 and {MAX_DELAY_S:g} seconds, got {self.delay_s:g}")
         if self.track.lookback_frames:
-            raise ValueError("live output cannot look back: lookback_frames must be 0")
+            raise ValueError("a live run looks back as far as its delay: lookback_frames must be 0")
 
 
 def default_output_path(input_path: str | Path) -> Path:
@@ -286,10 +299,12 @@ def redact_path(input_path: str | Path, output_path: str | Path | None = None,
 
 
 def live_detector(config: LiveConfig) -> Detector:
-    """The live preset's detector. Every detector runs on every frame: a stream has no
-    look-back, so a face first seen on a frame a file preset would skip (balanced:
-    CenterFace every 2nd) would go out raw."""
-    return make_detector(config.detector, threshold=config.threshold, centerface_every=1)
+    """The live preset's detector. Every detector starts on every frame. Without a
+    delay it stays so: a stream without look-back would send raw a face first seen on
+    a frame a file preset skips (balanced: CenterFace every 2nd). With a delay its
+    CenterFace cadence adapts to the machine (``LivePolicy.cadence``)."""
+    return make_detector(config.detector, threshold=config.threshold, centerface_every=1,
+                         adaptive=config.delay_s > 0)
 
 
 def run_live(source: MediaSource, sink: Sink, config: LiveConfig | None = None, *,
@@ -301,12 +316,18 @@ def run_live(source: MediaSource, sink: Sink, config: LiveConfig | None = None, 
     starts obscured (default: :func:`live_detector`); ``load_first``: a factory is
     loaded before the first frame instead (a file source, which can wait)."""
     config = config or LiveConfig()
+    rate = float(source.info.frame_rate or 30)
+    # A new face is painted back as far as a file's (TrackConfig's default, 0.5 s at 30 fps):
+    # followed back further, a fast face's box grows over the background (1 s: tests/test_live_cli).
+    lookback = min(math.ceil(config.delay_s * rate), TrackConfig().lookback_frames)
     policy = LivePolicy(config.detect_timeout_ms, realtime=bool(config.realtime), max_seconds=config.max_seconds,
                         queue_frames=config.queue_frames, latency_ms=config.latency_ms,
-                        max_in_flight=config.max_in_flight, load_first=load_first)
+                        max_in_flight=config.max_in_flight, load_first=load_first, delay_s=config.delay_s,
+                        frame_s=1 / rate, lookback_frames=lookback)
+    track = replace(config.track, lookback_frames=lookback)
     stats = stats if stats is not None else LiveStats()
     run_frames(source, sink, detector or (lambda: live_detector(config)), policy, redact=config.redact,
-               track=config.track, stats=stats, on_tick=on_tick, stop=stop)
+               track=track, stats=stats, on_tick=on_tick, stop=stop)
     return stats
 
 

@@ -159,9 +159,12 @@ def test_control_without_redaction_the_check_sees_faces(live_clip):
         assert_no_face_leaks(live_clip, live_clip.frames[:3])
 
 
-def test_detector_too_slow_frame_goes_out_obscured(live_clip, tmp_path, detector):
-    faulty = FaultyDetector(detector, hang_on={20}, hang_s=1.0)
-    stats, images = _record(live_clip, tmp_path, faulty, realtime=True, detect_timeout_ms=200, track=_no_hold())
+@pytest.mark.parametrize("delay_s, hang_s", [(0.0, 1.0), (0.5, 1.5)])
+def test_detector_too_slow_frame_goes_out_obscured(live_clip, tmp_path, detector, delay_s, hang_s):
+    """Without a delay the watchdog waits detect_timeout_ms; with one, until the frame must leave."""
+    faulty = FaultyDetector(detector, hang_on={20}, hang_s=hang_s)
+    stats, images = _record(live_clip, tmp_path, faulty, realtime=True, detect_timeout_ms=200, track=_no_hold(),
+                            delay_s=delay_s)
     assert stats.frames_obscured_whole >= 1
     assert stats.frames_dropped > 0  # the input kept coming while the detector hung
     assert_no_face_leaks(live_clip, images)

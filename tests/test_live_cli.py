@@ -87,12 +87,16 @@ def _summary(stderr: str) -> dict[str, int]:
     return dict(zip(("in", "sent", "dropped", "obscured"), map(int, m.groups())))
 
 
-def test_regression_live_file_without_realtime_sent_41_of_90_all_obscured(clip, tmp_path):
+@pytest.mark.parametrize("delay, kept", [("0", 0.9), ("1", 0.6)])
+def test_regression_live_file_without_realtime_sent_41_of_90_all_obscured(clip, tmp_path, delay, kept):
     """Before: `blurcam live FILE --to rec.ts` read the file as fast as it decoded,
     dropped half the frames and sent the rest obscured whole (the model was still
     loading), exit 0. Now a file is paced to real time and its model loaded first: the
-    recording has about every frame, faces redacted, the rest of the picture kept."""
-    result = live(clip.path, "--to", "rec.ts", cwd=tmp_path)
+    recording has about every frame, faces redacted, the rest of the picture kept.
+    With the delay, look-back paints boxes (also the detector's false ones, on the
+    camera's tripod here) over earlier frames: more background is covered (measured:
+    0.73 of frames above 30 dB against 0.93 at --delay 0)."""
+    result = live(clip.path, "--to", "rec.ts", "--delay", delay, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     counts = _summary(result.stderr)
     images = decode_rgb(tmp_path / "rec.ts")
@@ -103,7 +107,7 @@ def test_regression_live_file_without_realtime_sent_41_of_90_all_obscured(clip, 
     assert_no_face_leaks(clip, images)
     shown = [background_psnr(clip.frames[i], image, clip.boxes[i], margin=1.0) > 30
              for image in images for i in [match_input(clip, image)]]
-    assert np.mean(shown) >= 0.9  # redacted where the faces are, not obscured whole
+    assert np.mean(shown) >= kept  # redacted where the faces are, not obscured whole
 
 
 def test_live_fast_flag_keeps_the_old_as_fast_as_possible_reading(clip, tmp_path):

@@ -8,6 +8,7 @@ and checked for faces."""
 from __future__ import annotations
 
 import io
+import math
 import os
 import threading
 import time
@@ -93,7 +94,7 @@ class SlowWrites:
         self.inner.abort()
 
 
-def _stream_through_slow_sink(clip: Clip, tmp_path: Path, detector, kind: str):
+def _stream_through_slow_sink(clip: Clip, tmp_path: Path, detector, kind: str, delay_s: float = 0.0):
     """Play ``clip`` at real pace into a recording behind a slow sink; returns (stats,
     frames decoded from what the sink wrote, most frames in flight seen from outside)."""
     source = MediaSource(clip.path, live=True)
@@ -118,7 +119,7 @@ def _stream_through_slow_sink(clip: Clip, tmp_path: Path, detector, kind: str):
         out_path = tmp_path / "rec.ts"
         sink = SlowWrites(StreamSink(out_path, source.info, on_sent=sent), pause_s=0.3)
     try:
-        run_live(source, sink, LiveConfig(realtime=True), detector=detector, stats=stats)
+        run_live(source, sink, LiveConfig(realtime=True, delay_s=delay_s), detector=detector, stats=stats)
         if reader is not None:
             reader.hurry.set()
         sink.commit()
@@ -138,10 +139,12 @@ def _stream_through_slow_sink(clip: Clip, tmp_path: Path, detector, kind: str):
     return stats, images, in_flight[0]
 
 
+@pytest.mark.parametrize("delay_s", [0.0, 1.0])
 @pytest.mark.parametrize("kind", ["slow pipe", "slow write_frame"])
-def test_slow_sink_drops_at_the_input_and_keeps_frames_in_flight_bounded(clip, tmp_path, detector, kind):
-    stats, images, seen_in_flight = _stream_through_slow_sink(clip, tmp_path, detector, kind)
-    config = LiveConfig()
+def test_slow_sink_drops_at_the_input_and_keeps_frames_in_flight_bounded(clip, tmp_path, detector, kind, delay_s):
+    stats, images, seen_in_flight = _stream_through_slow_sink(clip, tmp_path, detector, kind, delay_s)
+    # Frames held for the delay wait on purpose (at most delay x 30 fps of them), outside the bound.
+    config = LiveConfig(max_in_flight=LiveConfig().max_in_flight + math.ceil(delay_s * 30) + 1)
     assert stats.frames_in == N_FRAMES
     assert stats.frames + stats.frames_dropped == N_FRAMES  # every frame sent or dropped, none lost in a queue
     assert stats.frames_dropped >= N_FRAMES // 3  # the sink cannot take real time
@@ -160,7 +163,7 @@ def test_control_an_unbounded_sink_would_hold_many_frames(clip, tmp_path, detect
     stats = LiveStats()
     sink = SlowWrites(StreamSink(tmp_path / "rec.ts", source.info, on_sent=stats.sent), pause_s=0.15)
     try:
-        run_live(source, sink, LiveConfig(realtime=True, max_in_flight=64, latency_ms=60_000), detector=detector,
+        run_live(source, sink, LiveConfig(realtime=True, max_in_flight=64, latency_ms=60_000, delay_s=0), detector=detector,
                  stats=stats)
         sink.commit()
     finally:

@@ -89,7 +89,7 @@ DEFAULT_LIVE_PRESET = "live"
 
 
 def make_detector(name: str = DEFAULT_FILE_PRESET, *, threshold: float | None = None,
-                  centerface_every: int | None = None) -> Detector:
+                  centerface_every: int | None = None, adaptive: bool = False) -> Detector:
     """Build a detector by CLI name: a preset (live, fast, balanced, thorough) or one backend.
 
     threshold: for a single backend, its minimum score in [0, 1] (default: MediaPipe
@@ -98,6 +98,8 @@ def make_detector(name: str = DEFAULT_FILE_PRESET, *, threshold: float | None = 
     at it); MediaPipe keeps the preset's.
     centerface_every: run the CenterFace passes on every k-th frame only (MediaPipe
     runs on every frame); None takes the preset's ``every`` (default 1).
+    adaptive: a preset's CenterFace passes can have their cadence changed while running
+    (``ensemble.set_every``; a delayed live stream does).
     """
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UsageError(f"threshold must be in [0, 1], got {threshold}")
@@ -117,7 +119,7 @@ def make_detector(name: str = DEFAULT_FILE_PRESET, *, threshold: float | None = 
                 options["threshold"] = threshold
                 options["small_threshold"] = min(options.get("small_threshold", threshold), threshold)
             cf = CenterFaceDetector(**options)
-            members.append(EveryNth(cf, every) if every > 1 else cf)
+            members.append(EveryNth(cf, every) if every > 1 or adaptive else cf)
         return Ensemble(members, name=name, secondary=[MediaPipeDetector("full", threshold=preset["mediapipe"])])
     mp_threshold = 0.5 if threshold is None else threshold
     if name == "mediapipe":

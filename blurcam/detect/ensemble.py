@@ -52,7 +52,9 @@ class EveryNth:
 
     For detection scheduling: an expensive detector every k frames, cheap ones every
     frame, persistence carrying its boxes in between (predicted by their motion and
-    grown with time unseen). Frame 0 is always detected.
+    grown with time unseen). Frame 0 is always detected. ``every`` may be changed
+    between calls (a live run adapts it, see ``set_every``); ``ran`` says whether the
+    last call ran the detector.
     """
 
     def __init__(self, detector: Detector, every: int) -> None:
@@ -62,12 +64,30 @@ class EveryNth:
         self.name = f"{detector.name}/{every}"
         self.max_side = view_side(detector)
         self._calls = 0
+        self.ran = False
 
     def detect(self, image: np.ndarray, timestamp_ms: int) -> Faces:
         call, self._calls = self._calls, self._calls + 1
-        if call % self.every:
+        self.ran = call % self.every == 0
+        if not self.ran:
             return Faces.empty()
         return self.detector.detect(image, timestamp_ms)
 
     def close(self) -> None:
         self.detector.close()
+
+
+def cadenced(detector: Detector) -> list[EveryNth]:
+    """The ``EveryNth`` members of ``detector`` (itself, or an Ensemble's primaries):
+    the detectors whose cadence a run may change. Empty when it has none."""
+    if isinstance(detector, EveryNth):
+        return [detector]
+    return [d for d in getattr(detector, "detectors", ()) if isinstance(d, EveryNth)]
+
+
+def set_every(members: list[EveryNth], every: int) -> None:
+    """Run ``members`` (from ``cadenced``) on every ``every``-th frame from now on."""
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    for member in members:
+        member.every = every

@@ -39,6 +39,14 @@ def _clip(path: Path, placements, size_wh=(640, 360), n_frames=30, **kw) -> Clip
     return Clip(path, list(frames), list(boxes))
 
 
+def two_faces_clip(path: Path, sprites, n_frames: int, size_wh=(640, 360), **kw) -> Clip:
+    """The live tests' clip: the astronaut (200 px) and the cameraman (160 px) moving
+    across a 640x360 background at 30 fps, ``n_frames`` long."""
+    astronaut, camera = sprites
+    placements = [Placement(astronaut, 200, (20, 80), (160, 40)), Placement(camera, 160, (460, 120), (400, 160))]
+    return _clip(path, placements, size_wh=size_wh, n_frames=n_frames, fps=30, **kw)
+
+
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("media")

@@ -18,8 +18,7 @@ from typer.testing import CliRunner
 from blurcam.cli import app
 from blurcam.errors import UsageError
 from blurcam.io.source import check_listen, listen_input
-from blurcam.synth import Placement, background, render, write_clip
-from conftest import Clip
+from conftest import Clip, two_faces_clip
 from leak import assert_no_face_leaks, background_psnr, match_input
 from test_live import Player
 
@@ -32,12 +31,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 @pytest.fixture(scope="module")
 def phone_clip(tmp_path_factory, sprites) -> Clip:
-    astronaut, camera = sprites
-    placements = [Placement(astronaut, 200, (20, 80), (160, 40)), Placement(camera, 160, (460, 120), (400, 160))]
-    frames, boxes = zip(*render(placements, background((640, 360)), N_FRAMES))
-    path = tmp_path_factory.mktemp("phone") / "phone.mp4"
-    write_clip(path, frames, fps=30)
-    return Clip(path, list(frames), list(boxes))
+    return two_faces_clip(tmp_path_factory.mktemp("phone") / "phone.mp4", sprites, N_FRAMES)
 
 
 def _free_port() -> int:

@@ -19,8 +19,7 @@ from blurcam.io.source import MediaSource
 from blurcam.io.stream import StreamSink
 from blurcam.loop import LiveStats
 from blurcam.pipeline import LiveConfig, run_live
-from blurcam.synth import Placement, background, render, write_clip
-from conftest import Clip
+from conftest import Clip, two_faces_clip
 from leak import assert_no_face_leaks
 
 SIZE_WH = (640, 360)
@@ -29,12 +28,7 @@ N_FRAMES = 75  # 2.5 s at 30 fps
 
 @pytest.fixture(scope="module")
 def live_clip(tmp_path_factory, sprites) -> Clip:
-    astronaut, camera = sprites
-    placements = [Placement(astronaut, 200, (20, 80), (160, 40)), Placement(camera, 160, (460, 120), (400, 160))]
-    frames, boxes = zip(*render(placements, background(SIZE_WH), N_FRAMES))
-    path = tmp_path_factory.mktemp("live") / "faces.mp4"
-    write_clip(path, frames, fps=30)
-    return Clip(path, list(frames), list(boxes))
+    return two_faces_clip(tmp_path_factory.mktemp("live") / "faces.mp4", sprites, N_FRAMES)
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blurcam.synth import Placement, background, render, write_clip
-from conftest import Clip, decode_rgb
+from conftest import Clip, decode_rgb, two_faces_clip
 from leak import assert_no_face_leaks, background_psnr, match_input
 
 ROOT = Path(__file__).parent.parent
@@ -21,12 +20,7 @@ N_FRAMES = 90  # 3 s at 30 fps, as in the issue
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, sprites) -> Clip:
-    astronaut, camera = sprites
-    placements = [Placement(astronaut, 200, (20, 80), (160, 40)), Placement(camera, 160, (460, 120), (400, 160))]
-    frames, boxes = zip(*render(placements, background((640, 360)), N_FRAMES))
-    path = tmp_path_factory.mktemp("livecli") / "faces.mp4"
-    write_clip(path, frames, fps=30)
-    return Clip(path, list(frames), list(boxes))
+    return two_faces_clip(tmp_path_factory.mktemp("livecli") / "faces.mp4", sprites, N_FRAMES)
 
 
 def live(*args, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:

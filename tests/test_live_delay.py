@@ -17,9 +17,8 @@ from blurcam.io.source import MediaSource
 from blurcam.io.stream import StreamSink
 from blurcam.loop import LiveStats
 from blurcam.pipeline import LiveConfig, run_live
-from blurcam.synth import Placement, background, render, write_clip
 from blurcam.track import TrackConfig
-from conftest import Clip
+from conftest import Clip, two_faces_clip
 from leak import assert_no_face_leaks
 
 SIZE_WH = (640, 360)
@@ -28,12 +27,7 @@ N_FRAMES = 90  # 3 s at 30 fps
 
 @pytest.fixture(scope="module")
 def faces_clip(tmp_path_factory, sprites) -> Clip:
-    astronaut, camera = sprites
-    placements = [Placement(astronaut, 200, (20, 80), (160, 40)), Placement(camera, 160, (460, 120), (400, 160))]
-    frames, boxes = zip(*render(placements, background(SIZE_WH), N_FRAMES))
-    path = tmp_path_factory.mktemp("delay") / "faces.mp4"
-    write_clip(path, frames, fps=30)
-    return Clip(path, list(frames), list(boxes))
+    return two_faces_clip(tmp_path_factory.mktemp("delay") / "faces.mp4", sprites, N_FRAMES)
 
 
 @pytest.fixture(scope="module")

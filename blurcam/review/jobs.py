@@ -187,48 +187,51 @@ class Desk:
 
     def _run(self) -> None:
         ctx = multiprocessing.get_context("spawn")
-        while not self._stop.is_set():
-            try:
-                item_id = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            item = self.get(item_id)
-            try:
-                self._run_one(ctx, item)
-            except Exception as exc:  # never leave the runner dead and the file "queued"
-                log.exception("review job failed")
-                self._update(item, ("error", f"internal error: {type(exc).__name__}: {exc}"))
+        worker = _Worker(ctx)  # started now: it loads its models while the user adds files
+        try:
+            while not self._stop.is_set():
+                try:
+                    item_id = self._queue.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                item = self.get(item_id)
+                if not worker.process.is_alive():
+                    worker = _Worker(ctx)
+                try:
+                    self._run_one(worker, item)
+                except Exception as exc:  # never leave the runner dead and the file "queued"
+                    log.exception("review job failed")
+                    self._update(item, ("error", f"internal error: {type(exc).__name__}: {exc}"))
+                finally:
+                    worker.stop()
+                if not self._stop.is_set():
+                    worker = _Worker(ctx)  # the next job's process, warmed while the desk is idle
+        finally:
+            worker.stop()
 
-    def _run_one(self, ctx, item: Item) -> None:
+    def _run_one(self, worker: "_Worker", item: Item) -> None:
         regions_path = self.sidecar(item, "regions.json")
         regions_path.write_text(json.dumps(item.regions, indent=1))
         spec = {"input": str(item.source), "output": str(self.output_of(item)),
                 "report": str(self.sidecar(item, "report.json")), "regions": str(regions_path),
                 "verify": str(self.sidecar(item, "verify.json")), "sheet": str(self.sidecar(item, "sheet.png")),
                 "preset": item.preset}
-        messages = ctx.Queue()
-        process = ctx.Process(target=work, args=(spec, messages), name="blurcam-review-job", daemon=True)
         with self.lock:
             item.state = "rendering"
-        process.start()
-        self._process = process
-        try:
-            finished = False
-            while not finished and not self._stop.is_set():
-                try:
-                    message = messages.get(timeout=0.2)
-                except queue.Empty:
-                    if not process.is_alive() and messages.empty():
-                        self._update(item, ("error", "the job stopped unexpectedly"))
-                        finished = True
-                    continue
+        self._process = worker.process
+        worker.jobs.put(spec)
+        finished = False
+        while not finished and not self._stop.is_set():
+            try:
+                message = worker.messages.get(timeout=0.2)
+            except queue.Empty:
+                if not worker.process.is_alive() and worker.messages.empty():
+                    self._update(item, ("error", "the job stopped unexpectedly"))
+                    finished = True
+                continue
+            if message[0] != "ready":
                 finished = self._update(item, message)
-        finally:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=5)
-            self._process = None
+        self._process = None
 
     def _update(self, item: Item, message: tuple) -> bool:
         kind = message[0]
@@ -255,7 +258,7 @@ class Desk:
         if process is not None and process.is_alive():
             process.terminate()
             process.join(timeout=5)
-        self._runner.join(timeout=5)
+        self._runner.join(timeout=10)
 
     # export ----------------------------------------------------------------------
 
@@ -309,6 +312,53 @@ class Desk:
         return written
 
 
+class _Worker:
+    """One child process that loads the models now and then runs one job (``jobs.put(spec)``).
+    The desk keeps one started while it is idle, so a job's progress starts moving at once
+    instead of after the child's start-up (seconds on a busy laptop)."""
+
+    def __init__(self, ctx) -> None:
+        self.jobs, self.messages = ctx.Queue(), ctx.Queue()
+        self.process = ctx.Process(target=serve_one_job, args=(self.jobs, self.messages),
+                                   name="blurcam-review-job", daemon=True)
+        self.process.start()
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.jobs.put(None)  # an idle worker leaves by itself
+            self.process.join(timeout=1)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=5)
+
+
+def serve_one_job(jobs, messages) -> None:
+    """A worker process: warm up (imports, a detector of each preset built and run once on
+    a blank frame, so libraries and model files are loaded), say ("ready",), then run the
+    one job it is given (see :func:`work`); None instead of a job: leave."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the desk, and the desk stops this job
+    try:
+        import numpy as np
+
+        from .. import pipeline, verify  # noqa: F401  (the job's imports, loaded before it is asked for)
+        from ..detect import make_detector
+
+        for preset in PRESETS:
+            detector = make_detector(preset)
+            try:
+                detector.detect(np.zeros((360, 640, 3), np.uint8), 0)
+            finally:
+                detector.close()
+    except Exception:  # the job itself will say what is wrong
+        log.debug("warm-up failed", exc_info=True)
+    messages.put(("ready",))
+    spec = jobs.get()
+    if spec is not None:
+        work(spec, messages)
+
+
 def output_name(source: Path) -> str:
     """NAME.blurred.EXT, as blurcam blur names it by default."""
     from ..pipeline import default_output_path
@@ -321,7 +371,6 @@ def work(spec: dict, messages) -> None:
     output against the input; progress at most 4 times a second, then ("done",
     verify findings, per-frame summary) or ("error", one line)."""
     import logging as _logging
-    import signal
 
     from ..errors import BlurcamError as _BlurcamError
     from ..pipeline import PipelineConfig, redact_path
@@ -330,7 +379,6 @@ def work(spec: dict, messages) -> None:
     from ..verify import VerifyConfig, verify_pair
     from ..verify.run import json_bytes, sheet_png
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the desk, and the desk stops this job
     _logging.basicConfig(level=_logging.ERROR)
     last = [0.0]
 

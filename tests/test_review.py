@@ -344,3 +344,54 @@ def test_bad_paths_and_a_busy_port_exit_2(tmp_path):
         busy.listen(1)
         result = runner.invoke(app, ["review", "--no-browser", "--port", str(busy.getsockname()[1])])
     assert result.exit_code == 2 and "cannot listen" in result.output
+
+
+def test_a_folder_run_shows_each_files_state_from_its_manifest(tmp_path, face_clip):
+    """blurcam review IN OUT over a folder run: the manifest's list, per-file state (done,
+    failed, not yet), on the page and on each input; read only; a key leading out of
+    the folder (a hand-edited manifest) is not looked at."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from blurcam.batch import MANIFEST_NAME
+    from blurcam.cli import app
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    shutil.copy(face_clip.path, folder / "good.mp4")
+    (folder / "broken.mp4").write_bytes(b"not a video" * 100)
+    result = CliRunner().invoke(app, ["blur", str(folder), "-o", str(out), "--quality", "fast", "--quiet"])
+    assert result.exit_code == 20, result.output
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    manifest["files"]["later.mp4"] = {"source": "later.mp4", "state": "pending", "settings": "x"}
+    manifest["files"]["../outside.mp4"] = {"source": "outside.mp4", "state": "done", "settings": "x"}
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+    before = {p: p.stat().st_mtime_ns for p in (*folder.iterdir(), *out.iterdir())}
+    running = Desk([str(folder), str(out)], cwd=tmp_path)
+    try:
+        status, body = running.request("/api/runs")
+        assert status == 200
+        (run,) = json.loads(body)["runs"]
+        assert run["folder"] == str(out.resolve()) and run["error"] is None
+        assert {row["key"]: row["state"] for row in run["files"]} == {
+            "broken.mp4": "failed", "good.mp4": "done", "later.mp4": "not yet"}
+        states = {item["name"]: item["run_state"] for item in running.state()["items"] if item["folder"] == "in"}
+        assert states == {"broken.mp4": "input of the folder run out: failed",
+                          "good.mp4": "input of the folder run out: done"}
+        manager, browser = _browser()
+        try:
+            page = browser.new_page()
+            page.goto(running.url)
+            table = page.get_by_role("table", name=f"Files of the folder run {out.resolve()}")
+            table.wait_for()
+            rows = [r.split("\t")[:3] for r in table.inner_text().splitlines()[1:]]
+            assert rows == [["broken.mp4", "broken.mp4", "Failed"], ["good.mp4", "good.mp4", "Done"],
+                            ["later.mp4", "later.mp4", "Not yet"]], rows
+            page.get_by_text("input of the folder run out: failed").wait_for()
+        finally:
+            browser.close()
+            manager.stop()
+    finally:
+        running.stop()
+    assert {p: p.stat().st_mtime_ns for p in (*folder.iterdir(), *out.iterdir())} == before  # nothing written

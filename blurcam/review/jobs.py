@@ -37,6 +37,8 @@ from ..regions import parse_regions
 log = logging.getLogger(__name__)
 
 PRESETS = ("fast", "balanced", "thorough")
+MANIFEST_MAX_BYTES = 32 * 2**20  # a folder run's manifest the desk reads (about 100 000 files)
+RUNS_FRESH_S = 2.0  # a folder run's state is read again at least this often
 MEDIA_EXTENSIONS = tuple(VIDEO_FORMATS) + IMAGE_EXTENSIONS
 
 
@@ -89,6 +91,7 @@ class Desk:
     def __init__(self, workdir: Path, roots: list[Path], *, max_upload_bytes: int) -> None:
         self.workdir, self.roots, self.max_upload_bytes = workdir, roots, max_upload_bytes
         self.items: dict[str, Item] = {}
+        self._runs: dict[Path, tuple] = {}  # folder -> (manifest stamp, read at, folder_runs row)
         self.lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
@@ -163,6 +166,81 @@ class Desk:
         """``report.json``, ``regions.json``, ``verify.json`` or ``sheet.png`` beside the output."""
         out = self.output_of(item)
         return out.with_name(f"{out.stem}.{kind}")
+
+    # folder runs -----------------------------------------------------------------
+
+    def folder_runs(self) -> list[dict]:
+        """The folder runs among the folders given: each folder holding a
+        ``blurcam-manifest.json`` (a ``blurcam blur IN_DIR OUT_DIR`` output folder), with
+        the manifest's files and their state: done, failed, not yet (planned, or stopped
+        mid-run), or ``changed`` (done, but the output is gone or not the size recorded).
+        Read only, again when the manifest changed or after ``RUNS_FRESH_S`` (a run may be
+        going on, an output removed); nothing outside the folders given."""
+        from ..batch import MANIFEST_NAME
+
+        runs = []
+        for root in self.roots:
+            path = root / MANIFEST_NAME
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            stamp = (st.st_mtime_ns, st.st_size)
+            cached = self._runs.get(root)
+            if cached is None or cached[0] != stamp or time.monotonic() - cached[1] > RUNS_FRESH_S:
+                cached = self._runs[root] = (stamp, time.monotonic(), self._read_run(root))
+            runs.append(cached[2])
+        return runs
+
+    def _read_run(self, root: Path) -> dict:
+        from ..batch import MANIFEST_NAME, Manifest
+        from ..errors import ManifestError
+
+        try:
+            if (root / MANIFEST_NAME).stat().st_size > MANIFEST_MAX_BYTES:
+                raise ManifestError(f"{MANIFEST_NAME}: larger than {MANIFEST_MAX_BYTES // 2**20} MiB, not read")
+            files = Manifest(root).files
+        except (ManifestError, OSError) as exc:
+            return {"folder": str(root), "files": [], "error": str(exc)}
+        rows = []
+        for key, rec in sorted(files.items()):
+            output = (root / key).resolve()
+            if not output.is_relative_to(root):  # a hand-edited key like ../x: not looked at
+                continue
+            state = {"done": "done", "failed": "failed"}.get(rec.get("state"), "not yet")
+            if state == "done":
+                try:
+                    if output.stat().st_size != rec.get("output_size"):
+                        state = "changed"
+                except OSError:
+                    state = "changed"
+            rows.append({"key": key, "source": rec.get("source", ""), "state": state,
+                         "frames": rec.get("frames"), "faces": rec.get("faces"), "finished": rec.get("finished")})
+        return {"folder": str(root), "files": rows, "error": None}
+
+    def run_states(self, runs: list[dict]) -> dict[str, str]:
+        """item id -> "STATE in the folder run OUT": for each file on the desk that is an
+        input (its path under a folder given, as the manifest's source) or an output
+        (under the run's folder, as its key) of a folder run."""
+        found = {}
+        with self.lock:
+            items = [item for item in self.items.values() if not item.uploaded]
+        for run in runs:
+            folder = Path(run["folder"])
+            by_key = {row["key"]: row["state"] for row in run["files"]}
+            by_source = {row["source"]: row["state"] for row in run["files"]}
+            for item in items:
+                if item.source.is_relative_to(folder):
+                    state = by_key.get(item.source.relative_to(folder).as_posix())
+                    role = "output"
+                else:
+                    state = next((by_source[rel] for root in self.roots if root != folder
+                                  and item.source.is_relative_to(root)
+                                  and (rel := item.source.relative_to(root).as_posix()) in by_source), None)
+                    role = "input"
+                if state is not None:
+                    found[item.id] = f"{role} of the folder run {folder.name}: {state}"
+        return found
 
     # jobs ------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ function renderList() {
     const row = el("li", { className: item.id === desk.selected ? "item current" : "item" },
       el("span", { className: "name", textContent: item.name }), progress, state);
     if (item.error) row.append(el("span", { className: "error", textContent: item.error }));
+    if (item.run_state) row.append(el("span", { className: "run-state", textContent: item.run_state }));
     if (item.renders > 0) {
       const open = el("button", { type: "button", textContent: `Review ${item.name}` });
       open.addEventListener("click", () => select(item.id));
@@ -78,6 +79,34 @@ async function poll() {
     }
   }
   setTimeout(poll, 500);
+}
+
+const RUN_STATE_TEXT = { done: "Done", failed: "Failed", "not yet": "Not yet",
+  changed: "Changed since (output gone or replaced)" };
+
+async function pollRuns() {
+  const { ok, data } = await api("api/runs");
+  if (ok) {
+    $("runs").hidden = data.runs.length === 0;
+    $("runs-list").replaceChildren(...data.runs.map((run) => {
+      const counts = {};
+      for (const row of run.files) counts[row.state] = (counts[row.state] || 0) + 1;
+      const title = el("h3", { textContent: `${run.folder}: ${run.files.length} file(s), ` +
+        (Object.entries(counts).map(([k, n]) => `${n} ${RUN_STATE_TEXT[k] || k}`).join(", ") || "none") });
+      const table = el("table", {},
+        el("thead", {}, el("tr", {}, ...["File", "From", "State", "Frames", "Faces", "Finished"]
+          .map((h) => el("th", { scope: "col", textContent: h })))),
+        el("tbody", {}, ...run.files.map((row) => el("tr", {},
+          ...[row.key, row.source, RUN_STATE_TEXT[row.state] || row.state, row.frames ?? "", row.faces ?? "",
+            row.finished || ""].map((v) => el("td", { textContent: String(v) }))))));
+      table.setAttribute("aria-label", `Files of the folder run ${run.folder}`);
+      const box = el("div", { className: "run" }, title);
+      if (run.error) box.append(el("p", { className: "error", textContent: run.error }));
+      box.append(table);
+      return box;
+    }));
+  }
+  setTimeout(pollRuns, 2000);
 }
 
 async function refresh() {
@@ -492,3 +521,4 @@ $("export").addEventListener("click", async () => {
 });
 
 poll();
+pollRuns();

@@ -237,6 +237,18 @@ def test_review_end_to_end_in_a_real_browser(desk, missed_face_clip, tmp_path):
         # the detected face marked "not a face" by mistake: the detector is over 0.5 sure of it, so it stays covered
         page.get_by_role("button", name="Not a face: box 1").click()
         page.get_by_text("Not a face not-face1").wait_for()
+        # regions drawn, not rendered yet: a reload keeps them (regression: the page lost them)
+        page.reload()
+        page.get_by_role("button", name="Review missed.mp4").click()
+        page.get_by_text("Not a face not-face1").wait_for()
+        assert "2 keyframe(s)" in page.locator("#regions").inner_text()
+        # kept beside the export target, on the user's word (they outlive the desk)
+        target = desk.exports / "published.mp4"
+        page.get_by_label("Export to").fill(str(target))
+        page.get_by_role("button", name="Keep regions for later").click()
+        page.get_by_text("Regions kept:").wait_for()
+        kept = json.loads((desk.exports / "published.regions.json").read_text())
+        assert [r["kind"] for r in kept["regions"]] == ["face", "not-a-face"]
         # every control on the page has an accessible name (a label, aria-label or its text)
         unnamed = page.evaluate("""() => [...document.querySelectorAll('input, select, button, progress')]
             .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
@@ -246,7 +258,6 @@ def test_review_end_to_end_in_a_real_browser(desk, missed_face_clip, tmp_path):
         _wait_for(desk, lambda s: s["items"][0]["renders"] == 2 and s["items"][0]["state"] == "done")
         page.get_by_text("Done", exact=True).wait_for()
 
-        target = desk.exports / "published.mp4"
         page.get_by_label("Export to").fill(str(target))
         _until(page, "() => !document.getElementById('export').disabled")  # enabled once the page has the new render
         page.get_by_role("button", name="Export").focus()
@@ -395,3 +406,38 @@ def test_a_folder_run_shows_each_files_state_from_its_manifest(tmp_path, face_cl
     finally:
         running.stop()
     assert {p: p.stat().st_mtime_ns for p in (*folder.iterdir(), *out.iterdir())} == before  # nothing written
+
+
+def test_regions_kept_beside_the_export_are_picked_up_by_the_next_desk(tmp_path, face_clip):
+    """Regions kept (or exported) beside NAME.blurred.mp4 in one session come back when a desk
+    is started on NAME.mp4 again; a damaged regions file is not picked up."""
+    import shutil
+
+    from blurcam.regions import parse_regions
+
+    clip = tmp_path / "street.mp4"
+    shutil.copy(face_clip.path, clip)
+    doc = {"schema": "blurcam-regions", "version": 1, "size": [640, 360], "regions": [
+        {"id": "face1", "kind": "face", "start": 0.0, "end": 1.0, "keyframes": [{"t": 0.0, "box": [10, 10, 60, 60]}]}]}
+    parse_regions(doc, "doc")
+    (tmp_path / "street.blurred.regions.json").write_text(json.dumps(doc))
+    shutil.copy(clip, tmp_path / "other.mp4")
+    (tmp_path / "other.blurred.regions.json").write_text("{not json")
+    running = Desk([str(clip), str(tmp_path / "other.mp4")], cwd=tmp_path)
+    try:
+        items = {item["name"]: item for item in running.state()["items"]}
+        assert items["street.mp4"]["regions_from"] == str(tmp_path / "street.blurred.regions.json")
+        assert items["other.mp4"]["regions_from"] is None
+        status, body = running.request(f"/api/items/{items['street.mp4']['id']}")
+        assert status == 200 and json.loads(body)["regions"] == doc
+        # keeping them again asks before replacing; outside the folders given is refused
+        item = items["street.mp4"]["id"]
+        keep = lambda path, overwrite=False: running.request(  # noqa: E731
+            f"/api/items/{item}/keep-regions", method="POST", body=json.dumps({"path": path, "overwrite": overwrite}).encode(),
+            headers={"Content-Type": "application/json"})
+        assert keep(str(tmp_path / "street.blurred.mp4"))[0] == 409
+        assert keep(str(tmp_path / "street.blurred.mp4"), True)[0] == 200
+        assert keep("/tmp/elsewhere.mp4")[0] == 400
+        assert keep(str(clip))[0] == 400  # the input itself (its own .regions.json is not the point: refused)
+    finally:
+        running.stop()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BlurcamError, OutputExistsError, SinkError, UsageError
-from ..io.atomic import move_into_place, refuse_same_file
+from ..io.atomic import move_into_place, refuse_same_file, write_atomically
 from ..io.sink import VIDEO_FORMATS
 from ..pipeline import IMAGE_EXTENSIONS, is_image_path
 from ..regions import parse_regions
@@ -66,6 +66,8 @@ class Item:
     verify: dict | None = None
     summary: dict | None = None
     exported: list[str] = field(default_factory=list)
+    regions_from: str | None = None  # regions picked up from a file kept in an earlier session
+    kept_regions: set[str] = field(default_factory=set)  # regions files keep_regions wrote
     updated_s: float = field(default_factory=time.time)
 
     @property
@@ -79,6 +81,7 @@ class Item:
                 "image": self.is_image, "state": self.state, "progress": round(self.progress, 4),
                 "phase_done": self.phase_done, "phase_total": self.phase_total, "error": self.error,
                 "preset": self.preset, "renders": self.renders, "exported": self.exported,
+                "regions_from": self.regions_from,
                 "source": None if self.uploaded else str(self.source)}
         if full:
             short.update(regions=self.regions, verify=self.verify, summary=self.summary)
@@ -106,6 +109,7 @@ class Desk:
         item = Item(secrets.token_hex(6), path.name, path, uploaded=False, folder=folder)
         with self.lock:
             self.items[item.id] = item
+        self.pick_up_regions(item)
         return item
 
     async def add_upload(self, name: str, chunks, declared_bytes: int | None = None) -> Item:
@@ -248,6 +252,8 @@ class Desk:
         parse_regions(doc, "regions")  # RegionsError (a UsageError) for a bad document
         item = self.get(item_id)
         with self.lock:
+            # kept in memory: a reload gets them back; the regions.json sidecar stays the last
+            # render's (so an export's regions rebuild its video); keep_regions writes them out
             item.regions = doc
         return item
 
@@ -343,13 +349,9 @@ class Desk:
     def inside_roots(self, path: Path) -> bool:
         return any(path == root or path.is_relative_to(root) for root in self.roots)
 
-    def export(self, item_id: str, target: str, overwrite: bool) -> list[Path]:
-        """Copy the output and its sidecars (report, regions, verify JSON) to ``target``.
-        ``target`` must be inside the folders given, not any input, and not an existing
-        file unless ``overwrite``. Returns the paths written."""
-        item = self.get(item_id)
-        if item.state != "done":
-            raise UsageError(f"{item.name}: not rendered yet")
+    def _export_path(self, item: Item, target: str, suffix: str) -> Path:
+        """``target`` as a path the desk may write: inside the folders given, ending in
+        ``suffix``, not any input."""
         if not target or not target.strip():
             raise UsageError("give a file name to export to")
         path = Path(target).expanduser()
@@ -359,18 +361,63 @@ class Desk:
         if not self.inside_roots(path):
             raise UsageError(f"{path}: outside the folders this desk may write to "
                              f"({', '.join(map(str, self.roots))})")
-        output = self.output_of(item)
-        if path.suffix.lower() != output.suffix.lower():
-            raise UsageError(f"{path.name}: must end in {output.suffix} (the output's format)")
+        if path.suffix.lower() != suffix.lower():
+            raise UsageError(f"{path.name}: must end in {suffix} (the output's format)")
         with self.lock:
             inputs = [each.source for each in self.items.values()]
         for source in inputs:
             refuse_same_file(source, path, "export")
+        return path
+
+    def keep_regions(self, item_id: str, target: str, overwrite: bool) -> Path:
+        """Write the item's regions now as ``TARGET_STEM.regions.json`` beside the export
+        target ``target`` (the user's action: the desk writes nothing outside its private
+        folder by itself). A desk started later over the same input picks them up when
+        the target is the default one (:meth:`pick_up_regions`). Returns the path."""
+        item = self.get(item_id)
+        path = self._export_path(item, target, self.output_of(item).suffix)
+        path = path.with_name(f"{path.stem}.regions.json")
+        if path.exists() and not overwrite:
+            raise OutputExistsError(f"{path}: already exists")
+        if not path.parent.is_dir():
+            raise SinkError(f"{path.parent}: folder does not exist")
+        with self.lock:
+            doc = json.dumps(item.regions, indent=1).encode()
+        write_atomically(path, doc, overwrite=True)
+        with self.lock:
+            item.kept_regions.add(str(path))
+        return path
+
+    def pick_up_regions(self, item: Item) -> Path | None:
+        """Load the regions kept beside the item's default export (by Export or
+        :meth:`keep_regions` in an earlier session), if there are valid ones."""
+        path = Path(self.default_export(item))
+        path = path.with_name(f"{path.stem}.regions.json")
+        try:
+            doc = json.loads(path.read_text())
+            parse_regions(doc, str(path))
+        except (OSError, ValueError, BlurcamError) as exc:
+            if path.exists():
+                log.warning("%s: not picked up: %s", path, exc)
+            return None
+        with self.lock:
+            item.regions, item.regions_from = doc, str(path)
+        return path
+
+    def export(self, item_id: str, target: str, overwrite: bool) -> list[Path]:
+        """Copy the output and its sidecars (report, regions, verify JSON) to ``target``.
+        ``target`` must be inside the folders given, not any input, and not an existing
+        file unless ``overwrite``. Returns the paths written."""
+        item = self.get(item_id)
+        if item.state != "done":
+            raise UsageError(f"{item.name}: not rendered yet")
+        path = self._export_path(item, target, self.output_of(item).suffix)
+        output = self.output_of(item)
         sidecars = {kind: path.with_name(f"{path.stem}.{kind}") for kind in ("report.json", "regions.json",
                                                                              "verify.json")}
         if not overwrite:
             for each in (path, *sidecars.values()):
-                if each.exists():
+                if each.exists() and str(each) not in item.kept_regions:  # kept by this desk a moment ago
                     raise OutputExistsError(f"{each}: already exists")
         if not path.parent.is_dir():
             raise SinkError(f"{path.parent}: folder does not exist")
@@ -381,7 +428,7 @@ class Desk:
             tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.partial")
             try:
                 shutil.copyfile(src, tmp)
-                move_into_place(tmp, dst, overwrite)
+                move_into_place(tmp, dst, overwrite or str(dst) in item.kept_regions)
             finally:
                 tmp.unlink(missing_ok=True)
             written.append(dst)

@@ -171,6 +171,14 @@ def make_app(desk: Desk, token: str, port: int):
         except (BlurcamError, KeyError) as exc:
             return fail(exc)
 
+    async def keep_regions(request: Request) -> Response:
+        try:
+            data = await body(request)
+            path = desk.keep_regions(request.path_params["id"], str(data.get("path", "")), bool(data.get("overwrite")))
+            return JSONResponse({"written": [str(path)]})
+        except (BlurcamError, KeyError) as exc:
+            return fail(exc)
+
     def done_file(request: Request, kind: str) -> Response:
         try:
             found = desk.get(request.path_params["id"])
@@ -205,6 +213,7 @@ def make_app(desk: Desk, token: str, port: int):
         Route("/api/items/{id}/start", start, methods=["POST"]),
         Route("/api/items/{id}/regions", regions, methods=["PUT"]),
         Route("/api/items/{id}/export", export, methods=["POST"]),
+        Route("/api/items/{id}/keep-regions", keep_regions, methods=["POST"]),
         Route("/api/items/{id}/output", output),
         Route("/api/items/{id}/original", original),
         Route("/api/items/{id}/sheet.png", sheet),

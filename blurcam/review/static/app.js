@@ -51,6 +51,8 @@ function renderList() {
     const row = el("li", { className: item.id === desk.selected ? "item current" : "item" },
       el("span", { className: "name", textContent: item.name }), progress, state);
     if (item.error) row.append(el("span", { className: "error", textContent: item.error }));
+    if (item.regions_from)
+      row.append(el("span", { className: "run-state", textContent: `regions from ${item.regions_from.split("/").pop()}` }));
     if (item.run_state) row.append(el("span", { className: "run-state", textContent: item.run_state }));
     if (item.renders > 0) {
       const open = el("button", { type: "button", textContent: `Review ${item.name}` });
@@ -148,6 +150,7 @@ async function select(id, reload = false) {
   $("review").hidden = false;
   $("review-title").textContent = `Review: ${data.name}`;
   if (changed || !$("export-path").value) $("export-path").value = data.export_to;
+  if (changed && data.regions_from) $("keep-status").textContent = `Regions picked up from ${data.regions_from}`;
   const frames = (data.summary && data.summary.frames) || [];
   desk.fps = frames.length > 1 ? 1 / Math.max(1e-3, frames[1].t - frames[0].t) : 30;
   loadMedia(changed || reload);
@@ -509,6 +512,18 @@ async function exportTo(path, overwrite) {
   return api(`api/items/${desk.detail.id}/export`, { method: "POST", body: JSON.stringify({ path, overwrite }),
     headers: { "Content-Type": "application/json" } });
 }
+
+$("keep-regions").addEventListener("click", async () => {
+  const send = (overwrite) => api(`api/items/${desk.detail.id}/keep-regions`, { method: "POST",
+    body: JSON.stringify({ path: $("export-path").value, overwrite }), headers: { "Content-Type": "application/json" } });
+  let { ok, data } = await send(false);
+  if (!ok && data.exists) {
+    if (!confirm(`${data.error}. Replace it?`)) { $("keep-status").textContent = "Regions not kept."; return; }
+    ({ ok, data } = await send(true));
+  }
+  $("keep-status").textContent = ok ? `Regions kept: ${data.written[0]} (a desk started on this file again picks ` +
+    "them up)" : `Regions not kept: ${data.error}`;
+});
 
 $("export").addEventListener("click", async () => {
   const path = $("export-path").value;

@@ -441,3 +441,30 @@ def test_regions_kept_beside_the_export_are_picked_up_by_the_next_desk(tmp_path,
         assert keep(str(clip))[0] == 400  # the input itself (its own .regions.json is not the point: refused)
     finally:
         running.stop()
+
+
+def test_detector_boxes_on_a_rotated_video_are_where_the_page_shows_the_face(desk, face_clip, tmp_path):
+    """Regression: on a clip with a rotation tag (a phone held upright) the page drew the
+    detector's boxes in stored-frame pixels, across the picture it shows turned."""
+    import numpy as np
+
+    from blurcam.synth import write_clip
+
+    clip = tmp_path / "upright.mp4"
+    shown = face_clip.frames[:8]
+    write_clip(clip, (np.ascontiguousarray(np.rot90(f, -1)) for f in shown), audio=False, rotation_deg=90)
+    status, body = desk.request("/api/upload?name=upright.mp4", method="POST", body=clip.read_bytes())
+    assert status == 200
+    item = json.loads(body)["id"]
+    desk.request(f"/api/items/{item}/start", method="POST", body=b'{"preset": "fast"}',
+                 headers={"Content-Type": "application/json"})
+    _wait_for(desk, lambda s: s["items"][0]["state"] in ("done", "failed"), timeout_s=60)
+    summary = json.loads(desk.request(f"/api/items/{item}")[1])["summary"]
+    found = 0
+    for i, frame in enumerate(summary["frames"]):
+        truth = face_clip.boxes[i]
+        for x1, y1, x2, y2, *_ in frame["boxes"]:
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2  # displayed 640x360, as the player shows it
+            assert any(b[0] - 10 <= cx <= b[2] + 10 and b[1] - 10 <= cy <= b[3] + 10 for b in truth), (i, cx, cy)
+            found += 1
+    assert found >= len(shown)  # the big face at least, in every frame

@@ -534,21 +534,34 @@ def work(spec: dict, messages) -> None:
         findings = result.to_json(verify_config, sheet=tiles)
         write_atomically(Path(spec["sheet"]), sheet_png(image), overwrite=True)
         write_atomically(Path(spec["verify"]), json_bytes(findings), overwrite=True)
-        messages.put(("done", findings, summarize(json.loads(Path(spec["report"]).read_text()))))
+        messages.put(("done", findings, summarize(json.loads(Path(spec["report"]).read_text()),
+                                                  *_stored_geometry(spec["output"]))))
     except _BlurcamError as exc:
         messages.put(("error", str(exc)))
     except Exception as exc:  # a bug: say what, in one line
         messages.put(("error", f"internal error: {type(exc).__name__}: {exc}"))
 
 
-def summarize(report: dict) -> dict:
+def summarize(report: dict, stored_wh: tuple[int, int] | None = None, rotation_deg: int = 0) -> dict:
     """What the page draws from a --report: per frame its time from the first frame
-    and boxes [x1, y1, x2, y2, score, track, source], faces per second of video, and
-    origin_s, the first frame's timestamp (a player's clock starts there, regions at 0)."""
+    and boxes [x1, y1, x2, y2, score, track, source] in pixels of the picture as
+    displayed (the report's are stored-frame pixels; ``rotation_deg`` and the stored
+    (width, height) map them), faces per second of video, and origin_s, the first
+    frame's timestamp (a player's clock starts there, regions at 0)."""
+    import numpy as np
+
+    from ..view import boxes_to_stored, quarter_turns
+
+    k = quarter_turns(rotation_deg) if stored_wh else 0
+    display_wh = stored_wh if k % 2 == 0 else stored_wh[::-1]
     frames, per_second = [], {}
     for fr in report["frames"]:
         t = fr["time_s"] or 0.0
-        boxes = [[*f["box"], f["score"], f["track"], f["source"]] for f in fr["faces"]]
+        xyxy = np.array([f["box"] for f in fr["faces"]], np.float32).reshape(-1, 4)
+        if k:  # the stored frame is the displayed one turned back: the same map, the other way
+            xyxy = boxes_to_stored(xyxy, (4 - k) % 4, display_wh)
+        boxes = [[*(round(float(v), 1) for v in box), f["score"], f["track"], f["source"]]
+                 for box, f in zip(xyxy, fr["faces"])]
         frames.append({"t": t, "boxes": boxes, "whole": fr["obscured_whole"]})
         second = int(t - (report["frames"][0]["time_s"] or 0.0))
         per_second[second] = max(per_second.get(second, 0), len(boxes))
@@ -560,6 +573,21 @@ def summarize(report: dict) -> dict:
     return {"frames": frames, "origin_s": origin, "faces_per_second": [per_second.get(s, 0) for s in range(seconds)],
             "stats": report["summary"], "regions": regions.get("regions", []),
             "excluded": regions.get("excluded_boxes", [])}
+
+
+def _stored_geometry(path: str) -> tuple[tuple[int, int] | None, int]:
+    """((width, height) as stored, display rotation in degrees) of a video's first
+    frame; (None, 0) for an image or what cannot be read."""
+    if is_image_path(path):
+        return None, 0
+    import av
+
+    try:
+        with av.open(path) as c:
+            frame = next(c.decode(video=0))
+            return (frame.width, frame.height), int(round(frame.rotation or 0))
+    except Exception:  # the boxes are then drawn as stored
+        return None, 0
 
 
 def _frame_count(path: str) -> int | None:

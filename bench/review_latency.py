@@ -1,8 +1,9 @@
 """How long the review desk's requests take while a file renders and verifies.
 
-    python bench/review_latency.py [CLIP]   (default: samples/faces.mp4, balanced)
+    python bench/review_latency.py [CLIP [PRESET [IDLE_S]]]   (default: samples/faces.mp4 balanced 5)
 
-Starts ``blurcam review --no-browser CLIP``, starts the job, and polls the page's two
+Starts ``blurcam review --no-browser CLIP``, waits IDLE_S (a user adding files and
+picking a preset), starts the job, and polls the page's two
 requests (GET /api/state, GET /api/items/ID) every 0.1 s until the job is done; prints
 the latency percentiles, the max, the job's wall time and the load average. The issue's
 target: no request over 100 ms apart from uploads and renders.
@@ -24,8 +25,10 @@ from test_review import Desk  # noqa: E402
 def main() -> None:
     clip = Path(sys.argv[1] if len(sys.argv) > 1 else "samples/faces.mp4").resolve()
     preset = sys.argv[2] if len(sys.argv) > 2 else "balanced"
+    idle_s = float(sys.argv[3]) if len(sys.argv) > 3 else 5.0
     desk = Desk([str(clip)], cwd=clip.parent)
     try:
+        time.sleep(idle_s)
         item = desk.state()["items"][0]["id"]
         status, _ = desk.request(f"/api/items/{item}/start", method="POST", body=json.dumps({"preset": preset}).encode(),
                                  headers={"Content-Type": "application/json"})

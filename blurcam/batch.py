@@ -220,7 +220,7 @@ class Manifest:
 
     A record's ``state`` is ``pending`` from the moment a run plans the file (so that
     an output committed just before a crash is redone, not refused as someone else's
-    file) and ``done`` once its output is in place.
+    file), ``done`` once its output is in place, ``failed`` when its job failed.
     """
 
     def __init__(self, output_dir: str | Path) -> None:
@@ -275,6 +275,12 @@ class Manifest:
             "frames": result.frames, "faces": result.faces, "seconds": round(result.seconds, 3),
             "cpu_s": round(result.cpu_s, 3),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    def mark_failed(self, job: Job, settings_fp: str) -> None:
+        """``failed``: redone by the next run, as ``pending`` is (the reason is in the run's
+        output, not here: it may hold paths)."""
+        self.files[job.key] = {"source": job.source, "state": "failed", "settings": settings_fp,
+                               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     def save(self) -> None:
         """Write atomically (temporary file + rename): a crash leaves the old or the new one."""
@@ -564,6 +570,9 @@ def record_result(plan: FolderPlan, job: Job, result: JobResult) -> None:
     """Record a finished job in the manifest (saved at once: a crash loses nothing done)."""
     if result.status == "done":
         plan.manifest.mark_done(job, result, plan.settings_fp)
+        plan.manifest.save()
+    elif result.status == "failed":  # so that a reader (blurcam review) can tell failed from not yet run
+        plan.manifest.mark_failed(job, plan.settings_fp)
         plan.manifest.save()
 
 

@@ -103,7 +103,7 @@ def test_corrupt_file_fails_alone(card, tmp_path):
     assert "DCIM/broken.mp4" in result.output and "Traceback" not in result.output
     assert (out / "a.mp4").exists() and (out / "DCIM" / "b.mkv").exists() and (out / "DCIM" / "photo.jpg").exists()
     assert not (out / "DCIM" / "broken.mp4").exists() and partials(out) == []
-    assert manifest(out)["files"]["DCIM/broken.mp4"]["state"] == "pending"  # retried by the next run
+    assert manifest(out)["files"]["DCIM/broken.mp4"]["state"] == "failed"  # said so (blurcam review), retried by the next run
 
 
 def test_two_inputs_one_output_name(card, tmp_path):

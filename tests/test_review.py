@@ -237,6 +237,18 @@ def test_review_end_to_end_in_a_real_browser(desk, missed_face_clip, tmp_path):
         # the detected face marked "not a face" by mistake: the detector is over 0.5 sure of it, so it stays covered
         page.get_by_role("button", name="Not a face: box 1").click()
         page.get_by_text("Not a face not-face1").wait_for()
+        # regions drawn, not rendered yet: a reload keeps them (regression: the page lost them)
+        page.reload()
+        page.get_by_role("button", name="Review missed.mp4").click()
+        page.get_by_text("Not a face not-face1").wait_for()
+        assert "2 keyframe(s)" in page.locator("#regions").inner_text()
+        # kept beside the export target, on the user's word (they outlive the desk)
+        target = desk.exports / "published.mp4"
+        page.get_by_label("Export to").fill(str(target))
+        page.get_by_role("button", name="Keep regions for later").click()
+        page.get_by_text("Regions kept:").wait_for()
+        kept = json.loads((desk.exports / "published.regions.json").read_text())
+        assert [r["kind"] for r in kept["regions"]] == ["face", "not-a-face"]
         # every control on the page has an accessible name (a label, aria-label or its text)
         unnamed = page.evaluate("""() => [...document.querySelectorAll('input, select, button, progress')]
             .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
@@ -246,7 +258,6 @@ def test_review_end_to_end_in_a_real_browser(desk, missed_face_clip, tmp_path):
         _wait_for(desk, lambda s: s["items"][0]["renders"] == 2 and s["items"][0]["state"] == "done")
         page.get_by_text("Done", exact=True).wait_for()
 
-        target = desk.exports / "published.mp4"
         page.get_by_label("Export to").fill(str(target))
         _until(page, "() => !document.getElementById('export').disabled")  # enabled once the page has the new render
         page.get_by_role("button", name="Export").focus()
@@ -344,3 +355,116 @@ def test_bad_paths_and_a_busy_port_exit_2(tmp_path):
         busy.listen(1)
         result = runner.invoke(app, ["review", "--no-browser", "--port", str(busy.getsockname()[1])])
     assert result.exit_code == 2 and "cannot listen" in result.output
+
+
+def test_a_folder_run_shows_each_files_state_from_its_manifest(tmp_path, face_clip):
+    """blurcam review IN OUT over a folder run: the manifest's list, per-file state (done,
+    failed, not yet), on the page and on each input; read only; a key leading out of
+    the folder (a hand-edited manifest) is not looked at."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from blurcam.batch import MANIFEST_NAME
+    from blurcam.cli import app
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    shutil.copy(face_clip.path, folder / "good.mp4")
+    (folder / "broken.mp4").write_bytes(b"not a video" * 100)
+    result = CliRunner().invoke(app, ["blur", str(folder), "-o", str(out), "--quality", "fast", "--quiet"])
+    assert result.exit_code == 20, result.output
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    manifest["files"]["later.mp4"] = {"source": "later.mp4", "state": "pending", "settings": "x"}
+    manifest["files"]["../outside.mp4"] = {"source": "outside.mp4", "state": "done", "settings": "x"}
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+    before = {p: p.stat().st_mtime_ns for p in (*folder.iterdir(), *out.iterdir())}
+    running = Desk([str(folder), str(out)], cwd=tmp_path)
+    try:
+        status, body = running.request("/api/runs")
+        assert status == 200
+        (run,) = json.loads(body)["runs"]
+        assert run["folder"] == str(out.resolve()) and run["error"] is None
+        assert {row["key"]: row["state"] for row in run["files"]} == {
+            "broken.mp4": "failed", "good.mp4": "done", "later.mp4": "not yet"}
+        states = {item["name"]: item["run_state"] for item in running.state()["items"] if item["folder"] == "in"}
+        assert states == {"broken.mp4": "input of the folder run out: failed",
+                          "good.mp4": "input of the folder run out: done"}
+        manager, browser = _browser()
+        try:
+            page = browser.new_page()
+            page.goto(running.url)
+            table = page.get_by_role("table", name=f"Files of the folder run {out.resolve()}")
+            table.wait_for()
+            rows = [r.split("\t")[:3] for r in table.inner_text().splitlines()[1:]]
+            assert rows == [["broken.mp4", "broken.mp4", "Failed"], ["good.mp4", "good.mp4", "Done"],
+                            ["later.mp4", "later.mp4", "Not yet"]], rows
+            page.get_by_text("input of the folder run out: failed").wait_for()
+        finally:
+            browser.close()
+            manager.stop()
+    finally:
+        running.stop()
+    assert {p: p.stat().st_mtime_ns for p in (*folder.iterdir(), *out.iterdir())} == before  # nothing written
+
+
+def test_regions_kept_beside_the_export_are_picked_up_by_the_next_desk(tmp_path, face_clip):
+    """Regions kept (or exported) beside NAME.blurred.mp4 in one session come back when a desk
+    is started on NAME.mp4 again; a damaged regions file is not picked up."""
+    import shutil
+
+    from blurcam.regions import parse_regions
+
+    clip = tmp_path / "street.mp4"
+    shutil.copy(face_clip.path, clip)
+    doc = {"schema": "blurcam-regions", "version": 1, "size": [640, 360], "regions": [
+        {"id": "face1", "kind": "face", "start": 0.0, "end": 1.0, "keyframes": [{"t": 0.0, "box": [10, 10, 60, 60]}]}]}
+    parse_regions(doc, "doc")
+    (tmp_path / "street.blurred.regions.json").write_text(json.dumps(doc))
+    shutil.copy(clip, tmp_path / "other.mp4")
+    (tmp_path / "other.blurred.regions.json").write_text("{not json")
+    running = Desk([str(clip), str(tmp_path / "other.mp4")], cwd=tmp_path)
+    try:
+        items = {item["name"]: item for item in running.state()["items"]}
+        assert items["street.mp4"]["regions_from"] == str(tmp_path / "street.blurred.regions.json")
+        assert items["other.mp4"]["regions_from"] is None
+        status, body = running.request(f"/api/items/{items['street.mp4']['id']}")
+        assert status == 200 and json.loads(body)["regions"] == doc
+        # keeping them again asks before replacing; outside the folders given is refused
+        item = items["street.mp4"]["id"]
+        keep = lambda path, overwrite=False: running.request(  # noqa: E731
+            f"/api/items/{item}/keep-regions", method="POST", body=json.dumps({"path": path, "overwrite": overwrite}).encode(),
+            headers={"Content-Type": "application/json"})
+        assert keep(str(tmp_path / "street.blurred.mp4"))[0] == 409
+        assert keep(str(tmp_path / "street.blurred.mp4"), True)[0] == 200
+        assert keep("/tmp/elsewhere.mp4")[0] == 400
+        assert keep(str(clip))[0] == 400  # the input itself (its own .regions.json is not the point: refused)
+    finally:
+        running.stop()
+
+
+def test_detector_boxes_on_a_rotated_video_are_where_the_page_shows_the_face(desk, face_clip, tmp_path):
+    """Regression: on a clip with a rotation tag (a phone held upright) the page drew the
+    detector's boxes in stored-frame pixels, across the picture it shows turned."""
+    import numpy as np
+
+    from blurcam.synth import write_clip
+
+    clip = tmp_path / "upright.mp4"
+    shown = face_clip.frames[:8]
+    write_clip(clip, (np.ascontiguousarray(np.rot90(f, -1)) for f in shown), audio=False, rotation_deg=90)
+    status, body = desk.request("/api/upload?name=upright.mp4", method="POST", body=clip.read_bytes())
+    assert status == 200
+    item = json.loads(body)["id"]
+    desk.request(f"/api/items/{item}/start", method="POST", body=b'{"preset": "fast"}',
+                 headers={"Content-Type": "application/json"})
+    _wait_for(desk, lambda s: s["items"][0]["state"] in ("done", "failed"), timeout_s=60)
+    summary = json.loads(desk.request(f"/api/items/{item}")[1])["summary"]
+    found = 0
+    for i, frame in enumerate(summary["frames"]):
+        truth = face_clip.boxes[i]
+        for x1, y1, x2, y2, *_ in frame["boxes"]:
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2  # displayed 640x360, as the player shows it
+            assert any(b[0] - 10 <= cx <= b[2] + 10 and b[1] - 10 <= cy <= b[3] + 10 for b in truth), (i, cx, cy)
+            found += 1
+    assert found >= len(shown)  # the big face at least, in every frame

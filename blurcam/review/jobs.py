@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BlurcamError, OutputExistsError, SinkError, UsageError
-from ..io.atomic import move_into_place, refuse_same_file
+from ..io.atomic import move_into_place, refuse_same_file, write_atomically
 from ..io.sink import VIDEO_FORMATS
 from ..pipeline import IMAGE_EXTENSIONS, is_image_path
 from ..regions import parse_regions
@@ -37,6 +37,8 @@ from ..regions import parse_regions
 log = logging.getLogger(__name__)
 
 PRESETS = ("fast", "balanced", "thorough")
+MANIFEST_MAX_BYTES = 32 * 2**20  # a folder run's manifest the desk reads (about 100 000 files)
+RUNS_FRESH_S = 2.0  # a folder run's state is read again at least this often
 MEDIA_EXTENSIONS = tuple(VIDEO_FORMATS) + IMAGE_EXTENSIONS
 
 
@@ -64,6 +66,8 @@ class Item:
     verify: dict | None = None
     summary: dict | None = None
     exported: list[str] = field(default_factory=list)
+    regions_from: str | None = None  # regions picked up from a file kept in an earlier session
+    kept_regions: set[str] = field(default_factory=set)  # regions files keep_regions wrote
     updated_s: float = field(default_factory=time.time)
 
     @property
@@ -77,6 +81,7 @@ class Item:
                 "image": self.is_image, "state": self.state, "progress": round(self.progress, 4),
                 "phase_done": self.phase_done, "phase_total": self.phase_total, "error": self.error,
                 "preset": self.preset, "renders": self.renders, "exported": self.exported,
+                "regions_from": self.regions_from,
                 "source": None if self.uploaded else str(self.source)}
         if full:
             short.update(regions=self.regions, verify=self.verify, summary=self.summary)
@@ -89,6 +94,7 @@ class Desk:
     def __init__(self, workdir: Path, roots: list[Path], *, max_upload_bytes: int) -> None:
         self.workdir, self.roots, self.max_upload_bytes = workdir, roots, max_upload_bytes
         self.items: dict[str, Item] = {}
+        self._runs: dict[Path, tuple] = {}  # folder -> (manifest stamp, read at, folder_runs row)
         self.lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
@@ -103,6 +109,7 @@ class Desk:
         item = Item(secrets.token_hex(6), path.name, path, uploaded=False, folder=folder)
         with self.lock:
             self.items[item.id] = item
+        self.pick_up_regions(item)
         return item
 
     async def add_upload(self, name: str, chunks, declared_bytes: int | None = None) -> Item:
@@ -164,12 +171,89 @@ class Desk:
         out = self.output_of(item)
         return out.with_name(f"{out.stem}.{kind}")
 
+    # folder runs -----------------------------------------------------------------
+
+    def folder_runs(self) -> list[dict]:
+        """The folder runs among the folders given: each folder holding a
+        ``blurcam-manifest.json`` (a ``blurcam blur IN_DIR OUT_DIR`` output folder), with
+        the manifest's files and their state: done, failed, not yet (planned, or stopped
+        mid-run), or ``changed`` (done, but the output is gone or not the size recorded).
+        Read only, again when the manifest changed or after ``RUNS_FRESH_S`` (a run may be
+        going on, an output removed); nothing outside the folders given."""
+        from ..batch import MANIFEST_NAME
+
+        runs = []
+        for root in self.roots:
+            path = root / MANIFEST_NAME
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            stamp = (st.st_mtime_ns, st.st_size)
+            cached = self._runs.get(root)
+            if cached is None or cached[0] != stamp or time.monotonic() - cached[1] > RUNS_FRESH_S:
+                cached = self._runs[root] = (stamp, time.monotonic(), self._read_run(root))
+            runs.append(cached[2])
+        return runs
+
+    def _read_run(self, root: Path) -> dict:
+        from ..batch import MANIFEST_NAME, Manifest
+        from ..errors import ManifestError
+
+        try:
+            if (root / MANIFEST_NAME).stat().st_size > MANIFEST_MAX_BYTES:
+                raise ManifestError(f"{MANIFEST_NAME}: larger than {MANIFEST_MAX_BYTES // 2**20} MiB, not read")
+            files = Manifest(root).files
+        except (ManifestError, OSError) as exc:
+            return {"folder": str(root), "files": [], "error": str(exc)}
+        rows = []
+        for key, rec in sorted(files.items()):
+            output = (root / key).resolve()
+            if not output.is_relative_to(root):  # a hand-edited key like ../x: not looked at
+                continue
+            state = {"done": "done", "failed": "failed"}.get(rec.get("state"), "not yet")
+            if state == "done":
+                try:
+                    if output.stat().st_size != rec.get("output_size"):
+                        state = "changed"
+                except OSError:
+                    state = "changed"
+            rows.append({"key": key, "source": rec.get("source", ""), "state": state,
+                         "frames": rec.get("frames"), "faces": rec.get("faces"), "finished": rec.get("finished")})
+        return {"folder": str(root), "files": rows, "error": None}
+
+    def run_states(self, runs: list[dict]) -> dict[str, str]:
+        """item id -> "STATE in the folder run OUT": for each file on the desk that is an
+        input (its path under a folder given, as the manifest's source) or an output
+        (under the run's folder, as its key) of a folder run."""
+        found = {}
+        with self.lock:
+            items = [item for item in self.items.values() if not item.uploaded]
+        for run in runs:
+            folder = Path(run["folder"])
+            by_key = {row["key"]: row["state"] for row in run["files"]}
+            by_source = {row["source"]: row["state"] for row in run["files"]}
+            for item in items:
+                if item.source.is_relative_to(folder):
+                    state = by_key.get(item.source.relative_to(folder).as_posix())
+                    role = "output"
+                else:
+                    state = next((by_source[rel] for root in self.roots if root != folder
+                                  and item.source.is_relative_to(root)
+                                  and (rel := item.source.relative_to(root).as_posix()) in by_source), None)
+                    role = "input"
+                if state is not None:
+                    found[item.id] = f"{role} of the folder run {folder.name}: {state}"
+        return found
+
     # jobs ------------------------------------------------------------------------
 
     def set_regions(self, item_id: str, doc: dict) -> Item:
         parse_regions(doc, "regions")  # RegionsError (a UsageError) for a bad document
         item = self.get(item_id)
         with self.lock:
+            # kept in memory: a reload gets them back; the regions.json sidecar stays the last
+            # render's (so an export's regions rebuild its video); keep_regions writes them out
             item.regions = doc
         return item
 
@@ -187,48 +271,51 @@ class Desk:
 
     def _run(self) -> None:
         ctx = multiprocessing.get_context("spawn")
-        while not self._stop.is_set():
-            try:
-                item_id = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            item = self.get(item_id)
-            try:
-                self._run_one(ctx, item)
-            except Exception as exc:  # never leave the runner dead and the file "queued"
-                log.exception("review job failed")
-                self._update(item, ("error", f"internal error: {type(exc).__name__}: {exc}"))
+        worker = _Worker(ctx)  # started now: it loads its models while the user adds files
+        try:
+            while not self._stop.is_set():
+                try:
+                    item_id = self._queue.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                item = self.get(item_id)
+                if not worker.process.is_alive():
+                    worker = _Worker(ctx)
+                try:
+                    self._run_one(worker, item)
+                except Exception as exc:  # never leave the runner dead and the file "queued"
+                    log.exception("review job failed")
+                    self._update(item, ("error", f"internal error: {type(exc).__name__}: {exc}"))
+                finally:
+                    worker.stop()
+                if not self._stop.is_set():
+                    worker = _Worker(ctx)  # the next job's process, warmed while the desk is idle
+        finally:
+            worker.stop()
 
-    def _run_one(self, ctx, item: Item) -> None:
+    def _run_one(self, worker: "_Worker", item: Item) -> None:
         regions_path = self.sidecar(item, "regions.json")
         regions_path.write_text(json.dumps(item.regions, indent=1))
         spec = {"input": str(item.source), "output": str(self.output_of(item)),
                 "report": str(self.sidecar(item, "report.json")), "regions": str(regions_path),
                 "verify": str(self.sidecar(item, "verify.json")), "sheet": str(self.sidecar(item, "sheet.png")),
                 "preset": item.preset}
-        messages = ctx.Queue()
-        process = ctx.Process(target=work, args=(spec, messages), name="blurcam-review-job", daemon=True)
         with self.lock:
             item.state = "rendering"
-        process.start()
-        self._process = process
-        try:
-            finished = False
-            while not finished and not self._stop.is_set():
-                try:
-                    message = messages.get(timeout=0.2)
-                except queue.Empty:
-                    if not process.is_alive() and messages.empty():
-                        self._update(item, ("error", "the job stopped unexpectedly"))
-                        finished = True
-                    continue
+        self._process = worker.process
+        worker.jobs.put(spec)
+        finished = False
+        while not finished and not self._stop.is_set():
+            try:
+                message = worker.messages.get(timeout=0.2)
+            except queue.Empty:
+                if not worker.process.is_alive() and worker.messages.empty():
+                    self._update(item, ("error", "the job stopped unexpectedly"))
+                    finished = True
+                continue
+            if message[0] != "ready":
                 finished = self._update(item, message)
-        finally:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=5)
-            self._process = None
+        self._process = None
 
     def _update(self, item: Item, message: tuple) -> bool:
         kind = message[0]
@@ -255,20 +342,16 @@ class Desk:
         if process is not None and process.is_alive():
             process.terminate()
             process.join(timeout=5)
-        self._runner.join(timeout=5)
+        self._runner.join(timeout=10)
 
     # export ----------------------------------------------------------------------
 
     def inside_roots(self, path: Path) -> bool:
         return any(path == root or path.is_relative_to(root) for root in self.roots)
 
-    def export(self, item_id: str, target: str, overwrite: bool) -> list[Path]:
-        """Copy the output and its sidecars (report, regions, verify JSON) to ``target``.
-        ``target`` must be inside the folders given, not any input, and not an existing
-        file unless ``overwrite``. Returns the paths written."""
-        item = self.get(item_id)
-        if item.state != "done":
-            raise UsageError(f"{item.name}: not rendered yet")
+    def _export_path(self, item: Item, target: str, suffix: str) -> Path:
+        """``target`` as a path the desk may write: inside the folders given, ending in
+        ``suffix``, not any input."""
         if not target or not target.strip():
             raise UsageError("give a file name to export to")
         path = Path(target).expanduser()
@@ -278,18 +361,63 @@ class Desk:
         if not self.inside_roots(path):
             raise UsageError(f"{path}: outside the folders this desk may write to "
                              f"({', '.join(map(str, self.roots))})")
-        output = self.output_of(item)
-        if path.suffix.lower() != output.suffix.lower():
-            raise UsageError(f"{path.name}: must end in {output.suffix} (the output's format)")
+        if path.suffix.lower() != suffix.lower():
+            raise UsageError(f"{path.name}: must end in {suffix} (the output's format)")
         with self.lock:
             inputs = [each.source for each in self.items.values()]
         for source in inputs:
             refuse_same_file(source, path, "export")
+        return path
+
+    def keep_regions(self, item_id: str, target: str, overwrite: bool) -> Path:
+        """Write the item's regions now as ``TARGET_STEM.regions.json`` beside the export
+        target ``target`` (the user's action: the desk writes nothing outside its private
+        folder by itself). A desk started later over the same input picks them up when
+        the target is the default one (:meth:`pick_up_regions`). Returns the path."""
+        item = self.get(item_id)
+        path = self._export_path(item, target, self.output_of(item).suffix)
+        path = path.with_name(f"{path.stem}.regions.json")
+        if path.exists() and not overwrite:
+            raise OutputExistsError(f"{path}: already exists")
+        if not path.parent.is_dir():
+            raise SinkError(f"{path.parent}: folder does not exist")
+        with self.lock:
+            doc = json.dumps(item.regions, indent=1).encode()
+        write_atomically(path, doc, overwrite=True)
+        with self.lock:
+            item.kept_regions.add(str(path))
+        return path
+
+    def pick_up_regions(self, item: Item) -> Path | None:
+        """Load the regions kept beside the item's default export (by Export or
+        :meth:`keep_regions` in an earlier session), if there are valid ones."""
+        path = Path(self.default_export(item))
+        path = path.with_name(f"{path.stem}.regions.json")
+        try:
+            doc = json.loads(path.read_text())
+            parse_regions(doc, str(path))
+        except (OSError, ValueError, BlurcamError) as exc:
+            if path.exists():
+                log.warning("%s: not picked up: %s", path, exc)
+            return None
+        with self.lock:
+            item.regions, item.regions_from = doc, str(path)
+        return path
+
+    def export(self, item_id: str, target: str, overwrite: bool) -> list[Path]:
+        """Copy the output and its sidecars (report, regions, verify JSON) to ``target``.
+        ``target`` must be inside the folders given, not any input, and not an existing
+        file unless ``overwrite``. Returns the paths written."""
+        item = self.get(item_id)
+        if item.state != "done":
+            raise UsageError(f"{item.name}: not rendered yet")
+        path = self._export_path(item, target, self.output_of(item).suffix)
+        output = self.output_of(item)
         sidecars = {kind: path.with_name(f"{path.stem}.{kind}") for kind in ("report.json", "regions.json",
                                                                              "verify.json")}
         if not overwrite:
             for each in (path, *sidecars.values()):
-                if each.exists():
+                if each.exists() and str(each) not in item.kept_regions:  # kept by this desk a moment ago
                     raise OutputExistsError(f"{each}: already exists")
         if not path.parent.is_dir():
             raise SinkError(f"{path.parent}: folder does not exist")
@@ -300,13 +428,60 @@ class Desk:
             tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.partial")
             try:
                 shutil.copyfile(src, tmp)
-                move_into_place(tmp, dst, overwrite)
+                move_into_place(tmp, dst, overwrite or str(dst) in item.kept_regions)
             finally:
                 tmp.unlink(missing_ok=True)
             written.append(dst)
         with self.lock:
             item.exported.append(str(path))
         return written
+
+
+class _Worker:
+    """One child process that loads the models now and then runs one job (``jobs.put(spec)``).
+    The desk keeps one started while it is idle, so a job's progress starts moving at once
+    instead of after the child's start-up (seconds on a busy laptop)."""
+
+    def __init__(self, ctx) -> None:
+        self.jobs, self.messages = ctx.Queue(), ctx.Queue()
+        self.process = ctx.Process(target=serve_one_job, args=(self.jobs, self.messages),
+                                   name="blurcam-review-job", daemon=True)
+        self.process.start()
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.jobs.put(None)  # an idle worker leaves by itself
+            self.process.join(timeout=1)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=5)
+
+
+def serve_one_job(jobs, messages) -> None:
+    """A worker process: warm up (imports, a detector of each preset built and run once on
+    a blank frame, so libraries and model files are loaded), say ("ready",), then run the
+    one job it is given (see :func:`work`); None instead of a job: leave."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the desk, and the desk stops this job
+    try:
+        import numpy as np
+
+        from .. import pipeline, verify  # noqa: F401  (the job's imports, loaded before it is asked for)
+        from ..detect import make_detector
+
+        for preset in PRESETS:
+            detector = make_detector(preset)
+            try:
+                detector.detect(np.zeros((360, 640, 3), np.uint8), 0)
+            finally:
+                detector.close()
+    except Exception:  # the job itself will say what is wrong
+        log.debug("warm-up failed", exc_info=True)
+    messages.put(("ready",))
+    spec = jobs.get()
+    if spec is not None:
+        work(spec, messages)
 
 
 def output_name(source: Path) -> str:
@@ -321,7 +496,6 @@ def work(spec: dict, messages) -> None:
     output against the input; progress at most 4 times a second, then ("done",
     verify findings, per-frame summary) or ("error", one line)."""
     import logging as _logging
-    import signal
 
     from ..errors import BlurcamError as _BlurcamError
     from ..pipeline import PipelineConfig, redact_path
@@ -330,7 +504,6 @@ def work(spec: dict, messages) -> None:
     from ..verify import VerifyConfig, verify_pair
     from ..verify.run import json_bytes, sheet_png
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the desk, and the desk stops this job
     _logging.basicConfig(level=_logging.ERROR)
     last = [0.0]
 
@@ -361,21 +534,34 @@ def work(spec: dict, messages) -> None:
         findings = result.to_json(verify_config, sheet=tiles)
         write_atomically(Path(spec["sheet"]), sheet_png(image), overwrite=True)
         write_atomically(Path(spec["verify"]), json_bytes(findings), overwrite=True)
-        messages.put(("done", findings, summarize(json.loads(Path(spec["report"]).read_text()))))
+        messages.put(("done", findings, summarize(json.loads(Path(spec["report"]).read_text()),
+                                                  *_stored_geometry(spec["output"]))))
     except _BlurcamError as exc:
         messages.put(("error", str(exc)))
     except Exception as exc:  # a bug: say what, in one line
         messages.put(("error", f"internal error: {type(exc).__name__}: {exc}"))
 
 
-def summarize(report: dict) -> dict:
+def summarize(report: dict, stored_wh: tuple[int, int] | None = None, rotation_deg: int = 0) -> dict:
     """What the page draws from a --report: per frame its time from the first frame
-    and boxes [x1, y1, x2, y2, score, track, source], faces per second of video, and
-    origin_s, the first frame's timestamp (a player's clock starts there, regions at 0)."""
+    and boxes [x1, y1, x2, y2, score, track, source] in pixels of the picture as
+    displayed (the report's are stored-frame pixels; ``rotation_deg`` and the stored
+    (width, height) map them), faces per second of video, and origin_s, the first
+    frame's timestamp (a player's clock starts there, regions at 0)."""
+    import numpy as np
+
+    from ..view import boxes_to_stored, quarter_turns
+
+    k = quarter_turns(rotation_deg) if stored_wh else 0
+    display_wh = stored_wh if k % 2 == 0 else stored_wh[::-1]
     frames, per_second = [], {}
     for fr in report["frames"]:
         t = fr["time_s"] or 0.0
-        boxes = [[*f["box"], f["score"], f["track"], f["source"]] for f in fr["faces"]]
+        xyxy = np.array([f["box"] for f in fr["faces"]], np.float32).reshape(-1, 4)
+        if k:  # the stored frame is the displayed one turned back: the same map, the other way
+            xyxy = boxes_to_stored(xyxy, (4 - k) % 4, display_wh)
+        boxes = [[*(round(float(v), 1) for v in box), f["score"], f["track"], f["source"]]
+                 for box, f in zip(xyxy, fr["faces"])]
         frames.append({"t": t, "boxes": boxes, "whole": fr["obscured_whole"]})
         second = int(t - (report["frames"][0]["time_s"] or 0.0))
         per_second[second] = max(per_second.get(second, 0), len(boxes))
@@ -387,6 +573,21 @@ def summarize(report: dict) -> dict:
     return {"frames": frames, "origin_s": origin, "faces_per_second": [per_second.get(s, 0) for s in range(seconds)],
             "stats": report["summary"], "regions": regions.get("regions", []),
             "excluded": regions.get("excluded_boxes", [])}
+
+
+def _stored_geometry(path: str) -> tuple[tuple[int, int] | None, int]:
+    """((width, height) as stored, display rotation in degrees) of a video's first
+    frame; (None, 0) for an image or what cannot be read."""
+    if is_image_path(path):
+        return None, 0
+    import av
+
+    try:
+        with av.open(path) as c:
+            frame = next(c.decode(video=0))
+            return (frame.width, frame.height), int(round(frame.rotation or 0))
+    except Exception:  # the boxes are then drawn as stored
+        return None, 0
 
 
 def _frame_count(path: str) -> int | None:

@@ -112,10 +112,16 @@ def make_app(desk: Desk, token: str, port: int):
         return FileResponse(static / "index.html", media_type="text/html; charset=utf-8")
 
     async def state(request: Request) -> Response:
+        runs = desk.folder_runs()
+        in_runs = desk.run_states(runs)
         with desk.lock:
-            items = [item.public() | {"export_to": desk.default_export(item)} for item in desk.items.values()]
+            items = [item.public() | {"export_to": desk.default_export(item), "run_state": in_runs.get(item.id)}
+                     for item in desk.items.values()]
         return JSONResponse({"items": items, "presets": PRESETS, "roots": [str(r) for r in desk.roots],
                              "max_upload_mb": desk.max_upload_bytes // 2**20, "extensions": MEDIA_EXTENSIONS})
+
+    async def runs(request: Request) -> Response:
+        return JSONResponse({"runs": desk.folder_runs()})
 
     async def item(request: Request) -> Response:
         try:
@@ -165,6 +171,14 @@ def make_app(desk: Desk, token: str, port: int):
         except (BlurcamError, KeyError) as exc:
             return fail(exc)
 
+    async def keep_regions(request: Request) -> Response:
+        try:
+            data = await body(request)
+            path = desk.keep_regions(request.path_params["id"], str(data.get("path", "")), bool(data.get("overwrite")))
+            return JSONResponse({"written": [str(path)]})
+        except (BlurcamError, KeyError) as exc:
+            return fail(exc)
+
     def done_file(request: Request, kind: str) -> Response:
         try:
             found = desk.get(request.path_params["id"])
@@ -193,11 +207,13 @@ def make_app(desk: Desk, token: str, port: int):
     routes = [
         Route("/", index),
         Route("/api/state", state),
+        Route("/api/runs", runs),
         Route("/api/upload", upload, methods=["POST"]),
         Route("/api/items/{id}", item),
         Route("/api/items/{id}/start", start, methods=["POST"]),
         Route("/api/items/{id}/regions", regions, methods=["PUT"]),
         Route("/api/items/{id}/export", export, methods=["POST"]),
+        Route("/api/items/{id}/keep-regions", keep_regions, methods=["POST"]),
         Route("/api/items/{id}/output", output),
         Route("/api/items/{id}/original", original),
         Route("/api/items/{id}/sheet.png", sheet),

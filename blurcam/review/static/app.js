@@ -51,6 +51,9 @@ function renderList() {
     const row = el("li", { className: item.id === desk.selected ? "item current" : "item" },
       el("span", { className: "name", textContent: item.name }), progress, state);
     if (item.error) row.append(el("span", { className: "error", textContent: item.error }));
+    if (item.regions_from)
+      row.append(el("span", { className: "run-state", textContent: `regions from ${item.regions_from.split("/").pop()}` }));
+    if (item.run_state) row.append(el("span", { className: "run-state", textContent: item.run_state }));
     if (item.renders > 0) {
       const open = el("button", { type: "button", textContent: `Review ${item.name}` });
       open.addEventListener("click", () => select(item.id));
@@ -78,6 +81,34 @@ async function poll() {
     }
   }
   setTimeout(poll, 500);
+}
+
+const RUN_STATE_TEXT = { done: "Done", failed: "Failed", "not yet": "Not yet",
+  changed: "Changed since (output gone or replaced)" };
+
+async function pollRuns() {
+  const { ok, data } = await api("api/runs");
+  if (ok) {
+    $("runs").hidden = data.runs.length === 0;
+    $("runs-list").replaceChildren(...data.runs.map((run) => {
+      const counts = {};
+      for (const row of run.files) counts[row.state] = (counts[row.state] || 0) + 1;
+      const title = el("h3", { textContent: `${run.folder}: ${run.files.length} file(s), ` +
+        (Object.entries(counts).map(([k, n]) => `${n} ${RUN_STATE_TEXT[k] || k}`).join(", ") || "none") });
+      const table = el("table", {},
+        el("thead", {}, el("tr", {}, ...["File", "From", "State", "Frames", "Faces", "Finished"]
+          .map((h) => el("th", { scope: "col", textContent: h })))),
+        el("tbody", {}, ...run.files.map((row) => el("tr", {},
+          ...[row.key, row.source, RUN_STATE_TEXT[row.state] || row.state, row.frames ?? "", row.faces ?? "",
+            row.finished || ""].map((v) => el("td", { textContent: String(v) }))))));
+      table.setAttribute("aria-label", `Files of the folder run ${run.folder}`);
+      const box = el("div", { className: "run" }, title);
+      if (run.error) box.append(el("p", { className: "error", textContent: run.error }));
+      box.append(table);
+      return box;
+    }));
+  }
+  setTimeout(pollRuns, 2000);
 }
 
 async function refresh() {
@@ -119,6 +150,7 @@ async function select(id, reload = false) {
   $("review").hidden = false;
   $("review-title").textContent = `Review: ${data.name}`;
   if (changed || !$("export-path").value) $("export-path").value = data.export_to;
+  if (changed && data.regions_from) $("keep-status").textContent = `Regions picked up from ${data.regions_from}`;
   const frames = (data.summary && data.summary.frames) || [];
   desk.fps = frames.length > 1 ? 1 / Math.max(1e-3, frames[1].t - frames[0].t) : 30;
   loadMedia(changed || reload);
@@ -481,6 +513,18 @@ async function exportTo(path, overwrite) {
     headers: { "Content-Type": "application/json" } });
 }
 
+$("keep-regions").addEventListener("click", async () => {
+  const send = (overwrite) => api(`api/items/${desk.detail.id}/keep-regions`, { method: "POST",
+    body: JSON.stringify({ path: $("export-path").value, overwrite }), headers: { "Content-Type": "application/json" } });
+  let { ok, data } = await send(false);
+  if (!ok && data.exists) {
+    if (!confirm(`${data.error}. Replace it?`)) { $("keep-status").textContent = "Regions not kept."; return; }
+    ({ ok, data } = await send(true));
+  }
+  $("keep-status").textContent = ok ? `Regions kept: ${data.written[0]} (a desk started on this file again picks ` +
+    "them up)" : `Regions not kept: ${data.error}`;
+});
+
 $("export").addEventListener("click", async () => {
   const path = $("export-path").value;
   let { ok, data } = await exportTo(path, false);
@@ -492,3 +536,4 @@ $("export").addEventListener("click", async () => {
 });
 
 poll();
+pollRuns();

@@ -149,35 +149,22 @@ def make_app(desk: Desk, token: str, port: int):
             raise UsageError("the request body must be a JSON object")
         return data
 
-    async def start(request: Request) -> Response:
-        try:
-            data = await body(request)
-            return JSONResponse(desk.start(request.path_params["id"], str(data.get("preset", "balanced"))).public())
-        except (BlurcamError, KeyError) as exc:
-            return fail(exc)
+    def posted(act):
+        """A POST/PUT on one item with a JSON object body: ``act(id, body)``'s result as
+        JSON; a bad body, an unknown item or a refusal as ``fail``."""
+        async def handler(request: Request) -> Response:
+            try:
+                return JSONResponse(act(request.path_params["id"], await body(request)))
+            except (BlurcamError, KeyError) as exc:
+                return fail(exc)
+        return handler
 
-    async def regions(request: Request) -> Response:
-        try:
-            data = await body(request)
-            return JSONResponse(desk.set_regions(request.path_params["id"], data).public(full=True))
-        except (BlurcamError, KeyError) as exc:
-            return fail(exc)
-
-    async def export(request: Request) -> Response:
-        try:
-            data = await body(request)
-            written = desk.export(request.path_params["id"], str(data.get("path", "")), bool(data.get("overwrite")))
-            return JSONResponse({"written": [str(p) for p in written]})
-        except (BlurcamError, KeyError) as exc:
-            return fail(exc)
-
-    async def keep_regions(request: Request) -> Response:
-        try:
-            data = await body(request)
-            path = desk.keep_regions(request.path_params["id"], str(data.get("path", "")), bool(data.get("overwrite")))
-            return JSONResponse({"written": [str(path)]})
-        except (BlurcamError, KeyError) as exc:
-            return fail(exc)
+    start = posted(lambda id_, data: desk.start(id_, str(data.get("preset", "balanced"))).public())
+    regions = posted(lambda id_, data: desk.set_regions(id_, data).public(full=True))
+    export = posted(lambda id_, data: {"written": [str(p) for p in desk.export(
+        id_, str(data.get("path", "")), bool(data.get("overwrite")))]})
+    keep_regions = posted(lambda id_, data: {"written": [str(desk.keep_regions(
+        id_, str(data.get("path", "")), bool(data.get("overwrite"))))]})
 
     def done_file(request: Request, kind: str) -> Response:
         try:

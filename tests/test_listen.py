@@ -50,6 +50,21 @@ def _push(clip: Clip, url: str, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _pushed(clip: Clip, push_url: str, *args: str, pusher_ok: bool = True) -> tuple[int, str, str]:
+    """``blurcam live ARGS`` while a phone (another process) pushes ``clip`` to
+    ``push_url``: blurcam's exit code, stdout and stderr; both processes are gone after."""
+    proc = _blurcam(*args)
+    pusher = _push(clip, push_url)
+    try:
+        out, err = proc.communicate(timeout=120)
+        if pusher_ok:
+            assert pusher.wait(timeout=30) == 0, pusher.stderr.read()
+    finally:
+        proc.kill()
+        pusher.kill()
+    return proc.returncode, out, err
+
+
 def _assert_redacted_and_detected(clip: Clip, images: list[np.ndarray]) -> None:
     """No face keeps its detail, and the test is not passed by a stream obscured whole
     throughout: once the model has loaded, frames show their background."""
@@ -63,15 +78,8 @@ def test_listen_rtmp_push_from_a_phone_faces_gone_key_never_printed(phone_clip, 
     port = _free_port()
     url = f"rtmp://127.0.0.1:{port}/live/{KEY}"
     recording = tmp_path / "phone.ts"
-    proc = _blurcam("--listen", url, "--to", str(recording))
-    pusher = _push(phone_clip, url)
-    try:
-        out, err = proc.communicate(timeout=120)
-        assert pusher.wait(timeout=30) == 0, pusher.stderr.read()
-    finally:
-        proc.kill()
-        pusher.kill()
-    assert proc.returncode == 0, err  # the phone hanging up ends the stream: not damage
+    code, out, err = _pushed(phone_clip, url, "--listen", url, "--to", str(recording))
+    assert code == 0, err  # the phone hanging up ends the stream: not damage
     assert KEY not in out + err
     assert err.count("waiting for a stream pushed to") == 1
     assert f"rtmp://127.0.0.1:{port}/live/***" in err
@@ -85,15 +93,10 @@ def test_rtmp_listener_accepts_a_push_to_any_key_as_readme_warns(phone_clip, tmp
     """README says the key is not a password (FFmpeg's RTMP server does not check it);
     if a PyAV update starts refusing a wrong key, this fails and README must change."""
     port = _free_port()
-    proc = _blurcam("--listen", f"rtmp://127.0.0.1:{port}/live/{KEY}", "--duration", "1",
-                    "--to", str(tmp_path / "rec.ts"))
-    pusher = _push(phone_clip, f"rtmp://127.0.0.1:{port}/other-app/guessed-key")
-    try:
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-        pusher.kill()
-    assert proc.returncode == 0, err
+    code, _, err = _pushed(phone_clip, f"rtmp://127.0.0.1:{port}/other-app/guessed-key",
+                           "--listen", f"rtmp://127.0.0.1:{port}/live/{KEY}", "--duration", "1",
+                           "--to", str(tmp_path / "rec.ts"), pusher_ok=False)
+    assert code == 0, err
     assert (tmp_path / "rec.ts").stat().st_size > 0
 
 
@@ -103,16 +106,10 @@ def test_listen_tcp_mpegts_push_sent_on_to_rtmp_server(phone_clip, rtmp_server):
     dest = rtmp_server.url(KEY)  # the platform's key: masked too
     player = Player(dest, until_frames=N_FRAMES // 3)
     rtmp_server.wait_for_player(KEY)
-    proc = _blurcam("--listen", url, "--to", dest)
-    pusher = _push(phone_clip, f"tcp://127.0.0.1:{port}")  # the sender connects (listen=1 would make it listen)
-    try:
-        out, err = proc.communicate(timeout=120)
-        assert pusher.wait(timeout=30) == 0, pusher.stderr.read()
-    finally:
-        proc.kill()
-        pusher.kill()
+    # The sender connects to blurcam (listen=1 on its side would make it listen too).
+    code, out, err = _pushed(phone_clip, f"tcp://127.0.0.1:{port}", "--listen", url, "--to", dest)
     player.join(timeout=20)
-    assert proc.returncode == 0, err
+    assert code == 0, err
     assert KEY not in out + err
     _assert_redacted_and_detected(phone_clip, player.images)
 

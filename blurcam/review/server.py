@@ -247,7 +247,10 @@ def serve(paths: list[Path], *, port: int = 0, host: str = "127.0.0.1", open_bro
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     port = sock.getsockname()[1]
     token = secrets.token_urlsafe(24)
-    workdir = Path(tempfile.mkdtemp(prefix="blurcam-review-"))  # 0700
+    # The desk's private folder (0700, removed on exit): the uploads the user gives it (their
+    # own originals, which must sit somewhere to be read) and redacted renders. blurcam
+    # itself writes no unredacted frame or crop here or anywhere.
+    workdir = Path(tempfile.mkdtemp(prefix="blurcam-review-"))
     desk = Desk(workdir, roots, max_upload_bytes=max_upload_mb * 2**20)
     try:
         for path, folder in files:

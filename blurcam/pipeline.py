@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +171,7 @@ def redact_file(input_path: str | Path, output_path: str | Path | None = None,
             regions = region_pass(config)
         if regions is not None and regions.slack_s is None:
             regions.slack_s = half_frame_s(source.info)
-        stats = run_frames(source, sink, detector, FilePolicy(lookback, config.queue_frames, regions),
+        stats = run_frames(source, sink, FilePolicy(lookback, config.queue_frames, regions), detector=detector,
                            redact=config.redact, track=config.track, on_frame=on_frame)
         sink.commit()
         stats.damaged, stats.frames_expected = source.damaged, source.frames_expected
@@ -308,13 +309,14 @@ def live_detector(config: LiveConfig) -> Detector:
 
 
 def run_live(source: MediaSource, sink: Sink, config: LiveConfig | None = None, *,
-             detector: Detector | Callable[[], Detector] | None = None, stats: LiveStats | None = None,
-             on_tick: Callable[[RunStats], None] | None = None, stop: threading.Event | None = None,
-             load_first: bool = False) -> LiveStats:
+             detector: Detector | None = None, detector_factory: Callable[[], Detector] | None = None,
+             stats: LiveStats | None = None, on_tick: Callable[[RunStats], None] | None = None,
+             stop: threading.Event | None = None, load_first: bool = False) -> LiveStats:
     """The frame loop under the live policy, on a source and sink the caller opened and
-    closes. ``detector``: an instance, or a factory loaded in a thread while the stream
-    starts obscured (default: :func:`live_detector`); ``load_first``: a factory is
-    loaded before the first frame instead (a file source, which can wait)."""
+    closes. ``detector``: an instance (the caller's); or ``detector_factory``, loaded in
+    a thread while the stream starts obscured (neither: :func:`live_detector`);
+    ``load_first``: a factory is loaded before the first frame instead (a file source,
+    which can wait)."""
     config = config or LiveConfig()
     rate = float(source.info.frame_rate or 30)
     # A new face is painted back as far as a file's (TrackConfig's default, 0.5 s at 30 fps):
@@ -326,7 +328,9 @@ def run_live(source: MediaSource, sink: Sink, config: LiveConfig | None = None, 
                         frame_s=1 / rate, lookback_frames=lookback)
     track = replace(config.track, lookback_frames=lookback)
     stats = stats if stats is not None else LiveStats()
-    run_frames(source, sink, detector or (lambda: live_detector(config)), policy, redact=config.redact,
+    if detector is None and detector_factory is None:
+        detector_factory = partial(live_detector, config)
+    run_frames(source, sink, policy, detector=detector, detector_factory=detector_factory, redact=config.redact,
                track=track, stats=stats, on_tick=on_tick, stop=stop)
     return stats
 
@@ -344,7 +348,8 @@ def stream_live(source: str | None, destinations: list[str], config: LiveConfig 
                 stream: StreamConfig | None = None, camera: int = 0, size: str | None = None,
                 fps: int | None = None, source_timeout_s: float = 10.0, overwrite: bool = False,
                 preview: bool = False, on_tick: Callable[[RunStats], None] | None = None,
-                detector: Detector | Callable[[], Detector] | None = None, listen: bool = False,
+                detector: Detector | None = None, detector_factory: Callable[[], Detector] | None = None,
+                listen: bool = False,
                 on_listening: Callable[[], None] | None = None) -> LiveRun:
     """Redact ``source`` (see ``open_live_source``; with ``listen``, an address a
     sender pushes to) into every destination (see
@@ -353,9 +358,9 @@ def stream_live(source: str | None, destinations: list[str], config: LiveConfig 
     recordings are closed properly. ``on_listening`` is called once every destination
     has been checked, just before a ``listen`` source starts waiting for its sender. A network destination that cannot connect at the
     start is retried in the background while the others go on (when it is the only
-    one, that is an error). ``detector``: default ``make_detector(config.detector)``,
-    loaded in a thread while the stream starts obscured. A file ``source`` is paced to
-    real time unless ``config.realtime`` is False, and its detector is loaded before
+    one, that is an error). ``detector`` (an instance) or ``detector_factory``: default
+    ``make_detector(config.detector)``, loaded in a thread while the stream starts
+    obscured. A file ``source`` is paced to real time unless ``config.realtime`` is False, and its detector is loaded before
     the first frame (a file can wait; a camera cannot).
 
     Every destination is checked before anything is opened: an unsupported one or
@@ -391,8 +396,8 @@ def stream_live(source: str | None, destinations: list[str], config: LiveConfig 
         sink = sinks[0] if len(sinks) == 1 else FanOut(sinks)
         stop = threading.Event()
         try:
-            run_live(src, sink, config, detector=detector, stats=run.stats, on_tick=on_tick, stop=stop,
-                     load_first=is_file)
+            run_live(src, sink, config, detector=detector, detector_factory=detector_factory, stats=run.stats,
+                     on_tick=on_tick, stop=stop, load_first=is_file)
         except KeyboardInterrupt as exc:  # flush what was sent, close recordings
             run.interrupted = exc
             stop.set()

@@ -1,6 +1,6 @@
 """Threads with bounded queues: one stop event, an end sentinel, errors re-raised in the
-caller. The one queue/thread helper of the package: the frame loop and the stream sink's
-sender both use it."""
+caller. The one worker-thread helper of the package: the frame loop's reader and
+detector, the stream sink's sender and a live source's open all run under it."""
 from __future__ import annotations
 
 import queue
@@ -72,7 +72,16 @@ class Stages:
         except queue.Empty:
             return None
 
+    def join(self) -> None:
+        """Wait for every worker to return, in short waits (Ctrl-C reaches the caller
+        meanwhile), then re-raise the first worker's error, if any."""
+        for thread in self.threads:
+            while thread.is_alive():
+                thread.join(_POLL_S)
+        self.check()
+
     def check(self) -> None:
+        """Re-raise the first error a worker raised (the caller's turn to handle it)."""
         if self.error is not None:
             raise self.error
 

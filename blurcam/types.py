@@ -92,8 +92,6 @@ class Frame:
     pts: presentation timestamp in ``time_base`` units (None if the input had none).
     rotation_deg: display rotation, counter-clockwise degrees (0, 90, 180, -90).
     captured_s: ``time.monotonic()`` when the source delivered it (live latency).
-    view: what the detector sees, made by the pipeline: (h, w, 3) uint8 RGB, the
-        frame as displayed, scaled to the detector's input size; None once detected.
     video_frame: the yuv420p ``av.VideoFrame`` whose buffers ``planes`` are views of,
         when the source made one (decoded input): the encoder takes it as it is, with
         no copy (720p: -1 ms of CPU a frame on the writing thread). None otherwise.
@@ -105,7 +103,6 @@ class Frame:
     time_base: Fraction
     rotation_deg: int = 0
     captured_s: float = 0.0
-    view: np.ndarray | None = None
     video_frame: object | None = None
 
     @property

@@ -53,11 +53,11 @@ def view_to_frame(faces: Faces, view_shape: tuple[int, ...], k: int, frame_wh: t
     return Faces((xyxy * scale).astype(np.float32), faces.score, faces.track_id, faces.carried)
 
 
-def detect_frame(detector: Detector, frame: Frame) -> Faces:
-    """Run ``detector`` on the frame's view (made now if the reader did not); boxes come
-    back in frame pixels. The view is released: only the planes stay buffered."""
-    view = frame.view if frame.view is not None else make_view(frame, view_side(detector))
-    frame.view = None
+def detect_frame(detector: Detector, frame: Frame, view: np.ndarray | None = None) -> Faces:
+    """Run ``detector`` on ``view``, the frame's view as ``make_view`` made it for this
+    detector (None: made now, from the planes); boxes come back in frame pixels."""
+    if view is None:
+        view = make_view(frame, view_side(detector))
     faces = detector.detect(view, frame.time_ms)
     return view_to_frame(faces, view.shape, quarter_turns(frame.rotation_deg), (frame.width, frame.height))
 

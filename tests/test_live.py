@@ -108,13 +108,14 @@ class FaultyDetector:
         pass
 
 
-def _record(clip: Clip, tmp_path: Path, detector, **config) -> tuple[LiveStats, list[np.ndarray]]:
+def _record(clip: Clip, tmp_path: Path, detector, detector_factory=None,
+            **config) -> tuple[LiveStats, list[np.ndarray]]:
     out = tmp_path / "rec.ts"
     source = MediaSource(clip.path, live=True)
     stats = LiveStats()
     sink = StreamSink(out, source.info, audio_streams=source.audio_streams)
     try:
-        run_live(source, sink, LiveConfig(**config), detector=detector, stats=stats)
+        run_live(source, sink, LiveConfig(**config), detector=detector, detector_factory=detector_factory, stats=stats)
         sink.commit()
     finally:
         sink.abort()
@@ -169,7 +170,7 @@ def test_stream_starts_obscured_while_the_model_loads(live_clip, tmp_path, detec
         time.sleep(0.5)
         return detector
 
-    stats, images = _record(live_clip, tmp_path, slow_factory, realtime=True)
+    stats, images = _record(live_clip, tmp_path, None, detector_factory=slow_factory, realtime=True)
     assert stats.frames_obscured_whole >= 5  # ~0.5 s of frames went out obscured, not raw, not dropped
     assert_no_face_leaks(live_clip, images)
 

@@ -1,15 +1,13 @@
-"""The frame loop's policies on their own: what a file holds back and paints, what a
+"""The frame loop's policies on their own: what a file keeps back and paints, what a
 stream drops. (Whole runs through the loop are in test_pipeline and test_live.)"""
 from __future__ import annotations
 
-import queue
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
-from blurcam.loop import FilePolicy, LivePolicy, RunStats, _Pending
-from blurcam.stages import Stages
+from blurcam.loop import FilePolicy, LivePolicy, Pending
 from blurcam.track import Persistence, TrackConfig
 from blurcam.types import Faces, Frame
 
@@ -28,7 +26,7 @@ def test_file_policy_holds_its_lookback_and_paints_a_late_face_onto_held_frames(
     out = []
     for i, detections in enumerate([Faces.empty(), box(0, 0, 40, 40), box(2, 0, 42, 40)]):
         update = tracker.update(detections)
-        out += policy.hold(_Pending(frame(i), update.faces, obscure=False), update)
+        out += policy.keep(Pending(frame(i), update.faces, obscure=False), update)
     assert [p.frame.index for p in out] == [0]  # two frames still held for look-back
     # The face, seen at frames 1 and 2, is confirmed at 2: frame 0 (before it) gets its box.
     assert len(out[0].extra) == 1 and out[0].extra[0].carried.all()
@@ -41,26 +39,21 @@ def test_file_policy_holds_its_lookback_and_paints_a_late_face_onto_held_frames(
 def test_file_policy_without_lookback_passes_frames_straight_through():
     tracker, policy = Persistence(), FilePolicy(lookback_frames=0)
     update = tracker.update(box(0, 0, 40, 40))
-    assert [p.frame.index for p in policy.hold(_Pending(frame(0), update.faces, False), update)] == [0]
+    assert [p.frame.index for p in policy.keep(Pending(frame(0), update.faces, False), update)] == [0]
 
 
 def test_file_policy_waits_for_room_and_live_policy_drops_and_counts():
-    stats = RunStats()
-    full: queue.Queue = queue.Queue(maxsize=1)
-    full.put(frame(0))
-    live = LivePolicy(500.0)
-    live.admit(Stages(), full, frame(1), stats)
-    assert stats.frames_dropped == 1 and full.qsize() == 1  # dropped at the input, never queued raw
-    roomy: queue.Queue = queue.Queue(maxsize=2)
-    FilePolicy(0).admit(Stages(), roomy, frame(2), stats)
-    assert roomy.qsize() == 1 and stats.frames_dropped == 1
+    # The loop owns the queue and the counters; the policy decides wait or drop. A whole
+    # run that drops (counted, never queued raw) and one that waits: test_policy.py
+    # (test_a_stream_drops_frames_its_detector_has_no_room_for_and_a_file_waits).
+    assert LivePolicy(500.0).waits_for_room is False and FilePolicy(0).waits_for_room is True
 
 
 def test_live_policy_never_holds_a_frame_back():
     tracker, policy = Persistence(), LivePolicy(500.0)
     for i in range(3):
         update = tracker.update(box(i, 0, 40 + i, 40))
-        assert [p.frame.index for p in policy.hold(_Pending(frame(i), update.faces, False), update)] == [i]
+        assert [p.frame.index for p in policy.keep(Pending(frame(i), update.faces, False), update)] == [i]
     assert policy.flush() == [] and policy.watchdog_s == 0.5
 
 

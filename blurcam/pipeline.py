@@ -360,8 +360,9 @@ def stream_live(source: str | None, destinations: list[str], config: LiveConfig 
     start is retried in the background while the others go on (when it is the only
     one, that is an error). ``detector`` (an instance) or ``detector_factory``: default
     ``make_detector(config.detector)``, loaded in a thread while the stream starts
-    obscured. A file ``source`` is paced to real time unless ``config.realtime`` is False, and its detector is loaded before
-    the first frame (a file can wait; a camera cannot).
+    obscured. A file ``source`` is paced to real time unless ``config.realtime`` is
+    False, and its detector is loaded before the first frame (a file can wait; a
+    camera cannot).
 
     Every destination is checked before anything is opened: an unsupported one or
     one given twice (any spelling of the same file) is a UsageError, an existing

@@ -24,7 +24,9 @@ class Stages:
         self.error: BaseException | None = None
         self.threads: list[threading.Thread] = []
 
-    def start(self, name: str, target: Callable[[], None]) -> None:
+    def start(self, name: str, target: Callable[[], None]) -> threading.Thread:
+        """Run ``target`` in a daemon thread named ``blurcam-<name>``; an error it raises
+        (other than Stop) is kept for ``check`` and stops every worker."""
         def run() -> None:
             try:
                 target()
@@ -38,6 +40,7 @@ class Stages:
         thread = threading.Thread(target=run, name=f"blurcam-{name}", daemon=True)
         self.threads.append(thread)
         thread.start()
+        return thread
 
     def put(self, q: queue.Queue, item) -> None:
         while True:

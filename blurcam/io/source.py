@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import av
 
 from ..errors import SourceError, TruncatedInputError, UnsupportedMediaError, UsageError
+from ..stages import Stages
 from ..types import Frame, VideoInfo
 from ..urls import mask_secrets, mask_url
 from .convert import color_tags, owned_yuv420p, plane_arrays
@@ -489,20 +490,11 @@ def _wait_readable(stream, timeout_s: float) -> None:
 
 
 def _interruptible(open_source: Callable[[], MediaSource]) -> MediaSource:
-    """Run ``open_source`` in a thread and wait for it where Ctrl-C can reach us. An
-    abandoned open (Ctrl-C) is left to its own timeout; nothing has been written yet."""
-    result: dict = {}
-
-    def run() -> None:
-        try:
-            result["source"] = open_source()
-        except BaseException as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=run, name="blurcam-open", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(0.1)
-    if "error" in result:
-        raise result["error"]
-    return result["source"]
+    """Run ``open_source`` in a worker thread (``Stages``: its error is raised here) and
+    wait for it where Ctrl-C can reach us. An abandoned open (Ctrl-C) is left to its
+    own timeout; nothing has been written yet."""
+    opened: list[MediaSource] = []
+    stages = Stages()
+    stages.start("open", lambda: opened.append(open_source()))
+    stages.join()
+    return opened[0]

@@ -56,7 +56,7 @@ from collections.abc import Callable
 import av
 
 from ..errors import SinkError
-from ..stages import END, drain, put_while
+from ..stages import END, Stages, drain, put_while
 from ..types import Frame, VideoInfo
 from .audio import AudioParams
 from .connection import Connection, error_reason
@@ -156,14 +156,14 @@ class StreamSink:
         self._backlog = 0
         self._lock = threading.Lock()  # guards frames_dropped and _backlog, written from both threads
         self._queue: queue.Queue = queue.Queue(maxsize=self.config.queue_frames)
-        self._connected = threading.Event()
-        self._flowing = threading.Event()
-        self._stop = threading.Event()  # abort: quit now
-        self._ending = threading.Event()  # commit: send what is queued, then quit
-        self._wake = threading.Event()  # set with either, to cut a backoff wait short
-        self._error: SinkError | None = None
+        self._connected = threading.Event()  # state, read by the caller: frames are dropped while clear
+        self._flowing = threading.Event()  # state: clear after a drop, until the sender catches up
+        self._wake = threading.Event()  # commit or abort: cut a backoff wait short
+        # The sender thread runs under Stages: its error is kept there and raised from the
+        # caller's next call (``_check``); abort sets its stop event.
+        self._stages = Stages()
         self._send_started: float | None = None  # monotonic time of the send in progress
-        self._closed = False
+        self._closed = False  # commit or abort was called: a disconnected sender quits
         try:
             self._conn: Connection | RelayConnection | None = self._connect()
         except SinkError as exc:
@@ -174,8 +174,7 @@ class StreamSink:
         if self._conn is not None:
             self._connected.set()
         self._flowing.set()
-        self._thread = threading.Thread(target=self._send_loop, name="blurcam-stream-sender", daemon=True)
-        self._thread.start()
+        self._thread = self._stages.start("stream-sender", self._send_loop)
 
     @property
     def connected(self) -> bool:
@@ -237,7 +236,6 @@ class StreamSink:
         if self._closed:
             return
         self._closed = True
-        self._ending.set()
         self._wake.set()
         # A recording waits for the disk; a network destination gets a few seconds.
         wait_s = self.config.finish_timeout_s if self.dest.network else _JOIN_TIMEOUT_S
@@ -245,7 +243,7 @@ class StreamSink:
         put_while(self._queue, END, self._thread.is_alive, wait_s)
         self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
-            self._stop.set()
+            self._stages.stop.set()
             self._cut()
             self._thread.join(timeout=_POLL_S * 10)
             raise SinkError(f"{self.dest.shown}: timed out sending the end of the stream")
@@ -254,7 +252,7 @@ class StreamSink:
     def abort(self) -> None:
         """Stop at once, discarding queued frames. Safe to call more than once."""
         self._closed = True
-        self._stop.set()
+        self._stages.stop.set()
         self._wake.set()
         self._drain()
         self._thread.join(timeout=self.config.finish_timeout_s if self.dest.network else _JOIN_TIMEOUT_S)
@@ -277,8 +275,8 @@ class StreamSink:
             conn.cut()
 
     def _check(self) -> None:
-        if self._error is not None:
-            raise self._error
+        """Raise the sender's error (a SinkError), if it failed."""
+        self._stages.check()
 
     def _count_dropped(self, n: int) -> None:
         with self._lock:
@@ -304,10 +302,11 @@ class StreamSink:
     # ---- sender thread ---------------------------------------------------------------
 
     def _send_loop(self) -> None:
+        """The sender thread (under ``self._stages``: a SinkError it raises is the caller's)."""
         try:
-            while not self._stop.is_set():
+            while not self._stages.stop.is_set():
                 if self._conn is None:
-                    if self._ending.is_set():
+                    if self._closed:
                         return  # committed while disconnected: nothing left to flush
                     self._reconnect()
                     continue
@@ -319,11 +318,11 @@ class StreamSink:
                     self._finish()
                     return
                 self._send(item)
-        except SinkError as exc:
-            self._error = exc
+        except SinkError:
+            raise
         except Exception as exc:  # a bug, not a network failure: report it, never hang the caller
             log.exception("%s: sender failed", self.dest.shown)
-            self._error = SinkError(f"{self.dest.shown}: sender failed: {exc}")
+            raise SinkError(f"{self.dest.shown}: sender failed: {exc}") from exc
         finally:
             self._connected.clear()
             if self._conn is not None:

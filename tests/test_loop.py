@@ -21,13 +21,13 @@ def box(*xyxy) -> Faces:
     return Faces.from_xyxy(np.array([xyxy], np.float32), np.array([0.9], np.float32))
 
 
-def test_file_policy_holds_its_lookback_and_paints_a_late_face_onto_held_frames():
+def test_file_policy_keeps_its_lookback_and_paints_a_late_face_onto_kept_frames():
     tracker, policy = Persistence(TrackConfig(hold_frames=5)), FilePolicy(lookback_frames=2)
     out = []
     for i, detections in enumerate([Faces.empty(), box(0, 0, 40, 40), box(2, 0, 42, 40)]):
         update = tracker.update(detections)
         out += policy.keep(Pending(frame(i), update.faces, obscure=False), update)
-    assert [p.frame.index for p in out] == [0]  # two frames still held for look-back
+    assert [p.frame.index for p in out] == [0]  # two frames still kept for look-back
     # The face, seen at frames 1 and 2, is confirmed at 2: frame 0 (before it) gets its box.
     assert len(out[0].extra) == 1 and out[0].extra[0].carried.all()
     # followed back along its motion (2 px/frame), grown 2 x 3 % and, along x, by half its speed
@@ -49,7 +49,7 @@ def test_file_policy_waits_for_room_and_live_policy_drops_and_counts():
     assert LivePolicy(500.0).waits_for_room is False and FilePolicy(0).waits_for_room is True
 
 
-def test_live_policy_never_holds_a_frame_back():
+def test_live_policy_never_keeps_a_frame_back():
     tracker, policy = Persistence(), LivePolicy(500.0)
     for i in range(3):
         update = tracker.update(box(i, 0, 40 + i, 40))

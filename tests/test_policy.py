@@ -238,6 +238,20 @@ def test_a_detector_raising_on_a_frame_sends_that_frame_obscured_whole(kind):
     assert_none_raw(sink)
 
 
+def test_a_stream_whose_detector_cannot_load_sends_every_frame_obscured_whole():
+    """A stream starts at once while its model loads in a thread: a model that fails to
+    load there is logged, and every frame leaves obscured whole, never raw."""
+    def broken() -> FaceDetector:
+        raise DetectorError("model file missing")
+
+    sink = MemorySink()
+    policy = LivePolicy(5000.0, queue_frames=16, latency_ms=60_000, max_in_flight=64)
+    stats = run(policy, MemorySource(8), sink, detector_factory=broken)
+    assert stats.frames == stats.frames_obscured_whole == 8
+    for index, luma in sink.written:
+        assert changed(luma, index, (0, 0, W, H)) > 0.9
+
+
 def test_exactly_one_detector_is_given():
     with pytest.raises(ValueError, match="exactly one"):
         run(FilePolicy(lookback_frames=0), MemorySource(1), MemorySink(), detector=FaceDetector(),

@@ -10,8 +10,9 @@ The manifest (``blurcam-manifest.json`` in OUTPUT_DIR) is written only by the
 process that plans the run, atomically, after every finished file: workers never
 touch it. That process holds a lock on OUTPUT_DIR for the whole run (FolderLock), so a
 second run into the same folder waits instead of overwriting the first one's records. It records each input's size, mtime and SHA-256, a fingerprint of the
-settings (:func:`blurcam.pipeline.settings_record`: PipelineConfig, detector settings included, + the SHA-256s of the models it loads) and the output's size; a file whose
-record matches is skipped. It holds paths relative to the input folders, counts and
+settings (:func:`blurcam.pipeline.settings_record`: PipelineConfig, its detector's
+precision and runtime included, + the SHA-256s of the models it loads) and the output's
+size; a file whose record matches is skipped. It holds paths relative to the input folders, counts and
 hashes: no pixels, no absolute paths, no secrets.
 
 Outputs are written as by a single-file run: under a hidden ``.NAME.XXXXXXXX.partial.EXT``

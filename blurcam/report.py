@@ -4,8 +4,8 @@ Schema (version 1):
 
     {"schema": 1, "blurcam": "0.1.0",
      "input": str, "output": str,     # base names (absolute paths with --report-full-paths)
-     "settings": {...PipelineConfig as plain values...},   # detector: name, threshold,
-                                      # centerface_every, precision, runtime
+     "settings": {...PipelineConfig as plain values...,   # regions: null (see "regions")
+                  "detector": {"name", "threshold", "centerface_every", "precision", "runtime"}},
      "versions": {"python", "av", "ffmpeg", "mediapipe", "opencv", "numpy"},
      "models": {file name: sha256},   # the model files the run's detector loaded
      "summary": {"frames", "faces_detected", "faces_carried", "frames_with_faces",

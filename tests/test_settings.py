@@ -135,3 +135,26 @@ def test_report_module_does_not_import_the_pipeline():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
+
+
+def test_manifest_names_the_preset_of_old_and_new_records(tmp_path):
+    """verify sizes its sample by the preset a folder run recorded: a DetectorConfig's
+    name now, the plain preset string in manifests written before it."""
+    from blurcam.batch import Manifest
+
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps({"schema": 1, "settings": {
+        "new": {"config": {"detector": {"name": "thorough", "precision": "int8"}}},
+        "old": {"config": {"detector": "fast"}}}, "files": {
+        "a.mp4": {"state": "done", "settings": "new"}, "b.mp4": {"state": "done", "settings": "old"}}}))
+    m = Manifest(tmp_path)
+    assert (m.preset("a.mp4"), m.preset("b.mp4"), m.preset("c.mp4")) == ("thorough", "fast", None)
+
+
+def test_bench_specs_are_checked_as_detector_settings():
+    from blurcam.benchmark import bench_settings
+
+    assert bench_settings("balanced:1@fp32") == {"detector": "balanced", "centerface_every": 1, "precision": "fp32"}
+    for bad, message in (("best", "unknown preset 'best'"), ("live@fp16", "precision must be one of"),
+                         ("balanced:0", "whole number >= 1")):
+        with pytest.raises(UsageError, match=message):
+            bench_settings(bad)

@@ -63,8 +63,9 @@ RUNTIMES = ("onnxruntime", "openvino")
 # clip), equal live (326 vs 332 frames dropped of 1800), and it costs ~90 MB more peak RSS
 # and ~0.5 s more startup. So it is kept as an option, not chosen for the user.
 DEFAULT_RUNTIME = "onnxruntime"
-# The MediaPipe models each single backend runs (``centerface``: none, CenterFace alone).
-# Every preset runs MediaPipe full range (see PRESETS).
+# The MediaPipe model every preset runs (see PRESETS), and those each single backend runs
+# (``centerface``: none, CenterFace alone).
+PRESET_MEDIAPIPE = "full"
 BACKENDS = {"mediapipe": ("full", "short"), "mediapipe-full": ("full",), "mediapipe-short": ("short",),
             "centerface": ()}
 DEFAULT_FILE_PRESET = "balanced"
@@ -216,7 +217,7 @@ class DetectorConfig:
         from .mediapipe import MODELS as MEDIAPIPE_MODELS
 
         preset = self.preset
-        mediapipe = ("full",) if preset else BACKENDS[self.name]
+        mediapipe = (PRESET_MEDIAPIPE,) if preset else BACKENDS[self.name]
         centerface = bool(preset.centerface) if preset else self.name == "centerface"
         files = [MEDIAPIPE_MODELS[m] for m in mediapipe]
         if centerface:
@@ -246,7 +247,8 @@ def make_detector(config: DetectorConfig | str = DEFAULT_FILE_PRESET, *, adaptiv
     inference = {"precision": config.precision, "runtime": config.runtime}
     if preset is not None:
         if not preset.centerface:
-            return MediaPipeDetector("full", threshold=preset.mediapipe_threshold if threshold is None else threshold)
+            return MediaPipeDetector(PRESET_MEDIAPIPE,
+                                     threshold=preset.mediapipe_threshold if threshold is None else threshold)
         members: list[Detector] = []
         every = config.centerface_every or preset.every
         for centerface_pass in preset.centerface:
@@ -257,7 +259,7 @@ def make_detector(config: DetectorConfig | str = DEFAULT_FILE_PRESET, *, adaptiv
             cf = CenterFaceDetector(**asdict(centerface_pass), **inference)
             members.append(EveryNth(cf, every) if every > 1 or adaptive else cf)
         return Ensemble(members, name=config.name,
-                        secondary=[MediaPipeDetector("full", threshold=preset.mediapipe_threshold)])
+                        secondary=[MediaPipeDetector(PRESET_MEDIAPIPE, threshold=preset.mediapipe_threshold)])
     if config.name == "centerface":
         return CenterFaceDetector(threshold=0.2 if threshold is None else threshold, **inference)
     mp_threshold = 0.5 if threshold is None else threshold

@@ -48,9 +48,9 @@ CENTERFACE_OPTIONS = {"small_thr": "small_threshold", "small_px": "small_px", "m
 COLUMNS = ("all", "easy", *(label for label, _, _ in HEIGHT_BUCKETS), "area_masked")
 
 
-def build_part(part: str, threshold: float | None) -> Detector:
+def build_part(part: str, threshold: float | None, inference: dict) -> Detector:
     """One detector from ``NAME[@SIZE][:THRESHOLD][/KEY=VALUE,...]``; ``threshold``
-    fills a missing THRESHOLD."""
+    fills a missing THRESHOLD; ``inference``: CenterFace's precision and runtime."""
     part, _, options = part.partition("/")
     spec, _, own = part.partition(":")
     name, _, size = spec.partition("@")
@@ -66,15 +66,15 @@ def build_part(part: str, threshold: float | None) -> Detector:
         for item in filter(None, options.split(",")):
             key, _, value = item.partition("=")
             kwargs[CENTERFACE_OPTIONS[key]] = float(value)
-        return CenterFaceDetector(**kwargs)
+        return CenterFaceDetector(**kwargs, **inference)
     if size or options:
         raise ValueError(f"{name} takes no @SIZE or /OPTIONS")
     # Still images: every image gets every detector (a preset's frame scheduling is for video).
-    return make_detector(name, threshold=threshold, centerface_every=1)
+    return make_detector(name, threshold=threshold, centerface_every=1, **inference)
 
 
-def build_detector(spec: str, threshold: float | None) -> Detector:
-    parts = [build_part(p, threshold) for p in spec.split("+")]
+def build_detector(spec: str, threshold: float | None, inference: dict) -> Detector:
+    parts = [build_part(p, threshold, inference) for p in spec.split("+")]
     return parts[0] if len(parts) == 1 else Ensemble(parts, name=spec)
 
 
@@ -150,9 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder for raw detections, one .npz per run (name -> (N, 5) xyxy + score)")
     args = ap.parse_args(argv)
 
-    from blurcam.detect.centerface import configure
-
-    configure(precision=args.precision, runtime=args.runtime)
+    inference = {k: v for k, v in (("precision", args.precision), ("runtime", args.runtime)) if v}
     truths, images_dir = find_dataset(args.wider_dir)
     truths = subset(truths, args.limit)
     header = ["detector", "thr", *COLUMNS, "ms/image", "ms/720p"]
@@ -160,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     reports = []
     for spec in args.detector or ["mediapipe"]:
         for threshold in args.threshold or [None]:
-            detector = build_detector(spec, threshold)
+            detector = build_detector(spec, threshold, inference)
             try:
                 keep = {} if args.save_detections else None
                 report = {"config": spec, "threshold": threshold,

@@ -18,7 +18,7 @@ from tempfile import TemporaryDirectory
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from blurcam.benchmark import transcode_floor  # noqa: E402
-from blurcam.detect import centerface, mediapipe  # noqa: E402
+from blurcam.detect import DetectorConfig, centerface, mediapipe  # noqa: E402
 from blurcam.memory import tune_allocator  # noqa: E402
 from blurcam.pipeline import PipelineConfig, redact_file  # noqa: E402
 
@@ -53,7 +53,7 @@ def main() -> None:
     _timed(mediapipe.MediaPipeDetector, "mediapipe", totals)
     with TemporaryDirectory() as tmp:  # holds the redacted output only
         wall, cpu = time.perf_counter(), time.process_time()
-        stats = redact_file(args.clip, Path(tmp) / f"out{args.clip.suffix}", PipelineConfig(detector=args.quality))
+        stats = redact_file(args.clip, Path(tmp) / f"out{args.clip.suffix}", PipelineConfig(detector=DetectorConfig(name=args.quality)))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     detectors = ", ".join(f"{k} {v / stats.frames * 1000:.1f} ms/frame" for k, v in totals.items())
     print(f"{args.quality}: {stats.frames / wall:.1f} fps, cpu/wall {cpu / wall:.2f}, "

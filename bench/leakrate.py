@@ -89,13 +89,13 @@ def _track_config(spec: str) -> TrackConfig:
 
 def _blurcam(detector: str, every: int | None, threshold: float | None, track: TrackConfig):
     """A preset, optionally ``NAME@PRECISION`` (``balanced@fp32``) for CenterFace's model."""
-    from blurcam.detect.centerface import configure
+    from blurcam.detect import DetectorConfig
 
     detector, _, precision = detector.partition("@")
-    config = PipelineConfig(detector=detector, threshold=threshold, centerface_every=every, track=track)
+    config = PipelineConfig(detector=DetectorConfig(name=detector, threshold=threshold, centerface_every=every,
+                                                    precision=precision or "int8"), track=track)
 
     def run(clip: Path, out: Path) -> int:
-        configure(precision=precision or "int8")
         return redact_file(clip, out, config).frames
     return run
 

@@ -36,8 +36,23 @@ HEADER = ("| preset | size | frames in | out | dropped (stage behind) | obscured
           "| max in flight | CenterFace every (end/most) |\n|---|---|---|---|---|---|---|---|---|---|")
 
 
-def play(clip: Path, quality: str, mode: str, label: str, delay_s: float | None = None) -> str:
-    """One row: ``clip`` at real pace through run_live into a recording."""
+def detector_setting(quality: str, precision: str | None, runtime: str | None):
+    """LiveConfig's ``detector``: a DetectorConfig; for an earlier checkout (a --before
+    child) without one, the preset's name, with CenterFace's precision and runtime set
+    process-wide as that checkout took them."""
+    try:
+        from blurcam.detect import DetectorConfig
+    except ImportError:
+        from blurcam.detect.centerface import configure
+
+        configure(precision=precision, runtime=runtime)
+        return quality
+    return DetectorConfig(name=quality, **{k: v for k, v in (("precision", precision), ("runtime", runtime)) if v})
+
+
+def play(clip: Path, detector, mode: str, label: str, delay_s: float | None = None) -> str:
+    """One row: ``clip`` at real pace through run_live into a recording; ``detector``: from
+    :func:`detector_setting`."""
     from blurcam.io.source import MediaSource
     from blurcam.io.stream import StreamSink
     from blurcam.loop import LiveStats, warm_up
@@ -45,7 +60,7 @@ def play(clip: Path, quality: str, mode: str, label: str, delay_s: float | None 
     from blurcam.redact import RedactConfig
 
     delay = {} if delay_s is None or "delay_s" not in LiveConfig.__dataclass_fields__ else {"delay_s": delay_s}
-    config = LiveConfig(detector=quality, realtime=True, redact=RedactConfig(mode=mode), **delay)
+    config = LiveConfig(detector=detector, realtime=True, redact=RedactConfig(mode=mode), **delay)
     with tempfile.TemporaryDirectory() as tmp:
         detector = live_detector(config)  # loaded before the clock starts: the stream would start obscured
         source = MediaSource(clip, live=True)
@@ -86,13 +101,11 @@ def main() -> None:
     ap.add_argument("--row", action="store_true", help=argparse.SUPPRESS)  # one row, for a --before child
     ap.add_argument("--label", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    from blurcam.detect.centerface import configure
-
-    configure(precision=args.precision, runtime=args.runtime)
+    detector = detector_setting(args.quality, args.precision, args.runtime)
     label = args.label or (args.quality + "".join(f" {v}" for v in (args.precision, args.runtime) if v)
                            + ("" if args.mode == "blur" else f" --mode {args.mode}"))
     if args.row:
-        print(play(args.clip, args.quality, args.mode, label), flush=True)
+        print(play(args.clip, detector, args.mode, label), flush=True)
         return
     w, h = map(int, args.size.split("x"))
     flags = sorted(set(Path("/proc/cpuinfo").read_text().split()) & {"avx2", "avx512f", "avx512_vnni", "avx_vnni"})
@@ -121,7 +134,7 @@ def main() -> None:
             rows = [line for line in out.stdout.splitlines() if line.startswith("| ")]
             print(rows[-1] if rows else f"| before: failed: {out.stderr.strip().splitlines()[-1:]} |", flush=True)
         for delay_s in args.delay or [None]:
-            print(play(clip, args.quality, args.mode, label, delay_s), flush=True)
+            print(play(clip, detector, args.mode, label, delay_s), flush=True)
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
 
 

@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--runtime", action="append", choices=("onnxruntime", "openvino"))
     args = ap.parse_args()
-    from blurcam.detect.centerface import installed_runtimes
+    from blurcam.detect import installed_runtimes
 
     w, h = map(int, args.size.split("x"))
     blob = (np.random.default_rng(0).random((1, 3, h, w)) * 255).astype(np.float32)

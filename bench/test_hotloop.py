@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from blurcam.detect import make_detector, view_side
-from blurcam.detect.centerface import installed_runtimes
+from blurcam.detect import installed_runtimes
 from blurcam.io.convert import planes_to_rgb, planes_to_videoframe, planes_to_view, rgb_to_planes, shrink, videoframe_to_planes
 from blurcam.view import make_view, view_to_frame
 from blurcam.redact import RedactConfig, redact_faces, regions_for

@@ -10,8 +10,9 @@ The manifest (``blurcam-manifest.json`` in OUTPUT_DIR) is written only by the
 process that plans the run, atomically, after every finished file: workers never
 touch it. That process holds a lock on OUTPUT_DIR for the whole run (FolderLock), so a
 second run into the same folder waits instead of overwriting the first one's records. It records each input's size, mtime and SHA-256, a fingerprint of the
-settings (PipelineConfig + the models' SHA-256s) and the output's size; a file whose
-record matches is skipped. It holds paths relative to the input folders, counts and
+settings (:func:`blurcam.pipeline.settings_record`: PipelineConfig, its detector's
+precision and runtime included, + the SHA-256s of the models it loads) and the output's
+size; a file whose record matches is skipped. It holds paths relative to the input folders, counts and
 hashes: no pixels, no absolute paths, no secrets.
 
 Outputs are written as by a single-file run: under a hidden ``.NAME.XXXXXXXX.partial.EXT``
@@ -203,14 +204,6 @@ def _walk(folder: Path, root: Path, out_resolved: Path, left_out: list[LeftOut],
             left_out.append(LeftOut(path, "not a regular file (a pipe, socket or device)"))
 
 
-def settings_record(config) -> dict:
-    """The settings a folder run is keyed on: the pipeline config and the models' SHA-256s."""
-    from .models import manifest
-
-    return {"config": dataclasses.asdict(config),
-            "models": {name: entry["sha256"] for name, entry in sorted(manifest().items())}}
-
-
 def fingerprint(record: dict) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -242,6 +235,12 @@ class Manifest:
     @property
     def files(self) -> dict[str, dict]:
         return self.data["files"]
+
+    def preset(self, key: str) -> str | None:
+        """The detector (preset or backend) the record of output ``key`` was made with, if it says."""
+        rec = self.files.get(key) or {}
+        detector = self.data["settings"].get(rec.get("settings"), {}).get("config", {}).get("detector")
+        return detector.get("name") if isinstance(detector, dict) else detector  # a str before DetectorConfig
 
     def is_done(self, job: Job, settings_fp: str) -> bool:
         """True when ``job``'s output is in place from the same input and settings.
@@ -433,6 +432,7 @@ def plan_folder(inputs: Iterable[str | Path], output_dir: str | Path, config, *,
 
 def _plan_locked(jobs: list[Job], ignored: int, output_dir: Path, config, force: bool) -> FolderPlan:
     from .errors import OutputExistsError
+    from .pipeline import settings_record
 
     remove_partials(output_dir)  # a killed run's; each job's FileSink also cleans its own folder
     manifest = Manifest(output_dir) if not force else _fresh_manifest(output_dir)
@@ -548,15 +548,15 @@ def frame_count(path: Path) -> int | None:
         return None
 
 
-def default_jobs(detector: str, n_files: int) -> int:
+def default_jobs(detector, n_files: int) -> int:
     """Worker processes for a folder run: one per core for MediaPipe-only presets, one per
     two cores for the CenterFace presets (onnxruntime runs 2+ threads), but at least two,
     because model loading, decoding and muxing of one file overlap another's detection;
-    at most one per GB of memory (a 1080p ``thorough`` job peaks near 0.75 GB) and per file."""
+    at most one per GB of memory (a 1080p ``thorough`` job peaks near 0.75 GB) and per file.
+    ``detector``: the run's DetectorConfig."""
     from .cpu import usable_cpus
-    from .detect import PRESETS
 
-    per_job = 1 if not PRESETS.get(detector, {}).get("centerface") else 2
+    per_job = 2 if detector.preset is not None and detector.preset.centerface else 1
     jobs = max(2, usable_cpus() // per_job)
     try:
         memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
@@ -580,14 +580,12 @@ def record_result(plan: FolderPlan, job: Job, result: JobResult) -> None:
 _worker_state: dict = {}
 
 
-def _worker_init(progress_q, stop_event, parent_pid: int, cpus: int, inference: tuple[str, str]) -> None:
+def _worker_init(progress_q, stop_event, parent_pid: int, cpus: int) -> None:
     import signal
 
     from .cpu import SHARE_ENV
-    from .detect.centerface import configure
 
     os.environ[SHARE_ENV] = str(cpus)  # before any detector or encoder picks its threads
-    configure(precision=inference[0], runtime=inference[1])  # the parent's --precision, --runtime
     # Ctrl-C (and a closed terminal's SIGHUP) reach the whole process group: the parent
     # alone decides, and tells the workers through stop_event, so each removes its
     # partial output and reports back.
@@ -630,7 +628,6 @@ def run_local(plan: FolderPlan, config, *, jobs: int, events: Events | None = No
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from .cpu import share_per_job
-    from .detect.centerface import current_choice
     from concurrent.futures.process import BrokenProcessPool
 
     events = events or Events()
@@ -654,7 +651,7 @@ def run_local(plan: FolderPlan, config, *, jobs: int, events: Events | None = No
         results.append(result)
         events.finished(job, result)
 
-    init_args = (progress_q, stop, os.getpid(), share_per_job(jobs), current_choice())
+    init_args = (progress_q, stop, os.getpid(), share_per_job(jobs))
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init, initargs=init_args)
     interrupted: KeyboardInterrupt | None = None
     try:

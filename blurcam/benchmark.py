@@ -91,13 +91,12 @@ def child_main(argv: list[str]) -> None:
     if kind == "floor":
         frames, startup = transcode_floor(src), 0.0
     elif kind == "blurcam":
+        from .detect import DetectorConfig
         from .pipeline import PipelineConfig, redact_file
 
-        from .detect.centerface import configure
-
-        settings = json.loads(argv[3])
-        configure(precision=settings.pop("precision", None), runtime=settings.pop("runtime", None))
-        stats = redact_file(src, dst, PipelineConfig(**settings), overwrite=True)
+        settings = json.loads(argv[3])  # bench_settings()
+        detector = DetectorConfig(name=settings.pop("detector"), **settings)
+        stats = redact_file(src, dst, PipelineConfig(detector=detector), overwrite=True)
         frames, startup = stats.frames, max(0.0, time.perf_counter() - started - stats.seconds)
     else:
         raise SystemExit(f"unknown measurement {kind!r}")
@@ -169,6 +168,27 @@ def _deface_run(src: str, dst: str, timeout_s: float, exe: str | None = None) ->
     return Measurement("deface", frames, result["seconds"], result["peak_rss_mb"], cpu_s=result["cpu_s"])
 
 
+def bench_settings(spec: str) -> dict:
+    """A measurement child's settings for the preset ``spec``, ``NAME[:K][@PRECISION[/RUNTIME]]``
+    (see :func:`run_benchmark`), as JSON values: {"detector", "centerface_every", and
+    "precision", "runtime" when given}, the same keys for an earlier checkout's child.
+    Raises UsageError for an unknown preset, precision or runtime."""
+    from .detect import PRESETS, DetectorConfig
+    from .errors import UsageError
+
+    head, _, inference = spec.partition("@")  # "live@fp32", "balanced@int8/openvino"
+    preset, _, every = head.partition(":")  # "balanced:1" = CenterFace on every frame
+    if preset not in PRESETS:
+        raise UsageError(f"unknown preset {spec!r}; choose from {', '.join(PRESETS)}")
+    if every and not (every.isdigit() and int(every) >= 1):
+        raise UsageError(f"{spec!r}: CenterFace cadence must be a whole number >= 1, got {every!r}")
+    precision, _, runtime = inference.partition("/")
+    settings = {"detector": preset, "centerface_every": int(every) if every else None}
+    settings.update({k: v for k, v in (("precision", precision), ("runtime", runtime)) if v})
+    DetectorConfig(name=preset, **{k: v for k, v in settings.items() if k != "detector"})  # checks them
+    return settings
+
+
 def run_benchmark(clip: str | Path, presets: list[str], *, include_deface: bool = True,
                   deface_exe: str | None = None, timeout_s: float = 1800,
                   before: str | Path | None = None) -> list[Measurement]:
@@ -186,13 +206,10 @@ def run_benchmark(clip: str | Path, presets: list[str], *, include_deface: bool 
         child = [sys.executable, "-m", "blurcam.benchmark"]
         results.append(_run_child("transcode floor", [*child, "floor", clip, os.devnull], timeout_s))
         for i, spec in enumerate(presets):
-            spec, _, inference = spec.partition("@")  # "live@fp32", "balanced@int8/openvino"
-            preset, _, every = spec.partition(":")  # "balanced:1" = CenterFace on every frame
-            settings = {"detector": preset, "centerface_every": int(every) if every else None}
-            precision, _, runtime = inference.partition("/")
-            settings.update({k: v for k, v in (("precision", precision), ("runtime", runtime)) if v})
+            settings = bench_settings(spec)
             config = json.dumps(settings)
-            name = (f"blurcam {preset}" + (f" (CenterFace every {every})" if every else "")
+            every, inference = settings["centerface_every"], spec.partition("@")[2]
+            name = (f"blurcam {settings['detector']}" + (f" (CenterFace every {every})" if every else "")
                     + (f" {inference}" if inference else ""))
             if before is not None:
                 results.append(_run_child(f"before: {name}", [*child, "blurcam", clip, f"{tmp}/b{i}.mp4", config],

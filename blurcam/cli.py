@@ -66,10 +66,13 @@ def _interrupted(exc: BaseException | None, what: str = "partial output removed"
     raise typer.Exit(code)
 
 
-def _configure_inference(precision: str, runtime: str | None) -> None:
-    from .detect.centerface import configure
+def _detector_config(quality: str, threshold: float | None, precision: str, runtime: str | None,
+                     detect_every: int | None = None):
+    """The DetectorConfig of --quality, --threshold, --precision, --runtime, --detect-every."""
+    from .detect import DEFAULT_RUNTIME, DetectorConfig
 
-    configure(precision=precision, runtime=runtime)
+    return _build(DetectorConfig, name=quality, threshold=threshold, centerface_every=detect_every,
+                  precision=precision, runtime=runtime or DEFAULT_RUNTIME)
 
 
 @app.command()
@@ -120,13 +123,12 @@ def blur(
         report = None if report is None else _local_path(report, "report")
         if report_full_paths and report is None:
             raise UsageError("--report-full-paths is an option of --report FILE.json")
-        _configure_inference(precision, runtime)
+        detector = _detector_config(quality, threshold, precision, runtime, detect_every)
         if apply_exclusions and regions is None:
             raise UsageError("--apply-exclusions needs --regions FILE.json")
         manual = load_regions(regions) if regions is not None else None
-        config = _build(PipelineConfig, detector=quality, threshold=threshold, audio=not no_audio,
-                        regions=manual, apply_exclusions=apply_exclusions,
-                        centerface_every=detect_every, salvage=salvage, redact=_build(RedactConfig, mode=mode, pad=pad),
+        config = _build(PipelineConfig, detector=detector, audio=not no_audio,
+                        regions=manual, apply_exclusions=apply_exclusions, salvage=salvage, redact=_build(RedactConfig, mode=mode, pad=pad),
                         track=_build(TrackConfig, hold_frames=hold, lookback_frames=lookback),
                         encoder=_build(EncoderConfig, codec=codec, crf=crf, preset=preset))
         if output_dir is not None or len(paths) > 2 or any(p.is_dir() for p in paths) or jobs or force or ray:
@@ -209,8 +211,8 @@ def live(
             sys.stderr.flush()
 
     try:
-        _configure_inference(precision, runtime)
-        config = _build(LiveConfig, detector=quality, threshold=threshold, audio=not no_audio, realtime=realtime,
+        config = _build(LiveConfig, detector=_detector_config(quality, threshold, precision, runtime),
+                        audio=not no_audio, realtime=realtime,
                         max_seconds=duration, delay_s=delay, detect_timeout_ms=detect_timeout_ms, latency_ms=latency_ms, redact=_build(RedactConfig, mode=mode),
                         track=_build(TrackConfig, hold_frames=hold, lookback_frames=0),
                         encoder=_build(EncoderConfig, crf=crf, preset=preset, live=True))
@@ -314,13 +316,12 @@ def bench(
     import json
     import tempfile
 
-    from .benchmark import CROWD_SPARSE_FACES, crowd_clip, crowd_ratio, format_table, run_benchmark, sample_clip
-    from .detect import PRESETS
+    from .benchmark import (CROWD_SPARSE_FACES, bench_settings, crowd_clip, crowd_ratio, format_table, run_benchmark,
+                            sample_clip)
 
     try:
         for q in quality:
-            if q.partition(":")[0] not in PRESETS:
-                raise UsageError(f"unknown preset {q!r}; choose from {', '.join(PRESETS)}")
+            bench_settings(q)  # UsageError for an unknown preset, precision or runtime, before any work
         with tempfile.TemporaryDirectory(prefix="blurcam-bench-") as tmp:
             clips = {}
             if clip is None:

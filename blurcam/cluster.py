@@ -24,19 +24,16 @@ log = logging.getLogger(__name__)
 TASK_RETRIES = 3  # a file whose worker dies is run again up to this many times
 
 
-def _ray_job(job, config, inference: tuple[str, str]) -> JobResult:
+def _ray_job(job, config) -> JobResult:
     import os
 
     import ray
 
     from .cpu import SHARE_ENV
-    from .detect.centerface import configure
 
     # The task's CPUs, as Ray assigned them: its threads fit them, as a --jobs worker's do.
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     os.environ[SHARE_ENV] = str(max(1, int(cpus)))
-    precision, runtime = inference  # the driver's --precision and --runtime, on every node
-    configure(precision=precision, runtime=runtime)
     return run_job(job, config)
 
 
@@ -95,13 +92,10 @@ def run_ray(plan: FolderPlan, config, *, address: str, events: Events | None = N
     results: list[JobResult] = []
     try:
         task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, retry_exceptions=False)(_ray_job)
-        config_ref = ray.put(config)
-        from .detect.centerface import current_choice
-
-        inference = current_choice()
+        config_ref = ray.put(config)  # every setting, the detector's precision and runtime included
         pending = {}
         for job in plan.todo:
-            pending[task.remote(job, config_ref, inference)] = job
+            pending[task.remote(job, config_ref)] = job
             events.started(job, None)
         try:
             while pending:

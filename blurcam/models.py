@@ -28,6 +28,12 @@ def manifest() -> dict[str, dict]:
     return json.loads((models_dir() / "manifest.json").read_text())
 
 
+def model_sha256(names) -> dict[str, str]:
+    """{file name: SHA-256 from manifest.json} for each model file in ``names``."""
+    entries = manifest()
+    return {name: entries[name]["sha256"] for name in names}
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

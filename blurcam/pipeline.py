@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .cpu import encoder_threads_beside_detector
-from .detect import DEFAULT_FILE_PRESET, DEFAULT_LIVE_PRESET, PRESETS, Detector, make_detector
+from .detect import DEFAULT_LIVE_PRESET, Detector, DetectorConfig, make_detector
 from .errors import BlurcamError, SinkError, SourceError, UsageError
 from .io.atomic import check_output_path, refuse_same_file, write_atomically
 from .io.sink import VIDEO_FORMATS, EncoderConfig, FileSink, Sink
@@ -44,19 +44,15 @@ log = logging.getLogger(__name__)
 class PipelineConfig:
     """Everything one run needs besides input and output.
 
-    detector: a quality preset (live, fast, balanced, thorough) or one backend name,
-        see :func:`blurcam.detect.make_detector`.
-    threshold: None keeps the preset's thresholds.
-    centerface_every: run CenterFace on every k-th frame (None: the preset's choice).
+    detector: which detector and how (preset or backend, threshold, CenterFace cadence,
+        precision, runtime), see :class:`blurcam.detect.DetectorConfig`.
     queue_frames: capacity of each inter-stage queue, in frames (>= 1).
     salvage: read a damaged input past its errors (RunStats.damaged says if any were met).
     regions: manual regions (blurcam.regions) redacted on top of the detector's boxes;
         apply_exclusions: let their not-a-face regions remove low-score boxes.
     """
 
-    detector: str = DEFAULT_FILE_PRESET
-    threshold: float | None = None
-    centerface_every: int | None = None
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
     redact: RedactConfig = field(default_factory=RedactConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -67,8 +63,6 @@ class PipelineConfig:
     apply_exclusions: bool = False
 
     def __post_init__(self) -> None:
-        if self.centerface_every is not None and self.centerface_every < 1:
-            raise ValueError(f"detect_every must be >= 1, got {self.centerface_every}")
         if self.queue_frames < 1:
             raise ValueError(f"queue_frames must be >= 1, got {self.queue_frames}")
 
@@ -81,6 +75,9 @@ MAX_DELAY_S = 30.0  # frames held in memory: 30 s of 1080p is ~2.8 GB
 class LiveConfig:
     """Settings for one live run.
 
+    detector: which detector and how (default: the live preset), see
+        :class:`blurcam.detect.DetectorConfig`; its CenterFace cadence is the run's own
+        (see :func:`live_detector`).
     delay_s: seconds each frame (and its audio) is held before it is sent, so a face
         found late is painted back over the frames before it and CenterFace may skip
         frames when the machine is behind (the file pipeline's protection); 0: sent as
@@ -102,8 +99,7 @@ class LiveConfig:
         fast the stages are.
     """
 
-    detector: str = DEFAULT_LIVE_PRESET
-    threshold: float | None = None
+    detector: DetectorConfig = field(default_factory=lambda: DetectorConfig(name=DEFAULT_LIVE_PRESET))
     delay_s: float = DEFAULT_DELAY_S
     redact: RedactConfig = field(default_factory=RedactConfig)
     track: TrackConfig = field(default_factory=lambda: TrackConfig(hold_frames=10, lookback_frames=0))
@@ -129,6 +125,16 @@ class LiveConfig:
             raise ValueError(f"delay must be between 0 and {MAX_DELAY_S:g} seconds, got {self.delay_s:g}")
         if self.track.lookback_frames:
             raise ValueError("a live run looks back as far as its delay: lookback_frames must be 0")
+
+
+def settings_record(config: PipelineConfig) -> dict:
+    """What a run's output depends on, as plain JSON values: ``config`` (``"config"``;
+    its manual regions left out: a report lists them itself, a folder run has none) and
+    the SHA-256 of each model file its detector loads (``"models"``: {file name: sha256}).
+    A folder run keys its manifest on it; a --report records it."""
+    from .models import model_sha256
+
+    return {"config": asdict(replace(config, regions=None)), "models": model_sha256(config.detector.model_files)}
 
 
 def default_output_path(input_path: str | Path) -> Path:
@@ -159,13 +165,13 @@ def redact_file(input_path: str | Path, output_path: str | Path | None = None,
     own_detector = detector is None
     try:
         encoder = config.encoder
-        if own_detector and encoder.threads is None and PRESETS.get(config.detector, {}).get("encode_threads"):
+        preset = config.detector.preset
+        if own_detector and encoder.threads is None and preset is not None and preset.encode_threads:
             encoder = replace(encoder, threads=encoder_threads_beside_detector())
         sink = FileSink(output_path, source.info, audio_streams=source.audio_streams,
                         encoder=encoder, overwrite=overwrite)
         if own_detector:
-            detector = make_detector(config.detector, threshold=config.threshold,
-                                     centerface_every=config.centerface_every)
+            detector = make_detector(config.detector)
         lookback = config.track.lookback_frames if not source.info.is_live else 0
         if regions is None:
             regions = region_pass(config)
@@ -241,7 +247,7 @@ def redact_image(input_path: str | Path, output_path: str | Path | None = None,
     if bgr is None:
         raise SourceError(f"{input_path}: not an image blurcam can read")
     own_detector = detector is None
-    detector = detector or make_detector(config.detector, threshold=config.threshold)
+    detector = detector or make_detector(config.detector)
     try:
         # Stills are redacted in BGR as read (no 4:2:0 colour loss).
         faces = detect_image(detector, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), 0)
@@ -292,8 +298,9 @@ def redact_path(input_path: str | Path, output_path: str | Path | None = None,
     stats = job(input_path, output_path, config, overwrite=overwrite, on_frame=each, regions=regions)
     if builder is not None:
         try:
-            write_report(report, builder.build(input_path=input_path, output_path=output_path, config=config,
-                                               stats=stats, full_paths=report_full_paths, regions=regions), overwrite=overwrite)
+            write_report(report, builder.build(input_path=input_path, output_path=output_path,
+                                               settings=settings_record(config), stats=stats,
+                                               full_paths=report_full_paths, regions=regions), overwrite=overwrite)
         except BlurcamError as exc:
             raise type(exc)(f"{output_path} was written, but not its report: {exc}") from None
     return stats
@@ -304,8 +311,7 @@ def live_detector(config: LiveConfig) -> Detector:
     delay it stays so: a stream without look-back would send raw a face first seen on
     a frame a file preset skips (balanced: CenterFace every 2nd). With a delay its
     CenterFace cadence adapts to the machine (``LivePolicy.cadence``)."""
-    return make_detector(config.detector, threshold=config.threshold, centerface_every=1,
-                         adaptive=config.delay_s > 0)
+    return make_detector(replace(config.detector, centerface_every=1), adaptive=config.delay_s > 0)
 
 
 def run_live(source: MediaSource, sink: Sink, config: LiveConfig | None = None, *,
@@ -359,10 +365,9 @@ def stream_live(source: str | None, destinations: list[str], config: LiveConfig 
     has been checked, just before a ``listen`` source starts waiting for its sender. A network destination that cannot connect at the
     start is retried in the background while the others go on (when it is the only
     one, that is an error). ``detector`` (an instance) or ``detector_factory``: default
-    ``make_detector(config.detector)``, loaded in a thread while the stream starts
-    obscured. A file ``source`` is paced to real time unless ``config.realtime`` is
-    False, and its detector is loaded before the first frame (a file can wait; a
-    camera cannot).
+    :func:`live_detector`, loaded in a thread while the stream starts obscured. A file
+    ``source`` is paced to real time unless ``config.realtime`` is False, and its detector
+    is loaded before the first frame (a file can wait; a camera cannot).
 
     Every destination is checked before anything is opened: an unsupported one or
     one given twice (any spelling of the same file) is a UsageError, an existing

@@ -4,9 +4,10 @@ Schema (version 1):
 
     {"schema": 1, "blurcam": "0.1.0",
      "input": str, "output": str,     # base names (absolute paths with --report-full-paths)
-     "settings": {...PipelineConfig as plain values...},
+     "settings": {...PipelineConfig as plain values...,   # regions: null (see "regions")
+                  "detector": {"name", "threshold", "centerface_every", "precision", "runtime"}},
      "versions": {"python", "av", "ffmpeg", "mediapipe", "opencv", "numpy"},
-     "models": {file name: sha256},
+     "models": {file name: sha256},   # the model files the run's detector loaded
      "summary": {"frames", "faces_detected", "faces_carried", "frames_with_faces",
                  "frames_obscured_whole", "seconds", "fps"},
      "frames": [{"index": int, "time_s": float | null, "obscured_whole": bool,
@@ -22,17 +23,14 @@ Schema (version 1):
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import platform
 from pathlib import Path
 
 from . import __version__
 from .io.atomic import write_atomically
-from .models import manifest
 from .urls import mask_url
 from .loop import FrameRecord, RunStats
-from .pipeline import PipelineConfig
 from .regions import REGION_TRACK_BASE, RegionPass
 
 SCHEMA_VERSION = 1
@@ -62,19 +60,21 @@ class ReportBuilder:
                             "time_s": None if record.time_s is None else round(record.time_s, 6),
                             "obscured_whole": record.obscured_whole, "faces": faces})
 
-    def build(self, *, input_path, output_path, config: PipelineConfig, stats: RunStats,
+    def build(self, *, input_path, output_path, settings: dict, stats: RunStats,
               full_paths: bool = False, regions: RegionPass | None = None) -> dict:
-        """The report. ``input``/``output`` are the files' base names: a report is shared
-        with editors, and a full path shows the user's home and folder names. With
-        ``full_paths`` they are absolute paths."""
+        """The report. ``settings``: the run's settings as plain JSON values,
+        ``{"config": {...}, "models": {file name: sha256}}``
+        (:func:`blurcam.pipeline.settings_record`). ``input``/``output`` are the files'
+        base names: a report is shared with editors, and a full path shows the user's home
+        and folder names. With ``full_paths`` they are absolute paths."""
         return {
             "schema": SCHEMA_VERSION,
             "blurcam": __version__,
             "input": report_name(input_path, full_paths),
             "output": report_name(output_path, full_paths),
-            "settings": dataclasses.asdict(dataclasses.replace(config, regions=None)),
+            "settings": settings["config"],
             "versions": versions(),
-            "models": {name: entry["sha256"] for name, entry in manifest().items()},
+            "models": settings["models"],
             "summary": {
                 "frames": stats.frames,
                 "faces_detected": stats.faces_detected,

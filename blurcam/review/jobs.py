@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..detect import DEFAULT_LIVE_PRESET, PRESETS as DETECTOR_PRESETS
 from ..errors import BlurcamError, OutputExistsError, SinkError, UsageError
 from ..io.atomic import move_into_place, refuse_same_file, write_atomically
 from ..io.sink import VIDEO_FORMATS
@@ -36,7 +37,8 @@ from ..regions import parse_regions
 
 log = logging.getLogger(__name__)
 
-PRESETS = ("fast", "balanced", "thorough")
+# The desk redacts files: every preset but the live one, in detect.PRESETS's order.
+PRESETS = tuple(name for name in DETECTOR_PRESETS if name != DEFAULT_LIVE_PRESET)
 MANIFEST_MAX_BYTES = 32 * 2**20  # a folder run's manifest the desk reads (about 100 000 files)
 RUNS_FRESH_S = 2.0  # a folder run's state is read again at least this often
 MEDIA_EXTENSIONS = tuple(VIDEO_FORMATS) + IMAGE_EXTENSIONS
@@ -498,6 +500,7 @@ def work(spec: dict, messages) -> None:
     import logging as _logging
 
     from ..errors import BlurcamError as _BlurcamError
+    from ..detect import DetectorConfig
     from ..pipeline import PipelineConfig, redact_path
     from ..regions import load_regions
     from ..io.atomic import write_atomically
@@ -516,7 +519,7 @@ def work(spec: dict, messages) -> None:
     try:
         total = _frame_count(spec["input"])
         regions = load_regions(spec["regions"])
-        config = PipelineConfig(detector=spec["preset"], regions=regions if len(regions) else None,
+        config = PipelineConfig(detector=DetectorConfig(name=spec["preset"]), regions=regions if len(regions) else None,
                                 apply_exclusions=not regions.face.all() if len(regions) else False)
         done = [0]
 

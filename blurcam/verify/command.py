@@ -133,7 +133,7 @@ def _verify_folder(input: Path, output: Path, config: VerifyConfig, *, sheet, js
                 console.print(f"[red]missing[/red]  {job.key}")
                 bar.advance(overall)
                 continue
-            preset = manifest.data["settings"].get(rec["settings"], {}).get("config", {}).get("detector")
+            preset = manifest.preset(job.key)
             task = bar.add_task(f"  {job.key}", total=None)
             try:
                 result, collected = verify_pair(job.input, job.output, config, blur_preset=preset,
@@ -197,7 +197,4 @@ def _preset_from_manifest(folder: Path, name: str) -> str | None:
         m = Manifest(folder)
     except ManifestError:
         return None
-    rec = m.files.get(name)
-    if not rec:
-        return None
-    return m.data["settings"].get(rec.get("settings"), {}).get("config", {}).get("detector")
+    return m.preset(name)

@@ -21,22 +21,24 @@ from ..errors import PairError
 from .measure import FaceFinder, Finding, VerifyConfig, measure_pair
 from .sheet import ContactSheet
 
-# Wall ms per 1280x720 frame once started, on 2 cores: each preset's blur (README speed
-# table, bench/e2e.py: 1000 / "fps after startup") and one verify check (decoding and
+# Wall ms per 1280x720 frame once started, on 2 cores, of one verify check (decoding and
 # converting both frames, one CenterFace pass at 2/3 scale, measuring a crowd): about
 # 120 ms, from bench/verify_calibration.py's timing (7.3-11.2 s for 90 frames, 46 checks,
-# ~1.5 s of it startup, on a shared machine). verify checks every ceil(check / blur)-th
-# frame, so it costs at most about what the blur did; both scale alike with the machine,
-# so the ratio carries to other CPUs better than either number.
-BLUR_MS = {"fast": 14.9, "live": 30.4, "balanced": 69.0, "thorough": 244.0}
+# ~1.5 s of it startup, on a shared machine); each preset's blur costs its ``Preset.blur_ms``.
+# verify checks every ceil(check / blur)-th frame, so it costs at most about what the blur
+# did; both scale alike with the machine, so the ratio carries to other CPUs better than
+# either number.
 CHECK_MS = 120.0
 SCHEMA_VERSION = 2
 
 
 def default_every(blur_preset: str | None, frames: int | None = None) -> int:
     """Frames per check so that verifying costs about what the blur with ``blur_preset``
-    did: checks (frame 0, every k-th, and the last) x CHECK_MS <= frames x BLUR_MS."""
-    blur_ms = BLUR_MS.get(blur_preset or "balanced", BLUR_MS["balanced"])
+    did: checks (frame 0, every k-th, and the last) x CHECK_MS <= frames x the preset's
+    ``blur_ms`` (an unknown preset, a single backend or None: the default file preset's)."""
+    from ..detect import DEFAULT_FILE_PRESET, PRESETS
+
+    blur_ms = (PRESETS.get(blur_preset or DEFAULT_FILE_PRESET) or PRESETS[DEFAULT_FILE_PRESET]).blur_ms
     every = max(1, math.ceil(CHECK_MS / blur_ms))
     if frames:
         budget_checks = max(2.0, frames * blur_ms / CHECK_MS)

@@ -268,7 +268,7 @@ def paint_lookback(held: deque[_Pending], update: TrackUpdate, depth: int | None
     for back, earlier in enumerate(reversed(held), start=1):
         if reach is not None and back > reach:
             break
-        boxes = update.lookback(back)
+        boxes = update.owed_to(back)
         if len(boxes):
             earlier.extra.append(boxes)
 
@@ -276,7 +276,7 @@ def paint_lookback(held: deque[_Pending], update: TrackUpdate, depth: int | None
 class FilePolicy:
     """A file: every frame is read, detected and written, in order (back-pressure, no
     drops), and the last ``lookback_frames`` frames are held so a face confirmed
-    late is painted back over them (``TrackUpdate.lookback``)."""
+    late is painted back over them (``TrackUpdate.owed_to``)."""
 
     queue_frames: int
     watchdog_s = None  # a file waits for its detector, however slow
@@ -348,7 +348,7 @@ class LivePolicy:
     after its detection started, or with a delay when it must leave).
 
     ``delay_s`` > 0: each detected frame is held until ``delay_s`` after its capture
-    (its audio with it), and look-back and gap boxes (``TrackUpdate.lookback``) are
+    (its audio with it), and look-back and gap boxes (``TrackUpdate.owed_to``) are
     painted onto the frames held, as a file's are; CenterFace's cadence adapts
     (``cadence``: every frame when there is time, every 2nd or 3rd when not, the boxes
     between sightings bridged by look-back inside the delay and carried at its edge).

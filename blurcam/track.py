@@ -6,7 +6,8 @@ in t+2. For redaction a miss is a leak, so persistence here only ever ADDS boxes
 
     output(t) = every detection of frame t
               + the carried box of every track lost less than ``hold_frames`` ago
-                (its last box, moved on by its motion and grown each frame unseen)
+                (the hull of its last detection and its predicted box, grown with
+                every frame unseen)
 
 Tracks are matched greedily by IoU against their predicted boxes, then what is
 left by centre distance (a face unseen for frames can move out of IoU reach); a
@@ -14,40 +15,44 @@ track's velocity is a smoothed per-frame change of its box. The scene's motion (
 camera's pan and zoom, fitted to the faces matched each frame) moves new faces and
 lost ones, so small faces in a pan keep their tracks.
 
-Look-back. ``Persistence.update`` returns a :class:`TrackUpdate`: this frame's faces,
-and the boxes it owes to earlier frames, for a caller that still buffers them (a
-file buffers ``lookback_frames`` frames; a live stream without a delay buffers
-none). ``TrackUpdate.owed_to(k)`` gives the boxes for frame t-k. Two kinds:
+Look-back. ``Persistence.update`` for frame t returns a :class:`TrackUpdate`: frame
+t's faces, and the boxes it owes to earlier frames, for a caller that still buffers
+them (a file buffers ``lookback_frames`` frames; a live stream buffers its delay's
+worth, or none). ``TrackUpdate.owed_to(k)`` gives the boxes for frame t-k. Two kinds:
 
-Births. A face first seen at frame b (box F) and confirmed at t (box N, its
-``confirm_hits``-th detection; a = t - b):
+Births. A face first detected at frame b (box F) and confirmed at t (box N, its
+``confirm_hits``-th detection), a = t - b frames later. Frame t-k gets:
 
-    frame      b-3    b-2    b-1     b     b+1    ...    t-1      t
-    detected                         F      ?     ...     ?       N
-    owed_to(k) fb(3)  fb(2)  fb(1)  fb(0)  hull   ...    hull     -
-               |<-------- k >= a ------->| |<---- k < a ---->|
+    frame        b-3     b-2     b-1      b      b+1    ...    t-1      t
+    detected                              F       *     ...     *       N
+    owed_to(k)  fb(3)   fb(2)   fb(1)   fb(0)   hull    ...    hull     -
+                [---- k >= a: fb(k - a) ----]   [----- k < a -----]
 
-    hull   = the box holding F and N: between its sightings the face is between them.
-    fb(d)  = :func:`follow_back`, d frames before b: F moved back d frames and N
-             moved back k frames along the face's velocity v = (centre N - centre F)
-             / a px/frame (the scene's motion when a = 0), their hull grown by
-             (d + 1) / 2 * growth_per_frame of its size and d * SPEED_DOUBT * |v|.
-    The births reach back without bound (``reach`` is None): as far as the caller buffers.
+    *      confirm_hits - 2 of the frames between are detected (none by default);
+           with confirm_hits 1, t = b and every earlier frame gets fb.
+    hull   the box holding F and N (between its sightings the face is between them).
+    fb(d)  :func:`follow_back`, d frames before b: F moved back d frames and N
+           moved back k frames along the face's velocity v = (centre N - centre F)
+           / a px/frame (the scene's motion when a = 0), their hull grown by
+           (d + 1) / 2 * growth_per_frame of its size and by d * SPEED_DOUBT * |v|.
+    Births reach back without bound (``reach`` is None): as far as the caller buffers.
 
-A young face whose box outgrows the one painted back (OUTGROWN; a face sliding in
-from the frame edge is first seen as a sliver) is a birth again, from its new box,
-while it is at most ``lookback_frames`` old. A track matched by distance (maybe a
-different face that appeared where one was lost) owes the look-back of a new face.
+A young face (at most ``lookback_frames`` old) whose box outgrows the N it was
+painted back from (OUTGROWN; a face sliding in from the frame edge is first seen
+as a sliver) is confirmed again, with its new box as N. A track matched by
+distance (maybe a different face that appeared where one was lost) is born again
+there: it owes the look-back of a new face once confirmed.
 
-Gaps. A track seen at t-g (box P), unseen for the g-1 frames between, seen at t (N):
+Gaps. A track detected at t-g (box P), unseen for the g-1 frames between, detected
+again at t (box N):
 
-    frame      t-g    t-g+1   ...   t-1      t
-    detected    P       .     ...    .       N
-    faces       P       C     ...    C       N      C: carried forward, at the time
-    owed_to(k)  -    br(g-1)  ...  br(1)     -      (reach = g - 1)
+    frame        t-g     t-g+1    ...    t-1       t
+    detected      P        .      ...     .        N
+    faces         P        C      ...     C        N     C: carried forward at the time
+    owed_to(k)    -     br(g-1)   ...   br(1)      -     (``reach`` = g - 1)
 
-    br(k)  = :func:`bridge_boxes`: the straight path from P to N at (g - k) / g,
-             grown by growth_per_frame * min(k, g - k) (the distance to the nearer sighting).
+    br(k)  :func:`bridge_boxes`: the point (g - k) / g of the straight path from P to N,
+           grown by growth_per_frame * min(k, g - k) (the distance to the nearer sighting).
 
 ``one_box_per_face`` then merges a frame's detections, carried and look-back boxes
 so each face is one box, never uncovering.
@@ -136,12 +141,13 @@ class Births:
     def __len__(self) -> int:
         return len(self.faces)
 
-    def boxes_back(self, back: int, growth_per_frame: float) -> np.ndarray:
-        """(N, 4) float32 boxes for the frame ``back`` frames before this update:
-        inside a face's life the hull of its two boxes, before it :func:`follow_back`."""
+    def owed_to(self, back: int, growth_per_frame: float) -> Faces:
+        """Each face's box on the frame ``back`` frames before this update (carried):
+        inside its life the hull of its two boxes, before its birth :func:`follow_back`."""
         first, age = self.faces.xyxy, self.age
         before = follow_back(first, self.now_xyxy, self.velocity, np.maximum(back - age, 0), back, growth_per_frame)
-        return np.where((back < age)[:, None], pair_hull(first, self.now_xyxy), before).astype(np.float32)
+        xyxy = np.where((back < age)[:, None], pair_hull(first, self.now_xyxy), before).astype(np.float32)
+        return Faces(xyxy, self.faces.score, self.faces.track_id, np.ones(len(xyxy), bool))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,6 +171,12 @@ class Gaps:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    def owed_to(self, back: int, growth_per_frame: float) -> Faces:
+        """The faces unseen on the frame ``back`` frames before this update, on the
+        path between their sightings (:func:`bridge_boxes`; carried, score 1)."""
+        xyxy = bridge_boxes(self.before_xyxy, self.now_xyxy, self.frames, back, growth_per_frame)
+        return Faces(xyxy, np.ones(len(xyxy), np.float32), self.track_id[self.frames > back], np.ones(len(xyxy), bool))
 
 
 @dataclass(frozen=True)
@@ -205,12 +217,8 @@ class TrackUpdate:
         module docstring draws them): each birth's box, and the path between two
         sightings inside a gap. Boxes may reach past the frame edge (a face entering
         the frame): redaction clips them, nothing here drops them."""
-        born, gaps = self.born, self.refound
-        bridged = bridge_boxes(gaps.before_xyxy, gaps.now_xyxy, gaps.frames, back, self.growth_per_frame)
-        ids = np.concatenate([born.faces.track_id, gaps.track_id[gaps.frames > back]])
-        score = np.concatenate([born.faces.score, np.ones(len(bridged), np.float32)]).astype(np.float32)
-        return Faces(np.concatenate([born.boxes_back(back, self.growth_per_frame), bridged]), score, ids,
-                     np.ones(len(ids), bool))
+        return Faces.concat([self.born.owed_to(back, self.growth_per_frame),
+                             self.refound.owed_to(back, self.growth_per_frame)])
 
 
 def follow_back(first: np.ndarray, now: np.ndarray, velocity: np.ndarray, before_birth: np.ndarray,
@@ -339,7 +347,7 @@ class Persistence:
         detected = Faces(detections.xyxy.astype(np.float32), detections.score.astype(np.float32),
                          tracks.ids[track_of_det], np.zeros(len(detections), bool))
         born = self._confirm(tracks, track_of_det)
-        # Duplicates end now (their face is covered by a detection); the rest once carried past their hold.
+        # Forget: duplicates now (a detection covers their face), the rest once carried past their hold.
         ended = np.concatenate([duplicate, np.zeros(len(tracks) - len(duplicate), bool)])
         alive = (tracks.missed <= self.config.hold_frames) & ~ended
         carried = self._carried(tracks, alive & (tracks.missed > 0))
@@ -371,9 +379,9 @@ class Persistence:
         radius = np.minimum(self.config.reach_per_frame * (tracks.missed[free_t] + 1), MAX_REACH)
         # Candidates: detection centres inside a square about each track's centre
         # a little wider than its reach; the exact test below decides.
-        reach = (radius * np.maximum(size_t, 1)) * 1.001 + 0.01
+        reach_px = (radius * np.maximum(size_t, 1)) * 1.001 + 0.01
         i, j = meeting_pairs(np.concatenate([centre_d, centre_d], axis=1),
-                             np.concatenate([centre_t - reach[:, None], centre_t + reach[:, None]], axis=1))
+                             np.concatenate([centre_t - reach_px[:, None], centre_t + reach_px[:, None]], axis=1))
         dist = np.linalg.norm(centre_d[i] - centre_t[j], axis=1) / np.maximum(size_t, 1)[j]
         ratio = size_d[i] / np.maximum(size_t, 1)[j]
         ok = (dist <= radius[j]) & (ratio > 1 / MAX_SIZE_RATIO) & (ratio < MAX_SIZE_RATIO)

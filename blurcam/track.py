@@ -461,7 +461,7 @@ class Persistence:
         return tracks, track_of_det
 
     def _confirm(self, tracks: _Tracks, track_of_det: np.ndarray) -> Births:
-        """The faces owed a look-back now (written into ``tracks``: paid), as Births."""
+        """The faces whose look-back is due now, as :class:`Births`; ``tracks`` marks it paid."""
         # Look-back waits for a second detection: a one-frame false positive (common at
         # crowd-grade thresholds) would otherwise be painted over the frames before it.
         confirmed = tracks.owes_lookback & (tracks.hits >= self.config.confirm_hits)

@@ -17,9 +17,7 @@ def pad_boxes(xyxy: np.ndarray, scale: float = 1.5, extra_top: float = 0.15) -> 
     Returns a new (N, 4) float32 array; scale 1 and extra_top 0 is the identity.
     """
     xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
-    centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2
-    half = (xyxy[:, 2:] - xyxy[:, :2]) * (scale / 2)
-    out = np.concatenate([centre - half, centre + half], axis=1)
+    out = scale_about_centre(xyxy, scale)
     out[:, 1] -= (xyxy[:, 3] - xyxy[:, 1]) * extra_top
     return out
 
@@ -55,9 +53,21 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a + area_b - inter, 1e-9)
 
 
-def scale_about_centre(xyxy: np.ndarray, scale: float) -> np.ndarray:
-    """Grow (N, 4) boxes by ``scale`` about their centres."""
-    return pad_boxes(xyxy, scale, 0.0)
+def scale_about_centre(xyxy: np.ndarray, scale: float | np.ndarray) -> np.ndarray:
+    """Grow (N, 4) boxes about their centres by ``scale``: one number for every box,
+    or (N,) one per box. Returns a new (N, 4) array: float32, or float64 when ``scale``
+    is a float64 array or numpy scalar (a caller wanting float32 then rounds once)."""
+    xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    if np.ndim(scale):
+        scale = np.asarray(scale).reshape(-1, 1)
+    centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2
+    half = (xyxy[:, 2:] - xyxy[:, :2]) / 2 * scale
+    return np.concatenate([centre - half, centre + half], axis=1)
+
+
+def pair_hull(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, 4), (N, 4) -> (N, 4): the smallest box holding both boxes, row by row."""
+    return np.concatenate([np.minimum(a[:, :2], b[:, :2]), np.maximum(a[:, 2:], b[:, 2:])], axis=1)
 
 
 def pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

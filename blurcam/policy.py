@@ -47,7 +47,7 @@ def paint_lookback(kept: deque[Pending], update: TrackUpdate, depth: int | None 
     for back, earlier in enumerate(reversed(kept), start=1):
         if reach is not None and back > reach:
             break
-        boxes = update.lookback(back)
+        boxes = update.owed_to(back)
         if len(boxes):
             earlier.extra.append(boxes)
 
@@ -109,7 +109,7 @@ class Policy(Protocol):
 class FilePolicy:
     """A file: every frame is read, detected and written, in order (back-pressure, no
     drops), and the last ``lookback_frames`` frames are kept so a face confirmed
-    late is painted back over them (``TrackUpdate.lookback``). ``regions``: a
+    late is painted back over them (``TrackUpdate.owed_to``). ``regions``: a
     RegionPass applied to each frame's final boxes as it leaves (None: none)."""
 
     audio_queue_packets = 0  # unbounded, but the reader is held back by the frames queue
@@ -179,7 +179,7 @@ class LivePolicy:
     ``detect_timeout_ms`` after its detection started, or with a delay when it must leave).
 
     ``delay_s`` > 0: each detected frame is kept until ``delay_s`` after its capture
-    (its audio with it), and look-back and gap boxes (``TrackUpdate.lookback``) are
+    (its audio with it), and look-back and gap boxes (``TrackUpdate.owed_to``) are
     painted onto the frames kept, as a file's are; CenterFace's cadence adapts
     (``cadence``: every frame when there is time, every 2nd or 3rd when not, the boxes
     between sightings bridged by look-back inside the delay and carried at its edge).

@@ -5,7 +5,9 @@ in t+2. For redaction a miss is a leak, so persistence here only ever ADDS boxes
 (unlike SORT or ByteTrack, which hold back unconfirmed or low-score boxes):
 
     output(t) = every detection of frame t
-              + the predicted box of every track lost less than ``hold_frames`` ago
+              + the carried box of every track lost less than ``hold_frames`` ago
+                (the hull of its last detection and its predicted box, grown with
+                every frame unseen)
 
 Tracks are matched greedily by IoU against their predicted boxes, then what is
 left by centre distance (a face unseen for frames can move out of IoU reach); a
@@ -13,22 +15,55 @@ track's velocity is a smoothed per-frame change of its box. The scene's motion (
 camera's pan and zoom, fitted to the faces matched each frame) moves new faces and
 lost ones, so small faces in a pan keep their tracks.
 
-``Persistence.update`` returns a :class:`TrackUpdate`: the faces for this frame, and
-what a caller holding earlier frames (files, not streams) should paint onto them:
-a newly confirmed face back-filled into the frames before it, followed back along
-its motion (births; again when a young face's box outgrows the one painted, as a
-face sliding in from the frame edge does), and the straight path between two
-sightings of a face for the frames between (gaps). ``TrackUpdate.lookback(back)``
-gives those boxes for one earlier frame. ``one_box_per_face`` then merges a frame's
-detections, carried and look-back boxes so each face is one box, never uncovering.
+Look-back. ``Persistence.update`` for frame t returns a :class:`TrackUpdate`: frame
+t's faces, and the boxes it owes to earlier frames, for a caller that still buffers
+them (a file buffers ``lookback_frames`` frames; a live stream buffers its delay's
+worth, or none). ``TrackUpdate.owed_to(k)`` gives the boxes for frame t-k. Two kinds:
+
+Births. A face first detected at frame b (box F) and confirmed at t (box N, its
+``confirm_hits``-th detection), a = t - b frames later. Frame t-k gets:
+
+    frame        b-3     b-2     b-1      b      b+1    ...    t-1      t
+    detected                              F       *     ...     *       N
+    owed_to(k)  fb(3)   fb(2)   fb(1)   fb(0)   hull    ...    hull     -
+                [---- k >= a: fb(k - a) ----]   [----- k < a -----]
+
+    *      confirm_hits - 2 of the frames between are detected (none by default);
+           with confirm_hits 1, t = b and every earlier frame gets fb.
+    hull   the box holding F and N (between its sightings the face is between them).
+    fb(d)  :func:`follow_back`, d frames before b: F moved back d frames and N
+           moved back k frames along the face's velocity v = (centre N - centre F)
+           / a px/frame (the scene's motion when a = 0), their hull grown by
+           (d + 1) / 2 * growth_per_frame of its size and by d * SPEED_DOUBT * |v|.
+    Births reach back without bound (``reach`` is None): as far as the caller buffers.
+
+A young face (at most ``lookback_frames`` old) whose box outgrows the N it was
+painted back from (OUTGROWN; a face sliding in from the frame edge is first seen
+as a sliver) is confirmed again, with its new box as N. A track matched by
+distance (maybe a different face that appeared where one was lost) is born again
+there: it owes the look-back of a new face once confirmed.
+
+Gaps. A track detected at t-g (box P), unseen for the g-1 frames between, detected
+again at t (box N):
+
+    frame        t-g     t-g+1    ...    t-1       t
+    detected      P        .      ...     .        N
+    faces         P        C      ...     C        N     C: carried forward at the time
+    owed_to(k)    -     br(g-1)   ...   br(1)      -     (``reach`` = g - 1)
+
+    br(k)  :func:`bridge_boxes`: the point (g - k) / g of the straight path from P to N,
+           grown by growth_per_frame * min(k, g - k) (the distance to the nearer sighting).
+
+``one_box_per_face`` then merges a frame's detections, carried and look-back boxes
+so each face is one box, never uncovering.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-from .boxes import meeting_pairs, pair_iou
+from .boxes import meeting_pairs, pair_hull, pair_iou, scale_about_centre
 from .types import Faces
 
 
@@ -38,7 +73,8 @@ MAX_SIZE_RATIO = 1.5  # a distance match needs boxes within this size ratio
 
 @dataclass(frozen=True, kw_only=True)
 class TrackConfig:
-    """hold_frames: frames a box is kept after its last detection (0 = off).
+    """hold_frames: frames a lost face's box is carried forward after its last
+        detection (0 = off).
     lookback_frames: frames before a face's first detection that also get its box
         (files only; the pipeline delays output by this many frames).
     match_iou: least IoU between a prediction and a detection to be the same face.
@@ -76,12 +112,71 @@ class TrackConfig:
             raise ValueError(f"growth_per_frame must be in [0, 0.5], got {self.growth_per_frame}")
 
 
-_NONE4 = np.zeros((0, 4), np.float32)
-_NONE2 = np.zeros((0, 2), np.float32)
-_NONE = np.zeros(0, np.int64)
 OUTGROWN = 1.5  # a young face's box this much larger in area than its painted one is painted back again
 DUPLICATE_INSIDE = 0.7  # share of a lost track's box inside a detection that makes it a duplicate
 SPEED_DOUBT = 0.5  # share of a face's measured speed its look-back box widens by, per frame back
+
+
+@dataclass(frozen=True, kw_only=True)
+class Births:
+    """Faces confirmed by one update (N rows), owed to the frames before it.
+
+    faces: each face as first seen (box at birth, its score and track id; carried).
+    age: (N,) int64 frames from its birth to this update.
+    now_xyxy: (N, 4) float32 its box in this update.
+    velocity: (N, 2) float32 centre motion in px/frame, measured from its own
+        sightings (the scene's motion when it was born in this update).
+    """
+
+    faces: Faces
+    age: np.ndarray
+    now_xyxy: np.ndarray
+    velocity: np.ndarray
+
+    @classmethod
+    def none(cls) -> Births:
+        return cls(faces=Faces.empty(), age=np.zeros(0, np.int64), now_xyxy=np.zeros((0, 4), np.float32),
+                   velocity=np.zeros((0, 2), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def owed_to(self, back: int, growth_per_frame: float) -> Faces:
+        """Each face's box on the frame ``back`` frames before this update (carried):
+        inside its life the hull of its two boxes, before its birth :func:`follow_back`."""
+        first, age = self.faces.xyxy, self.age
+        before = follow_back(first, self.now_xyxy, self.velocity, np.maximum(back - age, 0), back, growth_per_frame)
+        xyxy = np.where((back < age)[:, None], pair_hull(first, self.now_xyxy), before).astype(np.float32)
+        return Faces(xyxy, self.faces.score, self.faces.track_id, np.ones(len(xyxy), bool))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gaps:
+    """Tracks found again by one update after frames unseen (M rows).
+
+    before_xyxy: (M, 4) float32 box at the earlier sighting; now_xyxy: (M, 4) at this one.
+    frames: (M,) int64 frames from the earlier sighting to this one (>= 2).
+    track_id: (M,) int64.
+    """
+
+    before_xyxy: np.ndarray
+    now_xyxy: np.ndarray
+    frames: np.ndarray
+    track_id: np.ndarray
+
+    @classmethod
+    def none(cls) -> Gaps:
+        return cls(before_xyxy=np.zeros((0, 4), np.float32), now_xyxy=np.zeros((0, 4), np.float32),
+                   frames=np.zeros(0, np.int64), track_id=np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def owed_to(self, back: int, growth_per_frame: float) -> Faces:
+        """The faces unseen on the frame ``back`` frames before this update, on the
+        path between their sightings (:func:`bridge_boxes`; carried, score 1)."""
+        xyxy = bridge_boxes(self.before_xyxy, self.now_xyxy, self.frames, back, growth_per_frame)
+        return Faces(xyxy, np.ones(len(xyxy), np.float32), self.track_id[self.frames > back], np.ones(len(xyxy), bool))
 
 
 @dataclass(frozen=True)
@@ -89,50 +184,41 @@ class TrackUpdate:
     """One ``Persistence.update``: this frame's faces, and boxes owed to earlier frames.
 
     faces: every detection (with track ids) plus carried boxes of lost tracks.
-    births: faces confirmed by this update (their second detection), box at birth;
-        births_age (N,) frames between birth and now; births_now (N, 4) box now;
-        births_velocity (N, 2) centre motion in px/frame, measured from the face's own
-        sightings (or the scene's motion when it was born this frame).
-    gap_from, gap_to (M, 4): the boxes of tracks found again after gaps (M,) frames
-        unseen, at the earlier and at this sighting; gap_ids (M,).
+    born: the faces confirmed by this update, to paint back (:class:`Births`).
+    refound: the tracks found again after a gap, to bridge (:class:`Gaps`).
     growth_per_frame: how fast a look-back box grows with its distance from a sighting.
     """
 
     faces: Faces
-    births: Faces = field(default_factory=Faces.empty)
-    births_age: np.ndarray = field(default_factory=lambda: _NONE)
-    births_now: np.ndarray = field(default_factory=lambda: _NONE4)
-    births_velocity: np.ndarray = field(default_factory=lambda: _NONE2)
-    gap_from: np.ndarray = field(default_factory=lambda: _NONE4)
-    gap_to: np.ndarray = field(default_factory=lambda: _NONE4)
-    gaps: np.ndarray = field(default_factory=lambda: _NONE)
-    gap_ids: np.ndarray = field(default_factory=lambda: _NONE)
+    born: Births = field(default_factory=Births.none)
+    refound: Gaps = field(default_factory=Gaps.none)
     growth_per_frame: float = 0.0
+
+    # The records' columns under the flat names callers and tests use.
+    births = property(lambda self: self.born.faces, doc="(N) faces confirmed now, box at birth")
+    births_age = property(lambda self: self.born.age, doc="(N,) frames since birth")
+    births_now = property(lambda self: self.born.now_xyxy, doc="(N, 4) their boxes now")
+    births_velocity = property(lambda self: self.born.velocity, doc="(N, 2) px/frame")
+    gap_from = property(lambda self: self.refound.before_xyxy, doc="(M, 4) box before the gap")
+    gap_to = property(lambda self: self.refound.now_xyxy, doc="(M, 4) box now")
+    gaps = property(lambda self: self.refound.frames, doc="(M,) frames between the sightings")
+    gap_ids = property(lambda self: self.refound.track_id, doc="(M,) track ids")
 
     @property
     def reach(self) -> int | None:
         """How many frames back this update owes boxes: 0 none, None unbounded (a
-        birth is painted over every earlier frame still held)."""
-        if len(self.births):
+        birth is painted over every earlier frame still buffered)."""
+        if len(self.born):
             return None
-        return int(self.gaps.max()) - 1 if len(self.gaps) else 0
+        return int(self.refound.frames.max()) - 1 if len(self.refound) else 0
 
-    def lookback(self, back: int) -> Faces:
-        """Carried boxes for the frame ``back`` (>= 1) frames before this one: each
-        birth's box (inside its life, the span of its sightings; before its birth, its
-        boxes followed back along its motion and grown), and the path between two
+    def owed_to(self, back: int) -> Faces:
+        """Carried boxes for the frame ``back`` (>= 1) frames before this one (the
+        module docstring draws them): each birth's box, and the path between two
         sightings inside a gap. Boxes may reach past the frame edge (a face entering
         the frame): redaction clips them, nothing here drops them."""
-        first, now, age = self.births.xyxy, self.births_now, self.births_age
-        inside = back < age
-        spanned = np.concatenate([np.minimum(first[:, :2], now[:, :2]), np.maximum(first[:, 2:], now[:, 2:])], axis=1)
-        before = follow_back(first, now, self.births_velocity, np.maximum(back - age, 0), back,
-                             self.growth_per_frame)
-        born = np.where(inside[:, None], spanned, before).astype(np.float32)
-        bridged = bridge_boxes(self.gap_from, self.gap_to, self.gaps, back, self.growth_per_frame)
-        ids = np.concatenate([self.births.track_id, self.gap_ids[self.gaps > back]])
-        score = np.concatenate([self.births.score, np.ones(len(bridged), np.float32)])
-        return Faces(np.concatenate([born, bridged]), score.astype(np.float32), ids, np.ones(len(ids), bool))
+        return Faces.concat([self.born.owed_to(back, self.growth_per_frame),
+                             self.refound.owed_to(back, self.growth_per_frame)])
 
 
 def follow_back(first: np.ndarray, now: np.ndarray, velocity: np.ndarray, before_birth: np.ndarray,
@@ -150,22 +236,71 @@ def follow_back(first: np.ndarray, now: np.ndarray, velocity: np.ndarray, before
     """
     d = before_birth.astype(np.float32)[:, None]
     shift = np.tile(velocity, 2)
-    from_first = first - shift * d
-    from_now = now - shift * np.float32(before_now)
-    box = np.concatenate([np.minimum(from_first[:, :2], from_now[:, :2]),
-                          np.maximum(from_first[:, 2:], from_now[:, 2:])], axis=1)
+    box = pair_hull(first - shift * d, now - shift * np.float32(before_now))
     size = box[:, 2:] - box[:, :2]
     margin = size * growth_per_frame * (d + 1) / 2 + SPEED_DOUBT * np.abs(velocity) * d
     return np.concatenate([box[:, :2] - margin, box[:, 2:] + margin], axis=1).astype(np.float32)
 
 
-class Persistence:
-    """Holds lost faces for ``hold_frames``; call ``update`` once per frame, in order,
-    even when the detector found nothing (pass ``Faces.empty()``).
+@dataclass(frozen=True)
+class _Tracks:
+    """The live tracks as parallel arrays, one row per track (T rows), like ``Faces``.
 
-    Track state is kept as parallel arrays (T = live tracks): ``box`` (T, 4) last
-    detected or predicted xyxy, ``velocity`` (T, 4) per-frame change, ``missed`` (T,)
-    frames since last detection, ``ids`` (T,).
+    ids: (T,) int64 track id.
+    box: (T, 4) float32 xyxy at the last detection, or predicted since.
+    velocity: (T, 4) float32 per-frame change of ``box``, px/frame.
+    missed: (T,) int64 frames since the last detection.
+    score: (T,) score of the last detection.
+    last_seen: (T, 4) float32 box at the last detection.
+    hits: (T,) int64 detections since birth.
+    age: (T,) int64 updates since birth.
+    first_box: (T, 4) float32 box at birth.
+    owes_lookback: (T,) bool a new face whose look-back is not painted yet.
+    painted: (T, 4) float32 the latest box its look-back was painted from.
+
+    The owning ``Persistence`` writes into the columns of a table it made this update;
+    indexing and ``concat`` make new tables.
+    """
+
+    ids: np.ndarray
+    box: np.ndarray
+    velocity: np.ndarray
+    missed: np.ndarray
+    score: np.ndarray
+    last_seen: np.ndarray
+    hits: np.ndarray
+    age: np.ndarray
+    first_box: np.ndarray
+    owes_lookback: np.ndarray
+    painted: np.ndarray
+
+    @classmethod
+    def empty(cls) -> _Tracks:
+        box = np.zeros((0, 4), np.float32)
+        count = np.zeros(0, np.int64)
+        return cls(ids=count, box=box, velocity=box, missed=count, score=np.zeros(0, np.float32), last_seen=box,
+                   hits=count, age=count, first_box=box, owes_lookback=np.zeros(0, bool), painted=box)
+
+    @classmethod
+    def concat(cls, parts: list[_Tracks]) -> _Tracks:
+        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index) -> _Tracks:
+        """Select rows with a boolean mask or integer index array."""
+        return _Tracks(*(getattr(self, f.name)[index] for f in fields(self)))
+
+
+class Persistence:
+    """Carries lost faces for ``hold_frames``; call ``update`` once per frame, in
+    order, even when the detector found nothing (pass ``Faces.empty()``).
+
+    The live tracks are one table of parallel arrays (:class:`_Tracks`). An update is
+    five steps over it: match detections to tracks, advance every track (to its
+    detection, or predicted on), start tracks for unmatched detections, confirm new
+    faces (what is owed to earlier frames), forget tracks carried past their hold.
 
     Cost per update O(D + T + pairs of boxes that meet), not O(D * T): matching,
     distance matching (boxes widened by their reach), duplicates and known births all
@@ -175,21 +310,16 @@ class Persistence:
 
     def __init__(self, config: TrackConfig | None = None) -> None:
         self.config = config or TrackConfig()
-        self.box = np.zeros((0, 4), np.float32)
-        self.velocity = np.zeros((0, 4), np.float32)
-        self.missed = np.zeros(0, np.int64)
-        self.ids = np.zeros(0, np.int64)
-        self.score = np.zeros(0, np.float32)
-        self.last_seen = np.zeros((0, 4), np.float32)  # (T, 4) box at the last detection
-        self.hits = np.zeros(0, np.int64)  # (T,) detections so far
-        self.age = np.zeros(0, np.int64)  # (T,) updates since the track was born
-        self.first_box = np.zeros((0, 4), np.float32)  # (T, 4) box at birth
-        self.backfill = np.zeros(0, bool)  # (T,) a new face that still owes its look-back
-        self.painted = np.zeros((0, 4), np.float32)  # (T, 4) latest box its look-back was painted from
+        self._tracks = _Tracks.empty()
         # The scene's motion (a camera panning and zooming moves every face): a point p
         # moves scene[0] * p + scene[1:] px per frame. Fitted to the faces matched each frame.
         self.scene = np.zeros(3, np.float32)
         self._next_id = 0
+
+    @property
+    def ids(self) -> np.ndarray:
+        """(T,) ids of the live tracks."""
+        return self._tracks.ids
 
     def update(self, detections: Faces | None) -> TrackUpdate:
         """This frame's :class:`TrackUpdate`: ``faces`` are all ``detections`` (with
@@ -200,172 +330,175 @@ class Persistence:
         tracks are predicted forward but not aged, and nothing is born.
         """
         growth = self.config.growth_per_frame
-        predicted = self.box + self.velocity
+        tracks = self._tracks
+        predicted = tracks.box + tracks.velocity
         # A prediction is a guess that worsens with time: damp a face's own velocity
         # towards the scene's motion there, so a jittery velocity cannot carry a box off a
         # face that has stopped, while a face in a pan keeps moving with the pan.
-        field = scene_motion(self.scene, self.box)
-        self.velocity = field + (self.velocity - field) * np.float32(self.config.velocity_decay)
+        motion = scene_motion(self.scene, tracks.box)
+        tracks = replace(tracks, velocity=motion + (tracks.velocity - motion) * np.float32(self.config.velocity_decay))
         if detections is None:
-            self.box = predicted
-            return TrackUpdate(self._carried(np.ones(len(self.ids), bool)), growth_per_frame=growth)
-        det = detections.xyxy
-        track_of_det = np.full(len(det), -1, np.int64)
-        reached = np.zeros(len(det), bool)  # matched by distance, not overlap
-        if len(det) and len(predicted):
-            # Only boxes that meet can overlap: pairs from a grid, O(pairs), not O(D * T).
-            d, t = meeting_pairs(det, predicted)
-            iou = pair_iou(det[d], predicted[t])
-            close = iou >= self.config.match_iou
-            _assign_greedy(d[close], t[close], -iou[close], len(predicted), track_of_det)
-            # A face unseen for a few frames (a detector run on every k-th frame, a blink)
-            # can move out of IoU reach: match what is left by centre distance, within a
-            # radius that grows with the frames unseen, between boxes of similar size.
-            free_d, free_t = np.flatnonzero(track_of_det < 0), np.setdiff1d(np.arange(len(predicted)), track_of_det)
-            if len(free_d) and len(free_t):
-                seen = self.last_seen[free_t]
-                size_t = (seen[:, 2:] - seen[:, :2]).max(axis=1)
-                size_d = (det[free_d, 2:] - det[free_d, :2]).max(axis=1)
-                centre_t = (predicted[free_t, :2] + predicted[free_t, 2:]) / 2
-                centre_d = (det[free_d, :2] + det[free_d, 2:]) / 2
-                radius = np.minimum(self.config.reach_per_frame * (self.missed[free_t] + 1), MAX_REACH)
-                # Candidates: detection centres inside a square about each track's centre
-                # a little wider than its reach; the exact test below decides.
-                reach = (radius * np.maximum(size_t, 1)) * 1.001 + 0.01
-                i, j = meeting_pairs(np.concatenate([centre_d, centre_d], axis=1),
-                                     np.concatenate([centre_t - reach[:, None], centre_t + reach[:, None]], axis=1))
-                dist = np.linalg.norm(centre_d[i] - centre_t[j], axis=1) / np.maximum(size_t, 1)[j]
-                ratio = size_d[i] / np.maximum(size_t, 1)[j]
-                ok = (dist <= radius[j]) & (ratio > 1 / MAX_SIZE_RATIO) & (ratio < MAX_SIZE_RATIO)
-                sub = np.full(len(free_d), -1, np.int64)
-                _assign_greedy(i[ok], j[ok], dist[ok], len(free_t), sub)
-                track_of_det[free_d[sub >= 0]] = free_t[sub[sub >= 0]]
-                reached[free_d[sub >= 0]] = True
-        matched = track_of_det >= 0
-        hit = np.zeros(len(self.ids), bool)
-        hit[track_of_det[matched]] = True
-        t_hit, d_hit = track_of_det[matched], np.flatnonzero(matched)
-        refound = self.missed[t_hit] > 0
-        gap_from = self.last_seen[t_hit[refound]]
-        gap_to = det[d_hit[refound]].astype(np.float32)
-        gaps = self.missed[t_hit[refound]] + 1
-        gap_ids = self.ids[t_hit[refound]]
+            self._tracks = replace(tracks, box=predicted)
+            return TrackUpdate(self._carried(self._tracks, np.ones(len(tracks), bool)), growth_per_frame=growth)
+        track_of_det, by_distance = self._match(detections.xyxy, predicted, tracks)
+        refound = _refound(tracks, detections.xyxy, track_of_det)
+        tracks, duplicate = self._advance(tracks, predicted, detections, track_of_det)
+        tracks, track_of_det = self._start(tracks, detections, track_of_det, by_distance)
+        detected = Faces(detections.xyxy.astype(np.float32), detections.score.astype(np.float32),
+                         tracks.ids[track_of_det], np.zeros(len(detections), bool))
+        born = self._confirm(tracks, track_of_det)
+        # Forget: duplicates now (a detection covers their face), the rest once carried past their hold.
+        ended = np.concatenate([duplicate, np.zeros(len(tracks) - len(duplicate), bool)])
+        alive = (tracks.missed <= self.config.hold_frames) & ~ended
+        carried = self._carried(tracks, alive & (tracks.missed > 0))
+        self._tracks = tracks[alive]
+        return TrackUpdate(Faces.concat([detected, carried]), born, refound, growth)
 
-        # Matched tracks: update box and smoothed velocity. Unmatched: predict, age.
-        new_box = predicted.copy()
-        new_vel = self.velocity.copy()
-        t_idx = track_of_det[matched]
+    def _match(self, det: np.ndarray, predicted: np.ndarray, tracks: _Tracks) -> tuple[np.ndarray, np.ndarray]:
+        """Match detections ``det`` (D, 4) to tracks at ``predicted`` (T, 4): the track
+        row of each detection (D,) int64, -1 none, and (D,) bool matched by distance."""
+        track_of_det = np.full(len(det), -1, np.int64)
+        by_distance = np.zeros(len(det), bool)
+        if not len(det) or not len(predicted):
+            return track_of_det, by_distance
+        # Only boxes that meet can overlap: pairs from a grid, O(pairs), not O(D * T).
+        d, t = meeting_pairs(det, predicted)
+        iou = pair_iou(det[d], predicted[t])
+        close = iou >= self.config.match_iou
+        _assign_greedy(d[close], t[close], -iou[close], len(predicted), track_of_det)
+        # A face unseen for a few frames (a detector run on every k-th frame, a blink)
+        # can move out of IoU reach: match what is left by centre distance, within a
+        # radius that grows with the frames unseen, between boxes of similar size.
+        free_d, free_t = np.flatnonzero(track_of_det < 0), np.setdiff1d(np.arange(len(predicted)), track_of_det)
+        if not len(free_d) or not len(free_t):
+            return track_of_det, by_distance
+        seen = tracks.last_seen[free_t]
+        size_t = (seen[:, 2:] - seen[:, :2]).max(axis=1)
+        size_d = (det[free_d, 2:] - det[free_d, :2]).max(axis=1)
+        centre_t, centre_d = _centre(predicted[free_t]), _centre(det[free_d])
+        radius = np.minimum(self.config.reach_per_frame * (tracks.missed[free_t] + 1), MAX_REACH)
+        # Candidates: detection centres inside a square about each track's centre
+        # a little wider than its reach; the exact test below decides.
+        reach_px = (radius * np.maximum(size_t, 1)) * 1.001 + 0.01
+        i, j = meeting_pairs(np.concatenate([centre_d, centre_d], axis=1),
+                             np.concatenate([centre_t - reach_px[:, None], centre_t + reach_px[:, None]], axis=1))
+        dist = np.linalg.norm(centre_d[i] - centre_t[j], axis=1) / np.maximum(size_t, 1)[j]
+        ratio = size_d[i] / np.maximum(size_t, 1)[j]
+        ok = (dist <= radius[j]) & (ratio > 1 / MAX_SIZE_RATIO) & (ratio < MAX_SIZE_RATIO)
+        sub = np.full(len(free_d), -1, np.int64)
+        _assign_greedy(i[ok], j[ok], dist[ok], len(free_t), sub)
+        track_of_det[free_d[sub >= 0]] = free_t[sub[sub >= 0]]
+        by_distance[free_d[sub >= 0]] = True
+        return track_of_det, by_distance
+
+    def _advance(self, tracks: _Tracks, predicted: np.ndarray, detections: Faces,
+                 track_of_det: np.ndarray) -> tuple[_Tracks, np.ndarray]:
+        """Move every track on one frame: a matched one to its detection (its velocity
+        smoothed, the scene's motion refitted), the others to their prediction, one
+        more frame missed. Returns the new table and (T,) bool the tracks found to be
+        duplicates of a detection, which end now."""
+        det, matched = detections.xyxy, track_of_det >= 0
+        rows = track_of_det[matched]
+        hit = np.zeros(len(tracks), bool)
+        hit[rows] = True
         # Per-frame motion since the last sighting: a face re-found after k frames unseen
         # (a detector run on every k-th frame) moved k frames' worth.
-        step = (det[matched] - self.last_seen[t_idx]) / (self.missed[t_idx] + 1)[:, None].astype(np.float32)
-        new_vel[t_idx] = 0.5 * self.velocity[t_idx] + 0.5 * step
-        self.scene = fit_scene(_centre(self.last_seen[t_idx]), _centre(step), self.scene)
-        new_box[t_idx] = det[matched]
-        missed = np.where(hit, 0, self.missed + 1)
+        step = (det[matched] - tracks.last_seen[rows]) / (tracks.missed[rows] + 1)[:, None].astype(np.float32)
+        velocity = tracks.velocity.copy()
+        velocity[rows] = 0.5 * tracks.velocity[rows] + 0.5 * step
+        self.scene = fit_scene(_centre(tracks.last_seen[rows]), _centre(step), self.scene)
+        box, score, last_seen, hits = predicted.copy(), tracks.score.copy(), tracks.last_seen.copy(), tracks.hits.copy()
+        box[rows], score[rows], last_seen[rows] = det[matched], detections.score[matched], det[matched]
+        hits[rows] += 1
         # An unmatched track whose prediction lies mostly inside a detection of this frame
         # (and overlaps it as a match would) is a duplicate (two detectors, or a split
         # box, on one face): that detection covers the face, so the track ends instead of
         # adding a carried box. Overlap alone is not enough: in a crowd, a missed face
         # overlaps its detected neighbour.
+        duplicate = np.zeros(len(tracks), bool)
         if len(det) and (~hit).any():
             lost = predicted[~hit]
             i, j = meeting_pairs(lost, det)
             dup = (pair_iou(lost[i], det[j]) >= self.config.match_iou) & (covered_share(lost[i], det[j]) >= DUPLICATE_INSIDE)
-            covered = np.zeros(len(lost), bool)
-            covered[i[dup]] = True
-            missed[np.flatnonzero(~hit)[covered]] = self.config.hold_frames + 1
-        score = self.score.copy()
-        score[t_idx] = detections.score[matched]
-        last_seen = self.last_seen.copy()
-        last_seen[t_idx] = det[matched]
-        hits = self.hits.copy()
-        hits[t_idx] += 1
-        age = self.age + 1
+            duplicate[np.flatnonzero(~hit)[i[dup]]] = True
+        advanced = replace(tracks, box=box, velocity=velocity, missed=np.where(hit, 0, tracks.missed + 1), score=score,
+                           last_seen=last_seen, hits=hits, age=tracks.age + 1)
+        return advanced, duplicate
 
-        # Unmatched detections start new tracks.
-        born = ~matched
+    def _start(self, tracks: _Tracks, detections: Faces, track_of_det: np.ndarray,
+               by_distance: np.ndarray) -> tuple[_Tracks, np.ndarray]:
+        """Start a track for every unmatched detection, and start a track matched
+        ``by_distance`` over as a new face. Returns the table and each detection's row."""
+        det, born = detections.xyxy, track_of_det < 0
         n_born = int(born.sum())
-        born_ids = np.arange(self._next_id, self._next_id + n_born, dtype=np.int64)
-        self._next_id += n_born
-        track_of_det[born] = np.arange(len(self.ids), len(self.ids) + n_born)
-
-        self.box = np.concatenate([new_box, det[born]])
-        # A new face most likely moves as the scene does (a camera pan moves every face):
-        # predicted so, it is matched next frame even when it is small and the pan fast.
-        self.velocity = np.concatenate([new_vel, scene_motion(self.scene, det[born])]).astype(np.float32)
-        self.missed = np.concatenate([missed, np.zeros(n_born, np.int64)])
-        self.ids = np.concatenate([self.ids, born_ids])
-        self.score = np.concatenate([score, detections.score[born]])
-        self.last_seen = np.concatenate([last_seen, det[born]])
-        self.hits = np.concatenate([hits, np.ones(n_born, np.int64)])
-        self.age = np.concatenate([age, np.zeros(n_born, np.int64)])
-        self.first_box = np.concatenate([self.first_box, det[born]])
-        self.painted = np.concatenate([self.painted, det[born]])
         # A birth lying mostly inside a live track is a split or duplicate of a known
         # face, not a face appearing: it owes no look-back. One that merely touches a
         # neighbour's box (a face entering beside another, common in crowds) does.
         known = np.zeros(n_born, bool)
-        if n_born and len(new_box):
-            i, j = meeting_pairs(det[born], new_box)
-            known[i[covered_share(det[born][i], new_box[j]) >= 0.5]] = True
-        self.backfill = np.concatenate([self.backfill, ~known])
+        if n_born and len(tracks):
+            i, j = meeting_pairs(det[born], tracks.box)
+            known[i[covered_share(det[born][i], tracks.box[j]) >= 0.5]] = True
+        new = det[born]
+        # A new face most likely moves as the scene does (a camera pan moves every face):
+        # predicted so, it is matched next frame even when it is small and the pan fast.
+        started = _Tracks(ids=np.arange(self._next_id, self._next_id + n_born, dtype=np.int64), box=new,
+                          velocity=scene_motion(self.scene, new), missed=np.zeros(n_born, np.int64),
+                          score=detections.score[born], last_seen=new, hits=np.ones(n_born, np.int64),
+                          age=np.zeros(n_born, np.int64), first_box=new, owes_lookback=~known, painted=new)
+        self._next_id += n_born
+        track_of_det = track_of_det.copy()
+        track_of_det[born] = np.arange(len(tracks), len(tracks) + n_born)
+        tracks = _Tracks.concat([tracks, started])
         # A match by distance may be a different face that appeared where one was lost:
         # it keeps the track (and its bridge) but also owes the look-back of a new face,
         # from this box, once seen again.
-        t_reached = track_of_det[reached]
-        self.backfill[t_reached] = True
-        self.first_box[t_reached] = det[reached]
-        self.hits[t_reached] = 1
-        self.age[t_reached] = 0
-        self.painted[t_reached] = det[reached]
+        rows = track_of_det[by_distance]
+        tracks.owes_lookback[rows] = True
+        tracks.first_box[rows] = det[by_distance]
+        tracks.hits[rows] = 1
+        tracks.age[rows] = 0
+        tracks.painted[rows] = det[by_distance]
+        return tracks, track_of_det
 
-        out_detected = Faces(det.astype(np.float32), detections.score.astype(np.float32),
-                             self.ids[track_of_det], np.zeros(len(det), bool))
+    def _confirm(self, tracks: _Tracks, track_of_det: np.ndarray) -> Births:
+        """The faces whose look-back is due now, as :class:`Births`; ``tracks`` marks it paid."""
         # Look-back waits for a second detection: a one-frame false positive (common at
         # crowd-grade thresholds) would otherwise be painted over the frames before it.
-        confirmed = self.backfill & (self.hits >= self.config.confirm_hits)
+        confirmed = tracks.owes_lookback & (tracks.hits >= self.config.confirm_hits)
         # A young face whose box outgrows the one its look-back was painted from (a face
         # sliding in from the frame edge is first seen as a sliver, then whole) is
-        # painted back again from its new box, while its first frames are still held.
-        seen_now = np.zeros(len(self.ids), bool)
+        # painted back again from its new box, while its first frames are still buffered.
+        seen_now = np.zeros(len(tracks), bool)
         seen_now[track_of_det] = True
-        young = seen_now & ~self.backfill & (self.age <= self.config.lookback_frames)
+        young = seen_now & ~tracks.owes_lookback & (tracks.age <= self.config.lookback_frames)
         if young.any():
-            now, painted = self.last_seen[young], self.painted[young]
-            outgrown = _area(now) > OUTGROWN * _area(painted)
+            outgrown = _area(tracks.last_seen[young]) > OUTGROWN * _area(tracks.painted[young])
             confirmed[np.flatnonzero(young)[outgrown]] = True
-        births = Faces(self.first_box[confirmed], self.score[confirmed], self.ids[confirmed],
-                       np.ones(int(confirmed.sum()), bool))
-        births_age, births_now = self.age[confirmed], self.last_seen[confirmed]  # confirmed now: seen now
-        births_velocity = _centre(births_now) - _centre(self.first_box[confirmed])
-        births_velocity = np.where(births_age[:, None] > 0, births_velocity / np.maximum(births_age, 1)[:, None],
-                                   _centre(scene_motion(self.scene, births_now))).astype(np.float32)
-        self.backfill &= ~confirmed
-        self.painted[confirmed] = births_now
+        first, age, now = tracks.first_box[confirmed], tracks.age[confirmed], tracks.last_seen[confirmed]  # seen now
+        velocity = np.where(age[:, None] > 0, (_centre(now) - _centre(first)) / np.maximum(age, 1)[:, None],
+                            _centre(scene_motion(self.scene, now))).astype(np.float32)
+        tracks.owes_lookback[confirmed] = False
+        tracks.painted[confirmed] = now
+        faces = Faces(first, tracks.score[confirmed], tracks.ids[confirmed], np.ones(len(first), bool))
+        return Births(faces=faces, age=age, now_xyxy=now, velocity=velocity)
 
-        lost = (self.missed > 0) & (self.missed <= self.config.hold_frames)
-        carried = self._carried(lost)
-        # Forget tracks past their hold.
-        alive = self.missed <= self.config.hold_frames
-        self.box, self.velocity, self.missed = self.box[alive], self.velocity[alive], self.missed[alive]
-        self.ids, self.score, self.last_seen = self.ids[alive], self.score[alive], self.last_seen[alive]
-        self.hits, self.age, self.first_box = self.hits[alive], self.age[alive], self.first_box[alive]
-        self.backfill, self.painted = self.backfill[alive], self.painted[alive]
-        return TrackUpdate(Faces.concat([out_detected, carried]), births, births_age, births_now,
-                           births_velocity, gap_from, gap_to, gaps, gap_ids, growth)
-
-    def _carried(self, which: np.ndarray) -> Faces:
+    def _carried(self, tracks: _Tracks, which: np.ndarray) -> Faces:
         """Boxes for the selected lost tracks: the union of where the face was last
         seen and where its motion predicts it, grown by the time unseen."""
         if not which.any():
             return Faces.empty()
-        grow = 1.0 + self.config.growth_per_frame * np.maximum(self.missed[which], 1)
-        pred, seen = self.box[which], self.last_seen[which]
-        box = np.concatenate([np.minimum(pred[:, :2], seen[:, :2]), np.maximum(pred[:, 2:], seen[:, 2:])], axis=1)
-        centre = (box[:, :2] + box[:, 2:]) / 2
-        half = (box[:, 2:] - box[:, :2]) / 2 * grow[:, None]
-        xyxy = np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
-        return Faces(xyxy, self.score[which], self.ids[which], np.ones(int(which.sum()), bool))
+        grow = 1.0 + self.config.growth_per_frame * np.maximum(tracks.missed[which], 1)
+        xyxy = scale_about_centre(pair_hull(tracks.box[which], tracks.last_seen[which]), grow).astype(np.float32)
+        return Faces(xyxy, tracks.score[which], tracks.ids[which], np.ones(int(which.sum()), bool))
+
+
+def _refound(tracks: _Tracks, det: np.ndarray, track_of_det: np.ndarray) -> Gaps:
+    """The tracks that ``det`` (D, 4) find again after frames unseen, before they advance."""
+    d = np.flatnonzero(track_of_det >= 0)
+    d = d[tracks.missed[track_of_det[d]] > 0]
+    rows = track_of_det[d]
+    return Gaps(before_xyxy=tracks.last_seen[rows], now_xyxy=det[d].astype(np.float32),
+                frames=tracks.missed[rows] + 1, track_id=tracks.ids[rows])
 
 
 def _area(xyxy: np.ndarray) -> np.ndarray:
@@ -453,9 +586,7 @@ def bridge_boxes(gap_from: np.ndarray, gap_to: np.ndarray, gaps: np.ndarray, bac
     start, end, gap = gap_from[inside], gap_to[inside], gaps[inside].astype(np.float32)
     t = ((gap - back) / gap)[:, None]  # 0 at the earlier sighting, 1 at this one
     box = start + (end - start) * t
-    grow = 1.0 + growth_per_frame * np.minimum(gap - back, back)[:, None]
-    centre, half = (box[:, :2] + box[:, 2:]) / 2, (box[:, 2:] - box[:, :2]) / 2 * grow
-    return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
+    return scale_about_centre(box, 1.0 + growth_per_frame * np.minimum(gap - back, back)).astype(np.float32)
 
 
 def one_box_per_face(faces: Faces, regions: np.ndarray) -> Faces:

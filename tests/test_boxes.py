@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from blurcam.boxes import box_iou, clip_to_pixels, pad_boxes, xywh_to_xyxy
+from blurcam.boxes import box_iou, clip_to_pixels, pad_boxes, pair_hull, scale_about_centre, xywh_to_xyxy
 
 
 @pytest.mark.parametrize("xywh, xyxy", [
@@ -32,9 +32,27 @@ def test_clip_to_pixels_covers_edges(box, expected):
     np.testing.assert_array_equal(clip_to_pixels(np.array([box]), (640, 360))[0], expected)
 
 
+@pytest.mark.parametrize("scale, expected", [
+    (2.0, [[-5, -5, 15, 15], [0, 20, 40, 28]]),  # one scale for every box
+    (np.array([2.0, 0.5]), [[-5, -5, 15, 15], [15, 23, 25, 25]]),  # one per box (the tracker's growth)
+    (np.array([1.0, 1.0], np.float32), [[0, 0, 10, 10], [10, 22, 30, 26]]),
+])
+def test_scale_about_centre(scale, expected):
+    boxes = np.array([[0, 0, 10, 10], [10, 22, 30, 26]], np.float32)
+    np.testing.assert_array_equal(scale_about_centre(boxes, scale), expected)
+
+
+def test_pair_hull_holds_both_boxes_row_by_row():
+    a = np.array([[0, 0, 10, 10], [5, 5, 6, 6]], np.float32)
+    b = np.array([[5, -2, 8, 20], [0, 0, 1, 1]], np.float32)
+    np.testing.assert_array_equal(pair_hull(a, b), [[0, -2, 10, 20], [0, 0, 6, 6]])
+
+
 def test_box_maths_empty_input():
     empty = np.zeros((0, 4), np.float32)
     assert pad_boxes(empty).shape == (0, 4)
+    assert scale_about_centre(empty, np.zeros(0)).shape == (0, 4)
+    assert pair_hull(empty, empty).shape == (0, 4)
     assert clip_to_pixels(empty, (10, 10)).shape == (0, 4)
     assert box_iou(empty, np.array([[0, 0, 1, 1]])).shape == (0, 1)
 

@@ -163,12 +163,12 @@ def test_lookback_spans_a_new_face_back_to_its_birth_and_grows_before_it():
     p.update(Faces.empty())
     update = p.update(faces([20, 0, 60, 40]))
     assert update.reach is None  # a birth is owed to every earlier frame still held
-    one_back = update.lookback(1)  # inside its life: the span of both sightings (and the bridge)
+    one_back = update.owed_to(1)  # inside its life: the span of both sightings (and the bridge)
     assert one_back.carried.all() and (one_back.track_id == update.faces.track_id[0]).all()
     np.testing.assert_allclose(one_back.xyxy[0], [0, 0, 60, 40])
     # Before its birth: followed back along its motion (10 px/frame to the right), grown
     # by 2 frames' growth (4 px a side) and, along x, by half its speed per frame back (5 px).
-    three_back = update.lookback(3)
+    three_back = update.owed_to(3)
     assert len(three_back) == 1
     np.testing.assert_allclose(three_back.xyxy[0], [-10 - 4 - 5, -4, 30 + 4 + 5, 44])
 
@@ -181,8 +181,8 @@ def test_lookback_of_a_plain_gap_reaches_only_inside_it():
         p.update(Faces.empty())
     update = p.update(faces([12, 0, 52, 40]))  # still overlapping: the same face, no new birth
     assert update.gaps.tolist() == [3] and update.reach == 2 and len(update.births) == 0
-    np.testing.assert_allclose(update.lookback(1).xyxy, bridge_boxes(update.gap_from, update.gap_to, update.gaps, 1, 0.03))
-    assert len(update.lookback(3)) == 0
+    np.testing.assert_allclose(update.owed_to(1).xyxy, bridge_boxes(update.gap_from, update.gap_to, update.gaps, 1, 0.03))
+    assert len(update.owed_to(3)) == 0
 
 
 def test_lookback_follows_a_face_back_past_the_frame_edge():
@@ -191,7 +191,7 @@ def test_lookback_follows_a_face_back_past_the_frame_edge():
     p = Persistence(TrackConfig(growth_per_frame=0.0))
     p.update(faces([0, 100, 30, 140]))
     update = p.update(faces([0, 100, 40, 140]))  # the visible part widens: 5 px/frame centre
-    box = update.lookback(4).xyxy[0]  # three frames before its birth
+    box = update.owed_to(4).xyxy[0]  # three frames before its birth
     assert box[0] < 0 < box[2]  # centre may be outside, the part inside is covered
     assert box[2] >= 30 - 3 * 10  # reaches the sliver that was inside then
     assert (box[1], box[3]) == (100, 140)  # it moved along x only
@@ -206,7 +206,7 @@ def test_young_face_whose_box_outgrows_its_lookback_is_painted_back_again():
     assert len(p.update(faces([617, 100, 640, 122])).births) == 0  # about the same size: painted already
     again = p.update(faces([600, 100, 640, 160]))
     assert len(again.births) == 1
-    np.testing.assert_allclose(again.lookback(2).xyxy[0], [600, 100, 640, 160])
+    np.testing.assert_allclose(again.owed_to(2).xyxy[0], [600, 100, 640, 160])
 
 
 def test_follow_back_never_shrinks_a_box():

@@ -15,9 +15,9 @@ record matches is skipped. It holds paths relative to the input folders, counts 
 hashes: no pixels, no absolute paths, no secrets.
 
 Outputs are written as by a single-file run: under a hidden ``.NAME.XXXXXXXX.partial.EXT``
-name (:func:`blurcam.io.atomic.partial_name`), renamed into place when complete. A worker that is stopped (Ctrl-C, its parent
-gone) removes its partial file; one killed outright cannot, so every run first removes
-the partial names left in OUTPUT_DIR.
+name (:func:`blurcam.io.atomic.partial_name`), renamed into place when complete. A
+worker that is stopped (Ctrl-C, its parent gone) removes its partial file; one killed
+outright cannot, so every run first removes the partial names left in OUTPUT_DIR.
 
 This module imports no typer and no rich: the CLI renders the events it gets.
 """
@@ -103,7 +103,8 @@ def scan_inputs(inputs: Iterable[str | Path], output_dir: str | Path) -> tuple[l
 
     A folder's tree is mirrored directly under ``output_dir``; a file goes to
     ``output_dir/NAME``. A video in a container blurcam reads but does not write (.mpg,
-    .3gp: see :mod:`blurcam.io.media`) is written as NAME.mp4, as ``blurcam blur`` does. Symbolic links to folders are followed, except one back to a
+    .3gp: see :mod:`blurcam.io.media`) is written as NAME.mp4, as ``blurcam blur`` does.
+    Symbolic links to folders are followed, except one back to a
     folder it is inside (a loop: its files are in the run already). Hidden files and
     folders, non-media files (camera sidecars such as .THM thumbnails and .XML are not
     copied) and anything inside ``output_dir`` are left out. Returns (jobs sorted by

@@ -16,9 +16,9 @@ size; a file whose record matches is skipped. It holds paths relative to the inp
 hashes: no pixels, no absolute paths, no secrets.
 
 Outputs are written as by a single-file run: under a hidden ``.NAME.XXXXXXXX.partial.EXT``
-name, renamed into place when complete. A worker that is stopped (Ctrl-C, its parent
-gone) removes its partial file; one killed outright cannot, so every run first removes
-the partial names left in OUTPUT_DIR.
+name (:func:`blurcam.io.atomic.partial_name`), renamed into place when complete. A
+worker that is stopped (Ctrl-C, its parent gone) removes its partial file; one killed
+outright cannot, so every run first removes the partial names left in OUTPUT_DIR.
 
 This module imports no typer and no rich: the CLI renders the events it gets.
 """
@@ -29,25 +29,21 @@ import hashlib
 import json
 import logging
 import os
-import re
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .errors import BlurcamError, ManifestError, OutputCollisionError, SameFileError, SinkError, SourceError
+from .io.atomic import is_partial_name, partial_name, write_atomically
+from .io.media import frame_count, is_image_path, is_media_path, output_suffix
 from .models import sha256_file
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "blurcam-manifest.json"
 MANIFEST_SCHEMA = 1
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".ts", ".mts", ".m2ts", ".avi", ".flv",
-                    ".mpg", ".mpeg", ".3gp", ".wmv")
-# The name FileSink and write_atomically give a file while it is written.
-PARTIAL_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.partial(\.[^./]+)?$")
 
 
 @dataclass(frozen=True)
@@ -64,8 +60,6 @@ class Job:
 
     @property
     def is_image(self) -> bool:
-        from .pipeline import is_image_path
-
         return is_image_path(self.input)
 
 
@@ -89,12 +83,6 @@ class JobResult:
     output_size: int = 0
 
 
-def is_media_path(path: Path) -> bool:
-    from .pipeline import is_image_path
-
-    return path.suffix.lower() in VIDEO_EXTENSIONS or is_image_path(path)
-
-
 @dataclass(frozen=True)
 class LeftOut:
     """Something under a folder run's inputs that could not be read (a folder that cannot
@@ -115,7 +103,9 @@ def scan_inputs(inputs: Iterable[str | Path], output_dir: str | Path) -> tuple[l
     """Map every media file under ``inputs`` to its place under ``output_dir``.
 
     A folder's tree is mirrored directly under ``output_dir``; a file goes to
-    ``output_dir/NAME``. Symbolic links to folders are followed, except one back to a
+    ``output_dir/NAME``. A video in a container blurcam reads but does not write (.mpg,
+    .3gp: see :mod:`blurcam.io.media`) is written as NAME.mp4, as ``blurcam blur`` does.
+    Symbolic links to folders are followed, except one back to a
     folder it is inside (a loop: its files are in the run already). Hidden files and
     folders, non-media files (camera sidecars such as .THM thumbnails and .XML are not
     copied) and anything inside ``output_dir`` are left out. Returns (jobs sorted by
@@ -145,7 +135,8 @@ def scan_inputs(inputs: Iterable[str | Path], output_dir: str | Path) -> tuple[l
                 ignored += 1
                 log.info("left out %s: not a video or image", path)
                 continue
-            jobs.append(Job(path.absolute(), output_dir / rel, rel, rel))
+            key = str(PurePosixPath(rel).with_suffix(output_suffix(rel)))  # clip.mpg -> clip.mp4
+            jobs.append(Job(path.absolute(), output_dir / key, key, rel))
     seen: dict[str, Job] = {}
     for job in jobs:
         other = seen.setdefault(job.key.casefold(), job)
@@ -282,16 +273,14 @@ class Manifest:
                                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     def save(self) -> None:
-        """Write atomically (temporary file + rename): a crash leaves the old or the new one."""
+        """Write with :func:`blurcam.io.atomic.write_atomically` (a locked partial, fsynced,
+        renamed into place): a crash or power cut leaves the old manifest or the new one."""
         used = {rec.get("settings") for rec in self.files.values()}
         self.data["settings"] = {k: v for k, v in self.data["settings"].items() if k in used}
-        tmp = self.path.with_name(f".{self.path.stem}.{secrets.token_hex(4)}.partial.json")
         try:
-            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise SinkError(f"{self.path}: cannot write manifest: {exc.strerror or exc}") from None
+            write_atomically(self.path, json.dumps(self.data, indent=1, sort_keys=True).encode(), overwrite=True)
+        except SinkError as exc:  # DiskFullError keeps its own exit status
+            raise type(exc)(f"cannot write the manifest: {exc}") from None
 
 
 def _shape_problem(data: dict) -> str | None:
@@ -324,7 +313,7 @@ def prepare_output_dir(output_dir: str | Path) -> Path:
         raise SinkError(f"{output_dir}: exists and is not a folder") from None
     except OSError as exc:
         raise SinkError(f"{output_dir}: output folder cannot be created: {exc.strerror or exc}") from None
-    probe = output_dir / f".blurcam-probe.{secrets.token_hex(4)}.partial"
+    probe = partial_name(output_dir / "blurcam-probe")  # a killed run's probe is cleaned up as a partial
     try:
         probe.write_bytes(b"")
         probe.unlink()
@@ -379,7 +368,7 @@ def remove_partials(output_dir: str | Path, *, settle_s: float = 0.0) -> list[Pa
 
     folders = [Path(folder) for folder, _dirs, _files in os.walk(output_dir)]
     if settle_s:
-        ages = [time.time() - p.stat().st_mtime for f in folders for p in f.iterdir() if PARTIAL_RE.match(p.name)]
+        ages = [time.time() - p.stat().st_mtime for f in folders for p in f.iterdir() if is_partial_name(p.name)]
         if ages:
             time.sleep(min(settle_s, max(0.0, STALE_AFTER_S + 0.2 - min(ages))))
     removed = []
@@ -531,21 +520,6 @@ class Events:
     def progress(self, job: Job, frames_done: int) -> None: ...
 
     def finished(self, job: Job, result: JobResult) -> None: ...
-
-
-def frame_count(path: Path) -> int | None:
-    """Frame count from the container header (for progress); 1 for an image; None if unknown."""
-    from .pipeline import is_image_path
-
-    if is_image_path(path):
-        return 1
-    import av
-
-    try:
-        with av.open(str(path)) as c:
-            return c.streams.video[0].frames or None
-    except Exception:  # the job itself reports what is wrong with the file
-        return None
 
 
 def default_jobs(detector, n_files: int) -> int:

@@ -111,6 +111,7 @@ def blur(
     """
     from .errors import EXIT_SALVAGED
     from .io.sink import EncoderConfig
+    from .io.media import frame_count
     from .pipeline import PipelineConfig, default_output_path, is_image_path, redact_path
     from .redact import RedactConfig
     from .regions import load_regions
@@ -140,7 +141,7 @@ def blur(
                                report=report)
         input, output = paths[0], (paths[1] if len(paths) > 1 else None)
         output = output or default_output_path(input)
-        progress = Progress(None if is_image_path(input) else _frame_count(input), enabled=not quiet and sys.stderr.isatty())
+        progress = Progress(None if is_image_path(input) else frame_count(input), enabled=not quiet and sys.stderr.isatty())
         try:
             stats = redact_path(input, output, config, overwrite=overwrite, report=report,
                                 report_full_paths=report_full_paths, on_frame=progress)
@@ -393,17 +394,6 @@ def _build(config_class, **values):
         return config_class(**values)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-
-
-def _frame_count(path: Path) -> int | None:
-    """Frame count from the container header, for the progress bar; None if unknown."""
-    import av
-
-    try:
-        with av.open(str(path)) as c:
-            return c.streams.video[0].frames or None
-    except Exception:  # the real open reports the problem properly
-        return None
 
 
 @app.callback()

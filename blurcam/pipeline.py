@@ -25,7 +25,8 @@ from .cpu import encoder_threads_beside_detector
 from .detect import DEFAULT_LIVE_PRESET, Detector, DetectorConfig, make_detector
 from .errors import BlurcamError, SinkError, SourceError, UsageError
 from .io.atomic import check_output_path, refuse_same_file, write_atomically
-from .io.sink import VIDEO_FORMATS, EncoderConfig, FileSink, Sink
+from .io.media import IMAGE_EXTENSIONS, is_image_path, output_suffix
+from .io.sink import EncoderConfig, FileSink, Sink
 from .io.source import MediaSource, open_live_source
 from .io.destination import parse_destinations
 from .io.fanout import FanOut
@@ -141,8 +142,7 @@ def default_output_path(input_path: str | Path) -> Path:
     """INPUT's name + ``.blurred`` + its extension: clip.mp4 -> clip.blurred.mp4. A video
     in a container blurcam does not write (an animated GIF, a .3gp) becomes an .mp4."""
     p = Path(input_path)
-    suffix = p.suffix if is_image_path(p) or p.suffix.lower() in VIDEO_FORMATS else ".mp4"
-    return p.with_name(f"{p.stem}.blurred{suffix}")
+    return p.with_name(f"{p.stem}.blurred{output_suffix(p)}")
 
 
 def redact_file(input_path: str | Path, output_path: str | Path | None = None,
@@ -203,13 +203,6 @@ def region_pass(config: PipelineConfig) -> RegionPass | None:
 def half_frame_s(info) -> float:
     """Half a frame interval of ``info`` (a VideoInfo) in seconds; 60 fps when unknown."""
     return 0.5 / float(info.frame_rate) if info.frame_rate else 1 / 120
-
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-
-
-def is_image_path(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def redact_image(input_path: str | Path, output_path: str | Path | None = None,

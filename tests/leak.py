@@ -4,6 +4,13 @@ The same measure as ../shared/tools/leakcheck.py, written for the tests: band-pa
 both images at the scale of eyes and mouth (difference of Gaussians, sigma h/32 and
 3h/32 for a face h px high), then ask what share of the input's band-passed energy
 projects onto the output. Compression keeps ~90 %; smoothed cell means keep ~0.
+
+blurcam.detail implements the same measure for ``blurcam verify``. This copy is kept
+apart on purpose: the tests' leak oracle must not be the code it checks (a bug there
+would pass every privacy test). test_mechanisms.py checks that the two agree. The one
+difference is deliberate: this copy abstains (None) only on a flat region (band energy
+under 1e-3), the library under about 0.5 grey level per pixel, so a plain face is still
+measured here.
 """
 from __future__ import annotations
 
@@ -18,9 +25,12 @@ def _gray(image: np.ndarray) -> np.ndarray:
 def detail_kept(original: np.ndarray, redacted: np.ndarray, face_xyxy) -> float | None:
     """Share of the input's feature-scale detail inside the face box (inner 80 %) that
     survives in ``redacted``; None when the box holds no detail to measure."""
-    x1, y1, x2, y2 = face_xyxy[:4]
+    x1, y1, x2, y2 = (float(v) for v in face_xyxy[:4])
     w, h = x2 - x1, y2 - y1
-    ix1, iy1, ix2, iy2 = int(x1 + 0.1 * w), int(y1 + 0.1 * h), int(np.ceil(x2 - 0.1 * w)), int(np.ceil(y2 - 0.1 * h))
+    height, width = original.shape[:2]
+    # clipped to the image: a box partly outside it must not wrap to the other side
+    ix1, iy1 = max(0, int(x1 + 0.1 * w)), max(0, int(y1 + 0.1 * h))
+    ix2, iy2 = min(width, int(np.ceil(x2 - 0.1 * w))), min(height, int(np.ceil(y2 - 0.1 * h)))
     if ix2 - ix1 < 4 or iy2 - iy1 < 4:
         return None
     a = _gray(original[iy1:iy2, ix1:ix2])

@@ -18,9 +18,10 @@ import cv2
 import pytest
 from typer.testing import CliRunner
 
-from blurcam.batch import MANIFEST_NAME, PARTIAL_RE, plan_jobs
+from blurcam.batch import MANIFEST_NAME, plan_jobs
 from blurcam.cli import app
 from blurcam.errors import OutputCollisionError
+from blurcam.io.atomic import is_partial_name
 from blurcam.synth import Placement, background, render, write_clip
 from conftest import decode_rgb
 from leak import detail_kept
@@ -54,7 +55,7 @@ def blur(*args):
 
 
 def partials(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.rglob("*") if PARTIAL_RE.match(p.name) or "partial" in p.name)
+    return sorted(p.name for p in folder.rglob("*") if is_partial_name(p.name) or "partial" in p.name)
 
 
 def manifest(folder: Path) -> dict:

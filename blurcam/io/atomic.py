@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import time
 from pathlib import Path
 
@@ -21,8 +22,11 @@ except ImportError:  # Windows: stale partials are not cleaned up automatically
 log = logging.getLogger(__name__)
 
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
-# Hidden temporary outputs: .NAME.<8 hex>.partial.EXT, beside the output.
-_PARTIAL = re.compile(r"^\..+\.[0-9a-f]{8}\.partial(\.[^.]*)?$")
+# Exactly the names partial_name gives, and nothing a user is likely to own: any stem
+# (dots, spaces, even a newline: DOTALL), 8 lowercase hex digits, then the target's
+# suffix if it has one (a dot and at least one more character, none of them a dot).
+# \Z, not $: a name ending in a newline is not a partial. Match whole names only.
+PARTIAL_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.partial(\.[^./]+)?\Z", re.DOTALL)
 STALE_AFTER_S = 5.0  # a partial younger than this may not be locked by its writer yet
 
 
@@ -33,11 +37,23 @@ def disk_error(exc: BaseException, where: str) -> Exception:
     return SinkError(f"{where}: write failed: {exc}")
 
 
+def partial_name(path: Path) -> Path:
+    """The hidden name beside ``path`` that it has while it is written:
+    ``.STEM.<8 hex>.partial.EXT`` (``.STEM.<8 hex>.partial`` without an extension). The
+    extension is kept so that tools which go by it (FFmpeg's muxer choice) still can."""
+    return path.with_name(f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}")
+
+
+def is_partial_name(name: str) -> bool:
+    """True for a file name :func:`partial_name` can give (what stale-partial cleanup removes)."""
+    return PARTIAL_RE.match(name) is not None
+
+
 def create_partial(path: Path) -> tuple[Path, int | None]:
     """Create and lock the hidden temporary file for ``path`` (after removing stale ones
     in its folder). Returns the name and the descriptor that holds the lock."""
     remove_stale_partials(path.parent if str(path.parent) else Path("."))
-    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}")
+    tmp = partial_name(path)
     try:
         fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except OSError as exc:
@@ -63,7 +79,7 @@ def remove_stale_partials(folder: Path) -> list[Path]:
         return []
     removed = []
     try:
-        names = [n for n in os.listdir(folder) if _PARTIAL.match(n)]
+        names = [n for n in os.listdir(folder) if is_partial_name(n)]
     except OSError:
         return []
     for name in names:
@@ -130,11 +146,26 @@ def move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
 
 
 def write_atomically(path: Path, data: bytes, *, overwrite: bool) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then move it into place."""
+    """Write ``data`` to a locked partial beside ``path``, flush it to the disk, then
+    move it into place: a crash at any point leaves the old file or the new one, never
+    a torn one. DiskFullError or SinkError (naming ``path``) when it cannot."""
+    _fill_atomically(path, lambda f: f.write(data), overwrite)
+
+
+def copy_atomically(source: Path, path: Path, *, overwrite: bool) -> None:
+    """Copy the file ``source`` to ``path`` as :func:`write_atomically` writes. OSError
+    when ``source`` cannot be opened; DiskFullError or SinkError when ``path`` cannot be written."""
+    with open(source, "rb") as src:
+        _fill_atomically(path, lambda f: shutil.copyfileobj(src, f), overwrite)
+
+
+def _fill_atomically(path: Path, fill, overwrite: bool) -> None:
+    """``fill(binary file)`` writes the content into a locked partial, which is then
+    fsynced and moved into place (see :func:`move_into_place` for ``overwrite``)."""
     tmp, lock = create_partial(path)
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            fill(f)
             f.flush()
             os.fsync(f.fileno())
         move_into_place(tmp, path, overwrite)

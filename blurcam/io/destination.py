@@ -8,8 +8,7 @@ from urllib.parse import urlsplit
 
 from ..errors import UsageError
 from ..urls import mask_url
-
-_RECORDING_FORMATS = {".ts": "mpegts", ".m2ts": "mpegts", ".mkv": "matroska", ".flv": "flv"}
+from .media import RECORDING_FORMATS
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class Destination:
             return cls(text, format or "mpegts", True, mask_url(text))
         if scheme:
             raise UsageError(f"{scheme}://: unsupported live destination (use rtmp://, udp://, tcp://, a file or -)")
-        fmt = format or _RECORDING_FORMATS.get(Path(text).suffix.lower())
+        fmt = format or RECORDING_FORMATS.get(Path(text).suffix.lower())
         if fmt is None:
             raise UsageError(f"{text}: a live recording must be .ts, .mkv or .flv (a streamable container)")
         return cls(text, fmt, False, text)

@@ -19,6 +19,7 @@ from ..types import Frame, VideoInfo
 from .atomic import check_output_path, create_partial, disk_error, move_into_place, unlock
 from .audio import AudioParams, AudioTranscoder, can_copy, target_codec
 from .convert import holds, planes_to_videoframe
+from .media import VIDEO_FORMATS
 
 
 log = logging.getLogger(__name__)
@@ -255,10 +256,6 @@ class FileSink:
 def default_codec(format_name: str) -> str:
     """The video codec for a container when --codec is not given."""
     return "libvpx-vp9" if format_name.split(",")[0] == "webm" else "libx264"
-
-
-VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
-                 ".ts": "mpegts", ".m2ts": "mpegts", ".flv": "flv", ".avi": "avi"}
 
 
 def _format_for(path: Path) -> str:

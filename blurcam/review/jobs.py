@@ -30,9 +30,8 @@ from pathlib import Path
 
 from ..detect import DEFAULT_LIVE_PRESET, PRESETS as DETECTOR_PRESETS
 from ..errors import BlurcamError, OutputExistsError, SinkError, UsageError
-from ..io.atomic import move_into_place, refuse_same_file, write_atomically
-from ..io.sink import VIDEO_FORMATS
-from ..pipeline import IMAGE_EXTENSIONS, is_image_path
+from ..io.atomic import copy_atomically, refuse_same_file, write_atomically
+from ..io.media import MEDIA_EXTENSIONS, frame_count, is_image_path, is_media_path
 from ..regions import parse_regions
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 PRESETS = tuple(name for name in DETECTOR_PRESETS if name != DEFAULT_LIVE_PRESET)
 MANIFEST_MAX_BYTES = 32 * 2**20  # a folder run's manifest the desk reads (about 100 000 files)
 RUNS_FRESH_S = 2.0  # a folder run's state is read again at least this often
-MEDIA_EXTENSIONS = tuple(VIDEO_FORMATS) + IMAGE_EXTENSIONS
 
 
 class UploadTooLarge(UsageError):
@@ -118,7 +116,7 @@ class Desk:
         """Store an upload (an async iterable of byte chunks) in the private workdir.
         The original never goes anywhere else; a too-large upload is removed as it fails."""
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(name).name).lstrip(".") or "upload"
-        if Path(safe).suffix.lower() not in MEDIA_EXTENSIONS:
+        if not is_media_path(safe):
             raise UsageError(f"{safe}: not a video or image blurcam reads ({', '.join(MEDIA_EXTENSIONS)})")
         too_large = UploadTooLarge(f"{safe}: larger than the upload limit ({self.max_upload_bytes // 2**20} MiB)")
         if declared_bytes is not None and declared_bytes > self.max_upload_bytes:
@@ -427,12 +425,7 @@ class Desk:
         for src, dst in [(output, path)] + [(self.sidecar(item, kind), dst) for kind, dst in sidecars.items()]:
             if not src.exists():
                 continue
-            tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.partial")
-            try:
-                shutil.copyfile(src, tmp)
-                move_into_place(tmp, dst, overwrite or str(dst) in item.kept_regions)
-            finally:
-                tmp.unlink(missing_ok=True)
+            copy_atomically(src, dst, overwrite=overwrite or str(dst) in item.kept_regions)
             written.append(dst)
         with self.lock:
             item.exported.append(str(path))
@@ -517,7 +510,7 @@ def work(spec: dict, messages) -> None:
             messages.put((kind, done, total))
 
     try:
-        total = _frame_count(spec["input"])
+        total = frame_count(spec["input"])
         regions = load_regions(spec["regions"])
         config = PipelineConfig(detector=DetectorConfig(name=spec["preset"]), regions=regions if len(regions) else None,
                                 apply_exclusions=not regions.face.all() if len(regions) else False)
@@ -591,15 +584,3 @@ def _stored_geometry(path: str) -> tuple[tuple[int, int] | None, int]:
             return (frame.width, frame.height), int(round(frame.rotation or 0))
     except Exception:  # the boxes are then drawn as stored
         return None, 0
-
-
-def _frame_count(path: str) -> int | None:
-    if is_image_path(path):
-        return 1
-    import av
-
-    try:
-        with av.open(path) as c:
-            return c.streams.video[0].frames or None
-    except Exception:  # the render reports the problem properly
-        return None

@@ -23,7 +23,8 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from ..errors import BlurcamError, OutputExistsError, UsageError
-from .jobs import MEDIA_EXTENSIONS, PRESETS, Desk, UploadTooLarge
+from ..io.media import MEDIA_EXTENSIONS, is_media_path
+from .jobs import PRESETS, Desk, UploadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ def collect(paths: list[Path]) -> list[tuple[Path, str]]:
     for path in paths:
         if path.is_dir():
             for each in sorted(path.rglob("*")):
-                if each.is_file() and each.suffix.lower() in MEDIA_EXTENSIONS and not each.name.startswith("."):
+                if each.is_file() and is_media_path(each) and not each.name.startswith("."):
                     found.append((each, str(each.parent.relative_to(path)) if each.parent != path else path.name))
         elif path.is_file():
             found.append((path, ""))

@@ -165,7 +165,7 @@ def verify_pair(input_path: str | Path, output_path: str | Path, config: VerifyC
     Raises SourceError when INPUT is missing, PairError when OUTPUT is missing or is not
     a redaction of INPUT (different frame count or size, or unlike pictures).
     """
-    from ..pipeline import is_image_path
+    from ..io.media import is_image_path
 
     config = config or VerifyConfig()
     input_path, output_path = Path(input_path), Path(output_path)

@@ -110,8 +110,8 @@ def blur(
     Folders: blurcam blur CARD/ [MORE...] -o OUT/ mirrors every video and image under OUT/, several files at once, skipping those done before with the same settings (OUT/blurcam-manifest.json).
     """
     from .errors import EXIT_SALVAGED
-    from .io.sink import EncoderConfig
     from .io.media import frame_count
+    from .io.sink import EncoderConfig
     from .pipeline import PipelineConfig, default_output_path, is_image_path, redact_path
     from .redact import RedactConfig
     from .regions import load_regions

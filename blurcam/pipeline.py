@@ -64,8 +64,16 @@ class PipelineConfig:
     apply_exclusions: bool = False
 
     def __post_init__(self) -> None:
+        _check_detector(self.detector)
         if self.queue_frames < 1:
             raise ValueError(f"queue_frames must be >= 1, got {self.queue_frames}")
+
+
+def _check_detector(detector) -> None:
+    # A preset's name in place of its config would run until the first worker read it.
+    if not isinstance(detector, DetectorConfig):
+        raise TypeError(f"detector must be a DetectorConfig, e.g. DetectorConfig(name={detector!r}), "
+                        f"got {type(detector).__name__}")
 
 
 DEFAULT_DELAY_S = 1.0  # bench/live_bench.py, README "Live: the delay"
@@ -114,6 +122,7 @@ class LiveConfig:
     max_in_flight: int = 8
 
     def __post_init__(self) -> None:
+        _check_detector(self.detector)
         if self.detect_timeout_ms <= 0:
             raise ValueError(f"detect_timeout_ms must be > 0, got {self.detect_timeout_ms}")
         if self.latency_ms <= 0:

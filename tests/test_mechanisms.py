@@ -18,6 +18,7 @@ import pytest
 import blurcam.io.atomic as atomic
 from blurcam import detail
 from blurcam.batch import MANIFEST_NAME, Manifest, plan_jobs, remove_partials, run_job
+from blurcam.detect import DetectorConfig
 from blurcam.errors import SinkError
 from blurcam.io.atomic import create_partial, is_partial_name, partial_name, remove_stale_partials, unlock
 from blurcam.io.destination import Destination
@@ -231,7 +232,7 @@ def test_folder_run_writes_a_video_in_a_container_blurcam_only_reads(tmp_path, s
     (job,), _ = plan_jobs([tmp_path / "in"], tmp_path / "out")
     assert (job.key, job.source) == ("phone.mp4", "phone.3gp")
     job.output.parent.mkdir()
-    result = run_job(job, PipelineConfig(detector="fast"))
+    result = run_job(job, PipelineConfig(detector=DetectorConfig(name="fast")))
     assert result.status == "done", result.error
     redacted = decode_rgb(job.output)
     assert len(redacted) == 12 and frame_count(job.output) == 12

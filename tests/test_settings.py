@@ -120,6 +120,16 @@ def test_detector_config_is_checked_on_creation():
         DetectorConfig(centerface_every=0)
 
 
+def test_a_preset_name_in_place_of_its_config_is_refused_on_creation():
+    """Regression: PipelineConfig(detector="fast") was accepted and every folder job then
+    failed in its worker with "'str' object has no attribute 'preset'"."""
+    from blurcam.pipeline import LiveConfig, PipelineConfig
+
+    for config_class in (PipelineConfig, LiveConfig):
+        with pytest.raises(TypeError, match=r"detector must be a DetectorConfig, e.g. DetectorConfig\(name='fast'\)"):
+            config_class(detector="fast")
+
+
 def test_bad_precision_or_missing_runtime_is_a_usage_error_on_the_command_line(small_clip, tmp_path):
     result = runner.invoke(app, ["blur", str(small_clip), str(tmp_path / "o.mp4"), "--precision", "fp16"])
     assert result.exit_code == 2 and "precision must be one of int8, fp32" in result.output

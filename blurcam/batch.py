@@ -316,6 +316,16 @@ def _shape_problem(data: dict) -> str | None:
     return None
 
 
+def recorded_outputs(output_dir: str | Path) -> dict[str, tuple[str | None, str | None]]:
+    """For readers of a folder run (blurcam verify): each output key the folder's manifest
+    records, as (state: pending/done/failed, the detector preset it was made with or None).
+    {} when the folder has no manifest; ManifestError when it cannot be read."""
+    manifest = Manifest(output_dir)
+    settings = manifest.data["settings"]
+    return {key: (rec.get("state"), settings.get(rec.get("settings"), {}).get("config", {}).get("detector"))
+            for key, rec in manifest.files.items()}
+
+
 def prepare_output_dir(output_dir: str | Path) -> Path:
     """Create OUTPUT_DIR if needed and check it can be written; SinkError otherwise."""
     output_dir = Path(output_dir)

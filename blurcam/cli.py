@@ -46,8 +46,9 @@ def cli_errors(what: str = "partial output removed") -> Iterator[None]:
 
 
 def _interrupted(code: int, what: str) -> None:
-    name = "Ctrl-C" if code == 130 else {143: "SIGTERM", 129: "SIGHUP"}.get(code, f"signal {code - 128}")
-    typer.echo(f"blurcam: interrupted ({name}); {what}", err=True)
+    from .signals import stopped_line
+
+    typer.echo(stopped_line(code, what), err=True)
     raise typer.Exit(code) from None
 
 

@@ -16,8 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
+import typer
 
-from blurcam.errors import PairError, ResidualFacesError
+from blurcam.cli import cli_errors
+from blurcam.errors import PairError, ResidualFacesError, SinkError, UsageError
+from blurcam.signals import Interrupted
 from blurcam.synth import Placement, background, render, write_clip
 from blurcam.verify import FileVerdict, Finding, FolderEvents, FolderVerdict, VerifyConfig, VerifyResult, verify_folder
 
@@ -58,12 +61,11 @@ def interrupted_line(err: str, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def long_pair(tmp_path_factory, sprites):
-    """A 150-frame 640x360 clip and its redaction by blurcam: checking every frame takes
-    many seconds, so a signal lands mid-check."""
+    """A 200-frame 1280x720 clip and an output that kept every face (a copy of it): the
+    check of every frame takes half a minute, so a signal lands mid-check."""
     folder = tmp_path_factory.mktemp("long_pair")
-    clip = make_clip(folder / "in.mp4", sprites[0], 150, size_wh=(640, 360))
-    result = run("blur", clip, folder / "out.mp4", "--quality", "fast", "--quiet")
-    assert result.returncode == 0, result.stderr
+    clip = make_clip(folder / "in.mp4", sprites[0], 200, size_wh=(1280, 720))
+    shutil.copy(clip, folder / "out.mp4")
     return clip, folder / "out.mp4"
 
 
@@ -72,12 +74,12 @@ def test_regression_verify_exited_130_on_sigterm(long_pair, tmp_path):
     reports = tmp_path / "reports"
     reports.mkdir()
     proc = start("verify", clip, out, "--every", "1", "--sheet", reports / "sheet.png", "--json", reports / "v.json")
-    time.sleep(5.0)  # imports done, checking frames
+    time.sleep(6.0)  # imports done (else the line would not say what was left), checking frames
     assert proc.poll() is None, "verify ended before the signal: make the clip longer"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
-    interrupted_line(err, "SIGTERM")
+    assert interrupted_line(err, "SIGTERM").endswith("no partial sheet or JSON left")
     assert list(reports.iterdir()) == []  # no sheet, no JSON, no partial of either
 
 
@@ -224,3 +226,27 @@ def test_folder_verdict_exit_status_and_checks(tmp_path):
     assert isinstance(failure, ResidualFacesError) and "1 of 1 files (first: y.mp4)" in str(failure)
     with pytest.raises(ValueError, match="result.ok is False"):
         FileVerdict(key="y.mp4", status="ok", result=residual.result)
+
+
+# ---- the one mapping, in process --------------------------------------------------------
+
+@pytest.mark.parametrize("raised, code, line", [
+    (SinkError("rtmp://host/live/KEY123: cannot connect"), 6, "blurcam: error: rtmp://host/live/***: cannot connect"),
+    (UsageError("--jobs must be >= 1, got 0"), 2, "blurcam: error: --jobs must be >= 1, got 0"),
+    (KeyboardInterrupt(), 130, "blurcam: interrupted (Ctrl-C); WHAT"),
+    (Interrupted(signal.SIGTERM), 143, "blurcam: interrupted (SIGTERM); WHAT"),
+    (Interrupted(signal.SIGHUP), 129, "blurcam: interrupted (SIGHUP); WHAT"),
+])
+def test_cli_errors_maps_each_error_and_signal_to_one_line_and_its_code(raised, code, line, capsys):
+    with pytest.raises(typer.Exit) as stopped:
+        with cli_errors(what="WHAT"):
+            raise raised
+    assert stopped.value.exit_code == code
+    assert capsys.readouterr().err.splitlines() == [line]
+
+
+def test_cli_errors_lets_a_command_choose_its_own_exit(capsys):
+    with pytest.raises(typer.Exit) as stopped:
+        with cli_errors():
+            raise typer.Exit(12)  # --salvage lost frames
+    assert stopped.value.exit_code == 12 and capsys.readouterr().err == ""

@@ -15,9 +15,10 @@ def main() -> None:
         from blurcam.cli import main as cli_main
 
         cli_main()
-    except KeyboardInterrupt as exc:  # before a command's own handling (which says more)
-        sys.stderr.write("blurcam: interrupted\n")
-        sys.exit(signals.exit_code(exc))
+    except KeyboardInterrupt as exc:  # before a command's own handling (blurcam.cli.cli_errors, which says more)
+        code = signals.exit_code(exc)
+        sys.stderr.write(signals.stopped_line(code) + "\n")
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,17 @@
 """The folder run as a user watches it: one overall bar, a line per running file, a summary.
 
-Drawn with rich (typer's own dependency). On a terminal the bars redraw in place; when
-stderr is not a terminal only the per-file result lines and the summary are printed.
+The bars are blurcam.progress's display: redrawn in place on a terminal; when stderr is
+not a terminal only the per-file result lines and the summary are printed.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .batch import Events, Job, JobResult
+from .progress import progress_display
 
 
 class RichEvents(Events):
@@ -20,9 +20,7 @@ class RichEvents(Events):
     def __init__(self, total_files: int, *, quiet: bool = False, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True, highlight=False)
         self.quiet = quiet
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
-                                 disable=quiet, transient=True)
+        self.bars = progress_display(self.console, quiet=quiet)
         self.overall = self.bars.add_task("all files", total=total_files)
         self.tasks: dict[str, int] = {}
 

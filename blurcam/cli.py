@@ -1,14 +1,16 @@
 """Command line: a thin Typer shell over blurcam.pipeline.
 
-Only this module turns BlurcamError into a one-line message and an exit code.
+Only this module turns BlurcamError and stop signals into a one-line message and an
+exit code, in one place: every command's body runs inside :func:`cli_errors`.
 """
 from __future__ import annotations
 
 import logging
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 
@@ -19,51 +21,52 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 log = logging.getLogger("blurcam")
 
 
-class Progress:
-    """One self-rewriting stderr line (frames, fps, ETA, faces); silent when stderr is not a terminal."""
+@contextmanager
+def cli_errors(what: str = "partial output removed") -> Iterator[None]:
+    """Around every command's body: the one place errors and stop signals become exit statuses.
 
-    def __init__(self, total: int | None, enabled: bool) -> None:
-        self.total, self.enabled = total, enabled
-        self.done = self.faces = 0
-        self.started = self._shown = time.perf_counter()
-
-    def __call__(self, record) -> None:
-        self.done += 1
-        self.faces += len(record.faces)
-        now = time.perf_counter()
-        if self.enabled and (now - self._shown > 0.25 or self.done == self.total):
-            self._shown = now
-            fps = self.done / max(now - self.started, 1e-9)
-            if self.total:
-                eta = (self.total - self.done) / max(fps, 1e-9)
-                head = f"{self.done}/{self.total} frames ({100 * self.done // self.total}%)  ETA {eta:4.0f}s"
-            else:
-                head = f"{self.done} frames"
-            sys.stderr.write(f"\r{head}  {fps:5.1f} fps  faces {self.faces}   ")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled and self.done:
-            sys.stderr.write("\n")
-
-
-def _fail(exc: BlurcamError) -> None:
+    A BlurcamError is one line, ``blurcam: error: MESSAGE`` (secrets masked), and its
+    ``exit_code``. Ctrl-C, SIGTERM and SIGHUP (blurcam.signals) are one line,
+    ``blurcam: interrupted (NAME); WHAT``, and 130, 143 or 129, also when the signal
+    surfaced as a BlurcamError (an import cut short by Ctrl-C fails as ImportError).
+    Anything else, typer.Exit included, passes through.
+    """
     from . import signals
     from .urls import mask_secrets
 
-    if signals.received is not None:  # e.g. an import cut short by Ctrl-C fails as ImportError
-        _interrupted(None)
-    typer.echo(f"blurcam: error: {mask_secrets(exc)}", err=True)
-    raise typer.Exit(exc.exit_code)
+    try:
+        yield
+    except BlurcamError as exc:
+        if signals.received is None:
+            typer.echo(f"blurcam: error: {mask_secrets(exc)}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        _interrupted(signals.exit_code(None), what)
+    except KeyboardInterrupt as exc:
+        _interrupted(signals.exit_code(exc), what)
 
 
-def _interrupted(exc: BaseException | None, what: str = "partial output removed") -> None:
-    from . import signals
+def _interrupted(code: int, what: str) -> None:
+    from .signals import stopped_line
 
-    code = signals.exit_code(exc)
-    name = "Ctrl-C" if code == 130 else {143: "SIGTERM", 129: "SIGHUP"}.get(code, f"signal {code - 128}")
-    typer.echo(f"blurcam: interrupted ({name}); {what}", err=True)
-    raise typer.Exit(code)
+    typer.echo(stopped_line(code, what), err=True)
+    raise typer.Exit(code) from None
+
+
+def _frame_progress(display, name: str, total_frames: int | None) -> Callable:
+    """``blur``'s on_frame for one file: its row on ``display`` (blurcam.progress) counts
+    frames against ``total_frames`` (None: unknown) and notes the fps and faces so far."""
+    task = display.add_task(name, total=total_frames)
+    started = time.perf_counter()
+    frames = faces = 0
+
+    def on_frame(record) -> None:
+        nonlocal frames, faces
+        frames += 1
+        faces += len(record.faces)
+        fps = frames / max(time.perf_counter() - started, 1e-9)
+        display.update(task, completed=frames, note=f"{fps:5.1f} fps  faces {faces}")
+
+    return on_frame
 
 
 def _detector_config(quality: str, threshold: float | None, precision: str, runtime: str | None,
@@ -113,11 +116,12 @@ def blur(
     from .io.media import frame_count
     from .io.sink import EncoderConfig
     from .pipeline import PipelineConfig, default_output_path, is_image_path, redact_path
+    from .progress import progress_display
     from .redact import RedactConfig
     from .regions import load_regions
     from .track import TrackConfig
 
-    try:
+    with cli_errors():
         paths = [_local_path(p, "input" if i == 0 or output_dir is not None or len(paths) > 2 else "output")
                  for i, p in enumerate(paths)]
         output_dir = None if output_dir is None else _local_path(output_dir, "output")
@@ -141,12 +145,11 @@ def blur(
                                report=report)
         input, output = paths[0], (paths[1] if len(paths) > 1 else None)
         output = output or default_output_path(input)
-        progress = Progress(None if is_image_path(input) else frame_count(input), enabled=not quiet and sys.stderr.isatty())
-        try:
+        display = progress_display(quiet=quiet)
+        with display:
+            on_frame = _frame_progress(display, input.name, None if is_image_path(input) else frame_count(input))
             stats = redact_path(input, output, config, overwrite=overwrite, report=report,
-                                report_full_paths=report_full_paths, on_frame=progress)
-        finally:
-            progress.close()
+                                report_full_paths=report_full_paths, on_frame=on_frame)
         if stats.frames_obscured_whole:
             typer.echo(f"blurcam: warning: the detector failed on {stats.frames_obscured_whole} frames; "
                        "they were obscured whole", err=True)
@@ -158,10 +161,6 @@ def blur(
             typer.echo(f"blurcam: warning: {input} is damaged; salvaged {stats.frames}{expected} frames "
                        "(every frame that decoded, all redacted); the rest is lost", err=True)
             raise typer.Exit(EXIT_SALVAGED)
-    except BlurcamError as exc:
-        _fail(exc)
-    except KeyboardInterrupt as exc:
-        _interrupted(exc)
 
 
 @app.command()
@@ -211,7 +210,7 @@ def live(
             sys.stderr.write(f"\r{stats.line()}   ")
             sys.stderr.flush()
 
-    try:
+    with cli_errors(what="recordings closed"):
         config = _build(LiveConfig, detector=_detector_config(quality, threshold, precision, runtime),
                         audio=not no_audio, realtime=realtime,
                         max_seconds=duration, delay_s=delay, detect_timeout_ms=detect_timeout_ms, latency_ms=latency_ms, redact=_build(RedactConfig, mode=mode),
@@ -234,10 +233,6 @@ def live(
                        f"frames in flight; {s.line()}", err=True)
         if run.interrupted is not None:
             raise typer.Exit(signals.exit_code(run.interrupted))
-    except BlurcamError as exc:
-        _fail(exc)
-    except KeyboardInterrupt as exc:
-        _interrupted(exc, "recordings closed")
 
 
 @app.command()
@@ -260,15 +255,10 @@ def verify(
     """
     from .verify.command import verify_paths
 
-    try:
+    with cli_errors(what="no partial sheet or JSON left"):
         verify_paths(input, output, sheet=sheet, json_out=json_out, every=every, threshold=threshold,
                      detail_limit=detail_limit, strict=strict, quiet=quiet, overwrite=overwrite,
                      full_paths=report_full_paths)
-    except BlurcamError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        typer.echo("blurcam: interrupted", err=True)
-        raise typer.Exit(130)
 
 
 @app.command()
@@ -283,21 +273,20 @@ def review(
 
     It listens on 127.0.0.1 only; every request must carry a random token made for this run (other users and web pages get 403). Uploads and renders stay in a private temporary folder that is deleted when the desk stops (Ctrl-C).
     """
-    try:
+    with cli_errors():
         try:
-            import starlette  # noqa: F401
-            import uvicorn  # noqa: F401
+            try:
+                import starlette  # noqa: F401
+                import uvicorn  # noqa: F401
 
-            from .review.server import serve
-        except ImportError as exc:
-            raise UsageError(f"blurcam review needs {exc.name}: pip install starlette uvicorn (or reinstall blurcam)") from None
-        if max_upload_mb < 1:
-            raise UsageError(f"--max-upload-mb must be >= 1, got {max_upload_mb}")
-        serve(paths or [], port=port, open_browser=not no_browser, export_dir=export_dir, max_upload_mb=max_upload_mb)
-    except BlurcamError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        typer.echo("blurcam review: stopped; private folder removed", err=True)
+                from .review.server import serve
+            except ImportError as exc:
+                raise UsageError(f"blurcam review needs {exc.name}: pip install starlette uvicorn (or reinstall blurcam)") from None
+            if max_upload_mb < 1:
+                raise UsageError(f"--max-upload-mb must be >= 1, got {max_upload_mb}")
+            serve(paths or [], port=port, open_browser=not no_browser, export_dir=export_dir, max_upload_mb=max_upload_mb)
+        except KeyboardInterrupt:  # Ctrl-C is how the desk is stopped: not a failure
+            typer.echo("blurcam review: stopped; private folder removed", err=True)
 
 
 @app.command()
@@ -320,7 +309,7 @@ def bench(
     from .benchmark import (CROWD_SPARSE_FACES, bench_settings, crowd_clip, crowd_ratio, format_table, run_benchmark,
                             sample_clip)
 
-    try:
+    with cli_errors(what="temporary folder removed"):
         for q in quality:
             bench_settings(q)  # UsageError for an unknown preset, precision or runtime, before any work
         with tempfile.TemporaryDirectory(prefix="blurcam-bench-") as tmp:
@@ -353,8 +342,6 @@ def bench(
             rows = [{"clip": name, **dataclasses.asdict(m), "fps": m.fps, "running_fps": m.running_fps,
                      "cpu_ms_per_frame": m.cpu_ms_per_frame} for name, results in measured.items() for m in results]
             json_out.write_text(json.dumps(rows, indent=1))
-    except BlurcamError as exc:
-        _fail(exc)
 
 
 def _listen_source(source: str | None, listen: str, quiet: bool):

@@ -45,3 +45,10 @@ def exit_code(exc: BaseException | None = None) -> int:
     """128 + the signal that stopped the run (130 for a plain KeyboardInterrupt)."""
     signum = getattr(exc, "signum", None) or received or signal.SIGINT
     return 128 + int(signum)
+
+
+def stopped_line(code: int, what: str | None = None) -> str:
+    """The one line a stopped run prints for exit status ``code`` (128 + signal), e.g.
+    ``blurcam: interrupted (SIGTERM); partial output removed``; ``what``: what was done about it."""
+    name = "Ctrl-C" if code == 130 else {143: "SIGTERM", 129: "SIGHUP"}.get(code, f"signal {code - 128}")
+    return f"blurcam: interrupted ({name})" + (f"; {what}" if what else "")

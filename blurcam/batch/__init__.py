@@ -26,17 +26,17 @@ This package imports no typer and no rich: the CLI renders the events it gets.
 The package, by job (this module re-exports what other modules use):
 
     scan.py       Job, LeftOut, scan_inputs, plan_jobs: inputs -> jobs
-    manifest.py   Manifest, fingerprint: the record of what is done
+    manifest.py   Manifest, fingerprint, recorded_outputs: the record of what is done
     plan.py       plan_folder, FolderPlan, FolderLock, remove_partials, record_result
     job.py        run_job, JobResult: one file, in a worker process or a Ray task
     pool.py       run_local, Events, default_jobs: the local process pool
 """
 from .job import JobResult, StopJob, run_job
-from .manifest import MANIFEST_NAME, MANIFEST_SCHEMA, Manifest, fingerprint
+from .manifest import MANIFEST_NAME, MANIFEST_SCHEMA, Manifest, fingerprint, recorded_outputs
 from .plan import FolderLock, FolderPlan, plan_folder, prepare_output_dir, record_result, remove_partials
 from .pool import Events, default_jobs, run_local
 from .scan import Job, LeftOut, plan_jobs, scan_inputs
 
 __all__ = ["Events", "FolderLock", "FolderPlan", "Job", "JobResult", "LeftOut", "MANIFEST_NAME", "MANIFEST_SCHEMA",
            "Manifest", "StopJob", "default_jobs", "fingerprint", "plan_folder", "plan_jobs", "prepare_output_dir",
-           "record_result", "remove_partials", "run_job", "run_local", "scan_inputs"]
+           "record_result", "recorded_outputs", "remove_partials", "run_job", "run_local", "scan_inputs"]

@@ -131,3 +131,11 @@ def _shape_problem(data: dict) -> str | None:
     data.setdefault("settings", settings)
     data.setdefault("files", files)
     return None
+
+
+def recorded_outputs(output_dir: str | Path) -> dict[str, tuple[str | None, str | None]]:
+    """For readers of a folder run (blurcam verify): each output key the folder's manifest
+    records, as (state: pending/done/failed, the detector preset it was made with or None).
+    {} when the folder has no manifest; ManifestError when it cannot be read."""
+    manifest = Manifest(output_dir)
+    return {key: (rec.get("state"), manifest.preset(key)) for key, rec in manifest.files.items()}

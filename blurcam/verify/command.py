@@ -1,5 +1,5 @@
-"""The ``blurcam verify`` command: one pair, or every output of a folder run (paired as
-the run mapped them, and only those its manifest records as done).
+"""The ``blurcam verify`` command's shell: one pair (run.py), or every output of a folder
+run (folder.py), its progress and summary lines, the sheet and JSON written.
 
 Every path it will write (the sheet, the JSON) is checked before any work: never the
 input or the output (by any spelling: a symlink, a hard link), never an existing file
@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import PairError, ResidualFacesError, SameFileError, SourceError, UsageError
+from ..errors import ResidualFacesError, SameFileError, SourceError, UsageError
+from .folder import FileVerdict, FolderEvents
 from .measure import VerifyConfig
 
 
@@ -51,20 +52,14 @@ def check_write_paths(input: Path, output: Path, *, sheet: Path | None, json_out
         check_output_path(path, overwrite)
 
 
-def _reason(exc: Exception, path: Path) -> str:
-    """An error message without the path it starts with (a report names files by key)."""
-    text = str(exc)
-    return text[len(str(path)) + 2:] if text.startswith(f"{path}: ") else text
-
-
 def verify_paths(input: Path, output: Path, *, sheet: Path | None, json_out: Path | None, every: int | None,
                  threshold: float, detail_limit: float, quiet: bool, strict: bool = False,
                  overwrite: bool = False, full_paths: bool = False) -> None:
     """``blurcam verify``. ``full_paths``: the JSON records absolute paths (default: base
     names and folder-relative keys, so a shared report reveals no folder names)."""
-    from rich.console import Console
-
     from ..io.atomic import write_atomically
+    from ..progress import progress_display
+    from .folder import verify_folder
     from .run import json_bytes, sheet_png, verify_pair
 
     try:
@@ -75,105 +70,63 @@ def verify_paths(input: Path, output: Path, *, sheet: Path | None, json_out: Pat
         raise SourceError(f"{input}: input missing")
     folders = input.is_dir()
     check_write_paths(input, output, sheet=sheet, json_out=json_out, overwrite=overwrite, folders=folders)
-    console = Console(stderr=True, highlight=False)
-    if not folders:
-        preset = _preset_from_manifest(output.parent, output.name)
-        with _bar(console, quiet) as bar:
-            task = bar.add_task(output.name, total=None)
-            result, collected = verify_pair(input, output, config, blur_preset=preset,
-                                            on_progress=lambda n, total: bar.update(task, completed=n, total=total))
-        image, tiles = collected.render(result)
-        if sheet is not None:
-            write_atomically(sheet, sheet_png(image), overwrite=overwrite)
+    display = progress_display(quiet=quiet)
+    if folders:
+        with display:
+            verdict = verify_folder(input, output, config, sheets=sheet, overwrite=overwrite,
+                                    events=_FolderView(display, quiet))
         if json_out is not None:
-            write_atomically(json_out, json_bytes(result.to_json(config, full_paths=full_paths, sheet=tiles)),
-                             overwrite=overwrite)
-        _say(console, output.name, result, quiet)
-        if not result.ok:
-            raise ResidualFacesError(f"{output}: facial detail left in {len(result.residual_frames)} checked frames "
-                                     f"(first at frame {result.residual_frames[0]}); see the sheet")
+            write_atomically(json_out, json_bytes(verdict.to_json(full_paths=full_paths)), overwrite=overwrite)
+        failure = verdict.error()
+        if failure is not None:
+            raise failure
         return
-    _verify_folder(input, output, config, sheet=sheet, json_out=json_out, quiet=quiet, overwrite=overwrite,
-                   full_paths=full_paths, console=console)
-
-
-def _verify_folder(input: Path, output: Path, config: VerifyConfig, *, sheet, json_out, quiet, overwrite,
-                   full_paths, console) -> None:
-    from ..batch import Manifest, plan_jobs
-    from ..errors import OutputExistsError, SinkError
-    from ..io.atomic import write_atomically
-    from .run import json_bytes, sheet_png, verify_pair
-
-    if not output.is_dir():
-        raise PairError(f"{output}: output folder missing")
-    jobs, _ = plan_jobs([input], output)
-    manifest = Manifest(output)
+    preset = _preset_from_manifest(output.parent, output.name)
+    with display:
+        task = display.add_task(output.name, total=None)
+        result, collected = verify_pair(input, output, config, blur_preset=preset,
+                                        on_progress=lambda n, total: display.update(task, completed=n, total=total))
+    image, tiles = collected.render(result)
     if sheet is not None:
-        if not overwrite:
-            taken = [job.key for job in jobs if (sheet / f"{job.key}.sheet.png").exists()]
-            if taken:
-                raise OutputExistsError(f"{sheet / (taken[0] + '.sheet.png')}: already exists (use --overwrite)"
-                                        + (f"; and {len(taken) - 1} more sheets" if len(taken) > 1 else ""))
-        try:
-            sheet.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SinkError(f"{sheet}: cannot create the sheet folder: {exc.strerror}") from None
-        if not os.access(sheet, os.W_OK | os.X_OK):
-            raise SinkError(f"{sheet}: sheet folder is not writable")
-    report = {"schema": 2, "ok": True, "input": str(input.resolve()) if full_paths else input.name,
-              "output": str(output.resolve()) if full_paths else output.name, "files": {}}
-    missing, residual = [], []
-    with _bar(console, quiet) as bar:
-        overall = bar.add_task("all files", total=len(jobs))
-        for job in jobs:
-            rec = manifest.files.get(job.key, {})
-            if rec.get("state") != "done" or not job.output.exists():
-                missing.append(job.key)
-                report["files"][job.key] = {"ok": False, "error": "output missing (not done by a folder run)"}
-                console.print(f"[red]missing[/red]  {job.key}")
-                bar.advance(overall)
-                continue
-            preset = manifest.preset(job.key)
-            task = bar.add_task(f"  {job.key}", total=None)
-            try:
-                result, collected = verify_pair(job.input, job.output, config, blur_preset=preset,
-                                                on_progress=lambda n, total: bar.update(task, completed=n, total=total))
-            except (PairError, SourceError) as exc:
-                missing.append(job.key)
-                report["files"][job.key] = {"ok": False, "error": _reason(exc, job.output if isinstance(exc, PairError)
-                                                                           else job.input)}
-                console.print(f"[red]mismatch[/red] {job.key}: {_reason(exc, job.output)}")
-            else:
-                image, tiles = collected.render(result)
-                if sheet is not None:
-                    sheet_path = sheet / f"{job.key}.sheet.png"
-                    sheet_path.parent.mkdir(parents=True, exist_ok=True)
-                    write_atomically(sheet_path, sheet_png(image), overwrite=overwrite)
-                record = result.to_json(config, full_paths=full_paths, sheet=tiles)
-                if not full_paths:
-                    record["input"], record["output"] = job.key, job.key
-                report["files"][job.key] = record
-                if not result.ok:
-                    residual.append(job.key)
-                _say(console, job.key, result, quiet)
-            bar.remove_task(task)
-            bar.advance(overall)
-    report["ok"] = not (missing or residual)
+        write_atomically(sheet, sheet_png(image), overwrite=overwrite)
     if json_out is not None:
-        write_atomically(json_out, json_bytes(report), overwrite=overwrite)
-    if missing:
-        raise PairError(f"{len(missing)} of {len(jobs)} outputs missing or not a redaction of their input "
-                        f"(first: {missing[0]})" + (f"; residual faces in {len(residual)} more" if residual else ""))
-    if residual:
-        raise ResidualFacesError(f"facial detail left in {len(residual)} of {len(jobs)} files "
-                                 f"(first: {residual[0]}); see the sheets")
+        write_atomically(json_out, json_bytes(result.to_json(config, full_paths=full_paths, sheet=tiles)),
+                         overwrite=overwrite)
+    _say(display.console, output.name, result, quiet)
+    if not result.ok:
+        raise ResidualFacesError(f"{output}: facial detail left in {len(result.residual_frames)} checked frames "
+                                 f"(first at frame {result.residual_frames[0]}); see the sheet")
 
 
-def _bar(console, quiet: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+class _FolderView(FolderEvents):
+    """A folder verification as the user watches it: an overall row and one per file
+    being checked on the progress display, then a line per file."""
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console, disable=quiet, transient=True)
+    def __init__(self, display, quiet: bool) -> None:
+        self.display, self.quiet = display, quiet
+        self.overall = self.task = None
+
+    def planned(self, keys: list[str]) -> None:
+        self.overall = self.display.add_task("all files", total=len(keys))
+
+    def started(self, key: str) -> None:
+        self.task = self.display.add_task(f"  {key}", total=None)
+
+    def progress(self, key: str, frames_done: int, frames_total: int | None) -> None:
+        self.display.update(self.task, completed=frames_done, total=frames_total)
+
+    def finished(self, verdict: FileVerdict) -> None:
+        console = self.display.console
+        if verdict.status == "missing":
+            console.print(f"[red]missing[/red]  {verdict.key}")
+        elif verdict.status == "mismatch":
+            console.print(f"[red]mismatch[/red] {verdict.key}: {verdict.error}")
+        else:
+            _say(console, verdict.key, verdict.result, self.quiet)
+        if self.task is not None:
+            self.display.remove_task(self.task)
+            self.task = None
+        self.display.advance(self.overall)
 
 
 def _say(console, name: str, result, quiet: bool) -> None:
@@ -190,11 +143,10 @@ def _say(console, name: str, result, quiet: bool) -> None:
 
 def _preset_from_manifest(folder: Path, name: str) -> str | None:
     """The preset a folder run made ``folder/name`` with, if its manifest says."""
-    from ..batch import Manifest
+    from ..batch import recorded_outputs
     from ..errors import ManifestError
 
     try:
-        m = Manifest(folder)
+        return recorded_outputs(folder).get(name, (None, None))[1]
     except ManifestError:
         return None
-    return m.preset(name)

@@ -91,7 +91,7 @@ def main() -> None:
     ap.add_argument("--no-folder", action="store_true", help="skip the folder runs")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
-    from blurcam.batch import default_jobs
+    from blurcam.newsroom.batch import default_jobs
 
     rows = []
     load_before = os.getloadavg()[0]

@@ -15,7 +15,7 @@ clip it writes these outputs into WORK_DIR (kept, so a rerun only measures):
 
 The referee is ``leakcheck.py --frames-min-h H`` (a face leaks in a frame when over half
 of its band-passed detail survives): the frames with a leaked face >= 24 px and >= 48 px.
-verify's measure (``blurcam.verify.measure``) is run on every frame of every output,
+verify's measure (``blurcam.newsroom.verify.measure``) is run on every frame of every output,
 its faces detected once per input frame, and its per-frame calls (a residual face at
 least H px high) are compared with the referee's: precision and recall per output kind
 and face size. ``--sweep`` also prints them for other thresholds. Finally the default
@@ -160,7 +160,7 @@ def main() -> None:
         print(f"{clip.name}: outputs and referee ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     if a.outputs_only:
         return
-    from blurcam.verify import VerifyConfig
+    from blurcam.newsroom.verify import VerifyConfig
 
     base = VerifyConfig()
     # One detection pass per input frame at the lowest threshold swept; each output is
@@ -196,7 +196,7 @@ def measure_clip(clip: Path, outputs: dict[str, Path], config) -> dict[str, list
     (``config.inner``) and in the referee's inner 80 % (NaN: nothing to measure),
     whether the box touches the frame's edge, and how aligned the bands are (inner box)."""
     from blurcam.detail import detail_kept, detail_measure, to_gray
-    from blurcam.verify.measure import FaceFinder, touches_edge
+    from blurcam.newsroom.verify.measure import FaceFinder, touches_edge
 
     frames_in = decode(clip)
     cache = Path(outputs["blurcam-balanced"]).with_name(f"{clip.stem}.found-t{config.threshold}.npz")
@@ -234,9 +234,9 @@ def measure_clip(clip: Path, outputs: dict[str, Path], config) -> dict[str, list
 
 
 def calls(frames: list[np.ndarray], min_h: float, config, *, inner: bool = True, edge_doubtful: bool = True) -> set[int]:
-    """Frames verify calls residual (``blurcam.verify.measure.judge``): a face at least
+    """Frames verify calls residual (``blurcam.newsroom.verify.measure.judge``): a face at least
     ``min_h`` high judged residual."""
-    from blurcam.verify.measure import judge
+    from blurcam.newsroom.verify.measure import judge
 
     col = 2 if inner else 3
     said = set()

@@ -137,7 +137,7 @@ def blur(
                         track=_build(TrackConfig, hold_frames=hold, lookback_frames=lookback),
                         encoder=_build(EncoderConfig, codec=codec, crf=crf, preset=preset))
         if output_dir is not None or len(paths) > 2 or any(p.is_dir() for p in paths) or jobs or force or ray:
-            from .batch_cli import blur_folder
+            from .newsroom.batch_cli import blur_folder
 
             if manual is not None:
                 raise UsageError("--regions applies to one video: give INPUT [OUTPUT], not a folder")
@@ -253,7 +253,7 @@ def verify(
 
     Exits 22 when a face keeps its detail, 23 when OUTPUT is missing or not a redaction of INPUT, 3 when INPUT is missing. The summary, sheet and JSON say what was not checked (frames skipped, faces too small to judge). They are made from OUTPUT's pixels and box positions only: no pixel of INPUT is written.
     """
-    from .verify.command import verify_paths
+    from .newsroom.verify.command import verify_paths
 
     with cli_errors(what="no partial sheet or JSON left"):
         verify_paths(input, output, sheet=sheet, json_out=json_out, every=every, threshold=threshold,
@@ -279,7 +279,7 @@ def review(
                 import starlette  # noqa: F401
                 import uvicorn  # noqa: F401
 
-                from .review.server import serve
+                from .newsroom.review.server import serve
             except ImportError as exc:
                 raise UsageError(f"blurcam review needs {exc.name}: pip install starlette uvicorn (or reinstall blurcam)") from None
             if max_upload_mb < 1:

@@ -18,7 +18,7 @@ import cv2
 import pytest
 from typer.testing import CliRunner
 
-from blurcam.batch import MANIFEST_NAME, plan_jobs
+from blurcam.newsroom.batch import MANIFEST_NAME, plan_jobs
 from blurcam.cli import app
 from blurcam.errors import OutputCollisionError
 from blurcam.io.atomic import is_partial_name

@@ -22,7 +22,7 @@ from blurcam.cli import cli_errors
 from blurcam.errors import PairError, ResidualFacesError, SinkError, UsageError
 from blurcam.signals import Interrupted
 from blurcam.synth import Placement, background, render, write_clip
-from blurcam.verify import FileVerdict, Finding, FolderEvents, FolderVerdict, VerifyConfig, VerifyResult, verify_folder
+from blurcam.newsroom.verify import FileVerdict, Finding, FolderEvents, FolderVerdict, VerifyConfig, VerifyResult, verify_folder
 
 ROOT = Path(__file__).parent.parent
 

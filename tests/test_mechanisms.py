@@ -17,7 +17,7 @@ import pytest
 
 import blurcam.io.atomic as atomic
 from blurcam import detail
-from blurcam.batch import MANIFEST_NAME, Manifest, plan_jobs, remove_partials, run_job
+from blurcam.newsroom.batch import MANIFEST_NAME, Manifest, plan_jobs, remove_partials, run_job
 from blurcam.detect import DetectorConfig
 from blurcam.errors import SinkError
 from blurcam.io.atomic import create_partial, is_partial_name, partial_name, remove_stale_partials, unlock
@@ -108,7 +108,7 @@ def test_manifest_save_killed_midway_leaves_the_old_manifest_readable(tmp_path):
     before = (tmp_path / MANIFEST_NAME).read_bytes()
     crash = ("import os, sys; from pathlib import Path\n"
              "import blurcam.io.atomic as atomic\n"
-             "from blurcam.batch import Manifest\n"
+             "from blurcam.newsroom.batch import Manifest\n"
              "atomic.os.fsync = lambda fd: os._exit(9)  # killed after writing, before the rename\n"
              "m = Manifest(Path(sys.argv[1])); m.files.clear(); m.save()\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
@@ -186,7 +186,7 @@ def test_every_extension_the_folder_scan_takes_is_written_as_blur_writes_it(tmp_
 
 @pytest.mark.parametrize("ext", sorted(_written_suffixes()))
 def test_every_extension_blur_writes_is_taken_by_the_folder_scan_and_the_desk(tmp_path, ext):
-    from blurcam.review.jobs import Desk
+    from blurcam.newsroom.review.jobs import Desk
 
     assert is_media_path(f"x{ext}") and is_media_path(f"x{ext.upper()}")
     desk = Desk(tmp_path, [tmp_path], max_upload_bytes=2**20)
@@ -204,7 +204,7 @@ def test_every_extension_blur_writes_is_taken_by_the_folder_scan_and_the_desk(tm
 def test_desk_takes_a_video_blurcam_reads_but_does_not_write(tmp_path):
     """Regression: the desk took only the containers blurcam writes, so an .mpg upload was
     refused although blurcam blur redacts it (to .blurred.mp4)."""
-    from blurcam.review.jobs import Desk
+    from blurcam.newsroom.review.jobs import Desk
 
     desk = Desk(tmp_path, [tmp_path], max_upload_bytes=2**20)
 

@@ -365,7 +365,7 @@ def test_a_folder_run_shows_each_files_state_from_its_manifest(tmp_path, face_cl
 
     from typer.testing import CliRunner
 
-    from blurcam.batch import MANIFEST_NAME
+    from blurcam.newsroom.batch import MANIFEST_NAME
     from blurcam.cli import app
 
     folder, out = tmp_path / "in", tmp_path / "out"

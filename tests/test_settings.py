@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from blurcam.batch import MANIFEST_NAME
+from blurcam.newsroom.batch import MANIFEST_NAME
 from blurcam.cli import app
 from blurcam.detect import DetectorConfig, installed_runtimes, make_detector
 from blurcam.errors import UsageError
@@ -150,7 +150,7 @@ def test_report_module_does_not_import_the_pipeline():
 def test_manifest_names_the_preset_of_old_and_new_records(tmp_path):
     """verify sizes its sample by the preset a folder run recorded: a DetectorConfig's
     name now, the plain preset string in manifests written before it."""
-    from blurcam.batch import Manifest
+    from blurcam.newsroom.batch import Manifest
 
     (tmp_path / MANIFEST_NAME).write_text(json.dumps({"schema": 1, "settings": {
         "new": {"config": {"detector": {"name": "thorough", "precision": "int8"}}},

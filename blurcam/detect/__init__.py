@@ -114,7 +114,7 @@ class Preset:
         (for the detector-bound CenterFace presets); False keeps FFmpeg's choice.
     blur_ms: wall ms per 1280x720 frame once started, on 2 cores (README speed table,
         bench/e2e.py: 1000 / "fps after startup"): ``blurcam verify`` checks as many
-        frames as cost about what the blur did (blurcam.verify.run.default_every).
+        frames as cost about what the blur did (blurcam.newsroom.verify.run.default_every).
     """
 
     name: str

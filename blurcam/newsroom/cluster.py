@@ -1,4 +1,4 @@
-"""Folder runs on a Ray cluster: each file is one Ray task running :func:`blurcam.batch.run_job`.
+"""Folder runs on a Ray cluster: each file is one Ray task running :func:`blurcam.newsroom.batch.run_job`.
 
 Ray does the scheduling and the retries (a task whose worker or node dies is run
 again, ``max_retries`` times); blurcam adds nothing of its own. The planning process
@@ -17,7 +17,7 @@ import os
 import time
 
 from .batch import Events, FolderPlan, JobResult, record_result, remove_partials, run_job
-from .errors import ClusterError
+from ..errors import ClusterError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def _ray_job(job, config) -> JobResult:
 
     import ray
 
-    from .cpu import SHARE_ENV
+    from ..cpu import SHARE_ENV
 
     # The task's CPUs, as Ray assigned them: its threads fit them, as a --jobs worker's do.
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
@@ -85,7 +85,7 @@ def _probe(address: str, timeout_s: float = 10.0) -> None:
 
 def run_ray(plan: FolderPlan, config, *, address: str, events: Events | None = None) -> list[JobResult]:
     """Run ``plan.todo`` as Ray tasks (one CPU each) on the cluster at ``address``.
-    Same results, manifest and events as :func:`blurcam.batch.run_local` (without per-frame
+    Same results, manifest and events as :func:`blurcam.newsroom.batch.run_local` (without per-frame
     progress); a KeyboardInterrupt cancels the tasks, cleans up and is re-raised."""
     events = events or Events()
     ray = _connect(address)

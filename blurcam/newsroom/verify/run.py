@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PairError
+from ...errors import PairError
 from .measure import FaceFinder, Finding, VerifyConfig, measure_pair
 from .sheet import ContactSheet
 
@@ -36,7 +36,7 @@ def default_every(blur_preset: str | None, frames: int | None = None) -> int:
     """Frames per check so that verifying costs about what the blur with ``blur_preset``
     did: checks (frame 0, every k-th, and the last) x CHECK_MS <= frames x the preset's
     ``blur_ms`` (an unknown preset, a single backend or None: the default file preset's)."""
-    from ..detect import DEFAULT_FILE_PRESET, PRESETS
+    from ...detect import DEFAULT_FILE_PRESET, PRESETS
 
     blur_ms = (PRESETS.get(blur_preset or DEFAULT_FILE_PRESET) or PRESETS[DEFAULT_FILE_PRESET]).blur_ms
     every = max(1, math.ceil(CHECK_MS / blur_ms))
@@ -115,7 +115,7 @@ class _Checker:
 
     def check(self, index: int, time_s: float | None, rgb_in: np.ndarray, rgb_out: np.ndarray, k: int) -> bool:
         """Check one pair, both (H, W, 3) uint8 RGB of the same size; True if residual."""
-        from ..detail import to_gray
+        from ...detail import to_gray
 
         boxes, scores = self.finder.find(rgb_in, k)
         m = measure_pair(to_gray(rgb_in), to_gray(rgb_out), boxes, scores, self.config, index, time_s)
@@ -132,7 +132,7 @@ class _Checker:
 def _open_pair(input_path: Path, output_path: Path):
     import av
 
-    from ..errors import SourceError
+    from ...errors import SourceError
 
     if not input_path.is_file():
         raise SourceError(f"{input_path}: input missing")
@@ -165,7 +165,7 @@ def verify_pair(input_path: str | Path, output_path: str | Path, config: VerifyC
     Raises SourceError when INPUT is missing, PairError when OUTPUT is missing or is not
     a redaction of INPUT (different frame count or size, or unlike pictures).
     """
-    from ..io.media import is_image_path
+    from ...io.media import is_image_path
 
     config = config or VerifyConfig()
     input_path, output_path = Path(input_path), Path(output_path)
@@ -197,7 +197,7 @@ def verify_pair(input_path: str | Path, output_path: str | Path, config: VerifyC
 def _read_image(path: Path, role: str) -> np.ndarray:
     import cv2
 
-    from ..errors import SourceError
+    from ...errors import SourceError
 
     if not path.is_file():
         raise (SourceError if role == "input" else PairError)(f"{path}: {role} missing")
@@ -211,7 +211,7 @@ def _check_video(input_path: Path, output_path: Path, config: VerifyConfig, resu
                  blur_preset: str | None, on_progress):
     import av
 
-    from ..view import quarter_turns
+    from ...view import quarter_turns
 
     cin, cout = _open_pair(input_path, output_path)
     checker = None
@@ -281,7 +281,7 @@ def sheet_png(sheet: np.ndarray) -> bytes:
     """(H, W, 3) uint8 RGB -> PNG bytes."""
     import cv2
 
-    from ..errors import SinkError
+    from ...errors import SinkError
 
     ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     if not ok:

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..errors import OutputCollisionError, SameFileError, SourceError
-from ..io.media import is_image_path, is_media_path, output_suffix
+from ...errors import OutputCollisionError, SameFileError, SourceError
+from ...io.media import is_image_path, is_media_path, output_suffix
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import BlurcamError
-from ..models import sha256_file
+from ...errors import BlurcamError
+from ...models import sha256_file
 from .scan import Job
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def run_job(job: Job, config, *, on_progress: Callable[[int], None] | None = Non
     ``on_progress(frames_done)`` is called about 4 times a second; ``should_stop()``
     is polled after every frame and stops the job (status ``interrupted``, nothing left).
     """
-    from ..pipeline import redact_file, redact_image
+    from ...pipeline import redact_file, redact_image
 
     started, cpu0 = time.perf_counter(), time.process_time()
     result = JobResult(job.key, "failed")

@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ManifestError, SinkError
-from ..io.atomic import write_atomically
-from ..models import sha256_file
+from ...errors import ManifestError, SinkError
+from ...io.atomic import write_atomically
+from ...models import sha256_file
 
 if TYPE_CHECKING:
     from .job import JobResult

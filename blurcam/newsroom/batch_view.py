@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .batch import Events, Job, JobResult
-from .progress import progress_display
+from ..progress import progress_display
 
 
 class RichEvents(Events):

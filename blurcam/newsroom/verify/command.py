@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import ResidualFacesError, SameFileError, SourceError, UsageError
+from ...errors import ResidualFacesError, SameFileError, SourceError, UsageError
 from .folder import FileVerdict, FolderEvents
 from .measure import VerifyConfig
 
@@ -34,7 +34,7 @@ def check_write_paths(input: Path, output: Path, *, sheet: Path | None, json_out
     (SameFileError, exit 11), an existing file without ``overwrite`` (exit 7), or one whose
     folder is missing or not writable (exit 6). For a folder run ``sheet`` is a folder,
     which must lie outside both INPUT and OUTPUT."""
-    from ..io.atomic import check_output_path
+    from ...io.atomic import check_output_path
 
     if sheet is not None and json_out is not None and _same(sheet, json_out):
         raise UsageError(f"{sheet}: --sheet and --json name the same file")
@@ -57,8 +57,8 @@ def verify_paths(input: Path, output: Path, *, sheet: Path | None, json_out: Pat
                  overwrite: bool = False, full_paths: bool = False) -> None:
     """``blurcam verify``. ``full_paths``: the JSON records absolute paths (default: base
     names and folder-relative keys, so a shared report reveals no folder names)."""
-    from ..io.atomic import write_atomically
-    from ..progress import progress_display
+    from ...io.atomic import write_atomically
+    from ...progress import progress_display
     from .folder import verify_folder
     from .run import json_bytes, sheet_png, verify_pair
 
@@ -144,7 +144,7 @@ def _say(console, name: str, result, quiet: bool) -> None:
 def _preset_from_manifest(folder: Path, name: str) -> str | None:
     """The preset a folder run made ``folder/name`` with, if its manifest says."""
     from ..batch import recorded_outputs
-    from ..errors import ManifestError
+    from ...errors import ManifestError
 
     try:
         return recorded_outputs(folder).get(name, (None, None))[1]

@@ -1,5 +1,5 @@
 """Verifying a folder run: every output of ``blurcam blur INPUT_DIR -o OUTPUT_DIR``
-checked against its input, paired as the run mapped them (blurcam.batch.plan_jobs), and
+checked against its input, paired as the run mapped them (blurcam.newsroom.batch.plan_jobs), and
 only those the run's manifest records as done.
 
 The result is a :class:`FolderVerdict` (one :class:`FileVerdict` per output, its JSON,
@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BlurcamError, PairError, ResidualFacesError, SourceError
+from ...errors import BlurcamError, PairError, ResidualFacesError, SourceError
 from .measure import VerifyConfig
 from .run import VerifyResult
 
@@ -124,7 +124,7 @@ def verify_folder(input_dir: str | Path, output_dir: str | Path, config: VerifyC
     redaction is a verdict, not an error.
     """
     from ..batch import plan_jobs, recorded_outputs
-    from ..io.atomic import write_atomically
+    from ...io.atomic import write_atomically
     from .run import sheet_png, verify_pair
 
     config = config or VerifyConfig()
@@ -163,7 +163,7 @@ def verify_folder(input_dir: str | Path, output_dir: str | Path, config: VerifyC
 
 
 def _prepare_sheets(sheets: Path, keys: list[str], overwrite: bool) -> None:
-    from ..errors import OutputExistsError, SinkError
+    from ...errors import OutputExistsError, SinkError
 
     if not overwrite:
         taken = [key for key in keys if (sheets / f"{key}.sheet.png").exists()]

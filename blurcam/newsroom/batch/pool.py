@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from ..io.media import frame_count
+from ...io.media import frame_count
 from .job import JobResult, run_job
 from .plan import FolderPlan, record_result
 from .scan import Job
@@ -29,7 +29,7 @@ def default_jobs(detector, n_files: int) -> int:
     because model loading, decoding and muxing of one file overlap another's detection;
     at most one per GB of memory (a 1080p ``thorough`` job peaks near 0.75 GB) and per file.
     ``detector``: the run's DetectorConfig."""
-    from ..cpu import usable_cpus
+    from ...cpu import usable_cpus
 
     per_job = 2 if detector.preset is not None and detector.preset.centerface else 1
     jobs = max(2, usable_cpus() // per_job)
@@ -48,7 +48,7 @@ _worker_state: dict = {}
 def _worker_init(progress_q, stop_event, parent_pid: int, cpus: int) -> None:
     import signal
 
-    from ..cpu import SHARE_ENV
+    from ...cpu import SHARE_ENV
 
     os.environ[SHARE_ENV] = str(cpus)  # before any detector or encoder picks its threads
     # Ctrl-C (and a closed terminal's SIGHUP) reach the whole process group: the parent
@@ -92,7 +92,7 @@ def run_local(plan: FolderPlan, config, *, jobs: int, events: Events | None = No
     import queue
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    from ..cpu import share_per_job
+    from ...cpu import share_per_job
     from concurrent.futures.process import BrokenProcessPool
 
     events = events or Events()

@@ -136,7 +136,7 @@ class FaceFinder:
         self._by_scale: dict[float, object] = {}
 
     def _detector(self, scale: float):
-        from ..detect.centerface import CenterFaceDetector
+        from ...detect.centerface import CenterFaceDetector
 
         if scale not in self._by_scale:
             # box_scale 0.93: CenterFace's boxes to the forehead-to-chin convention of
@@ -146,7 +146,7 @@ class FaceFinder:
         return self._by_scale[scale]
 
     def find(self, rgb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from ..view import boxes_to_stored
+        from ...view import boxes_to_stored
 
         upright = np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
         h, w = upright.shape[:2]
@@ -164,7 +164,7 @@ def measure_pair(gray_in: np.ndarray, gray_out: np.ndarray, boxes: np.ndarray, s
     (H, W) float32 luma of the same size. Faces under ``min_face_px`` are only counted."""
     import cv2
 
-    from ..detail import detail_measure
+    from ...detail import detail_measure
 
     boxes = boxes.reshape(-1, 4)
     heights = boxes[:, 3] - boxes[:, 1]

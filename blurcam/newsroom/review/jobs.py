@@ -28,11 +28,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..detect import DEFAULT_LIVE_PRESET, PRESETS as DETECTOR_PRESETS
-from ..errors import BlurcamError, OutputExistsError, SinkError, UsageError
-from ..io.atomic import copy_atomically, refuse_same_file, write_atomically
-from ..io.media import MEDIA_EXTENSIONS, frame_count, is_image_path, is_media_path
-from ..regions import parse_regions
+from ...detect import DEFAULT_LIVE_PRESET, PRESETS as DETECTOR_PRESETS
+from ...errors import BlurcamError, OutputExistsError, SinkError, UsageError
+from ...io.atomic import copy_atomically, refuse_same_file, write_atomically
+from ...io.media import MEDIA_EXTENSIONS, frame_count, is_image_path, is_media_path
+from ...regions import parse_regions
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class Desk:
 
     def _read_run(self, root: Path) -> dict:
         from ..batch import MANIFEST_NAME, Manifest
-        from ..errors import ManifestError
+        from ...errors import ManifestError
 
         try:
             if (root / MANIFEST_NAME).stat().st_size > MANIFEST_MAX_BYTES:
@@ -462,8 +462,9 @@ def serve_one_job(jobs, messages) -> None:
     try:
         import numpy as np
 
-        from .. import pipeline, verify  # noqa: F401  (the job's imports, loaded before it is asked for)
-        from ..detect import make_detector
+        from ... import pipeline  # noqa: F401  (the job's imports, loaded before it is asked for)
+        from .. import verify  # noqa: F401
+        from ...detect import make_detector
 
         for preset in PRESETS:
             detector = make_detector(preset)
@@ -481,7 +482,7 @@ def serve_one_job(jobs, messages) -> None:
 
 def output_name(source: Path) -> str:
     """NAME.blurred.EXT, as blurcam blur names it by default."""
-    from ..pipeline import default_output_path
+    from ...pipeline import default_output_path
 
     return default_output_path(source).name
 
@@ -492,11 +493,11 @@ def work(spec: dict, messages) -> None:
     verify findings, per-frame summary) or ("error", one line)."""
     import logging as _logging
 
-    from ..errors import BlurcamError as _BlurcamError
-    from ..detect import DetectorConfig
-    from ..pipeline import PipelineConfig, redact_path
-    from ..regions import load_regions
-    from ..io.atomic import write_atomically
+    from ...errors import BlurcamError as _BlurcamError
+    from ...detect import DetectorConfig
+    from ...pipeline import PipelineConfig, redact_path
+    from ...regions import load_regions
+    from ...io.atomic import write_atomically
     from ..verify import VerifyConfig, verify_pair
     from ..verify.run import json_bytes, sheet_png
 
@@ -546,7 +547,7 @@ def summarize(report: dict, stored_wh: tuple[int, int] | None = None, rotation_d
     frame's timestamp (a player's clock starts there, regions at 0)."""
     import numpy as np
 
-    from ..view import boxes_to_stored, quarter_turns
+    from ...view import boxes_to_stored, quarter_turns
 
     k = quarter_turns(rotation_deg) if stored_wh else 0
     display_wh = stored_wh if k % 2 == 0 else stored_wh[::-1]

@@ -1,14 +1,14 @@
 """``blurcam blur INPUT... -o OUTPUT_DIR``: the folder run's command-line shell.
 
-Plans the run (blurcam.batch), runs it in local worker processes or on Ray
-(blurcam.cluster), shows progress and the summary (blurcam.batch_view), and turns
+Plans the run (blurcam.newsroom.batch), runs it in local worker processes or on Ray
+(blurcam.newsroom.cluster), shows progress and the summary (blurcam.newsroom.batch_view), and turns
 the outcome into an exit status. Errors are raised as BlurcamError for cli.py.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import SomeFilesFailedError, UsageError
+from ..errors import SomeFilesFailedError, UsageError
 
 
 def blur_folder(paths: list[Path], output_dir: Path | None, config, *, jobs: int | None, force: bool,

@@ -22,8 +22,8 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from ..errors import BlurcamError, OutputExistsError, UsageError
-from ..io.media import MEDIA_EXTENSIONS, is_media_path
+from ...errors import BlurcamError, OutputExistsError, UsageError
+from ...io.media import MEDIA_EXTENSIONS, is_media_path
 from .jobs import PRESETS, Desk, UploadTooLarge
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def make_app(desk: Desk, token: str, port: int):
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    static = Path(str(resources.files("blurcam.review") / "static"))
+    static = Path(str(resources.files("blurcam.newsroom.review") / "static"))
 
     def fail(exc: Exception) -> JSONResponse:
         status = (404 if isinstance(exc, KeyError) else 413 if isinstance(exc, UploadTooLarge)

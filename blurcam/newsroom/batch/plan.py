@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ManifestError, SinkError, SourceError
-from ..io.atomic import is_partial_name, partial_name
+from ...errors import ManifestError, SinkError, SourceError
+from ...io.atomic import is_partial_name, partial_name
 from .job import JobResult
 from .manifest import MANIFEST_NAME, MANIFEST_SCHEMA, Manifest, fingerprint
 from .scan import Job, LeftOut, scan_inputs
@@ -80,7 +80,7 @@ def remove_partials(output_dir: str | Path, *, settle_s: float = 0.0) -> list[Pa
     seconds old, so a file another run has just created is left alone). ``settle_s``:
     first wait until the youngest partial is old enough, for callers that know every
     writer of theirs has ended (a Ray driver after its last task)."""
-    from ..io.atomic import STALE_AFTER_S, remove_stale_partials
+    from ...io.atomic import STALE_AFTER_S, remove_stale_partials
 
     folders = [Path(folder) for folder, _dirs, _files in os.walk(output_dir)]
     if settle_s:
@@ -136,8 +136,8 @@ def plan_folder(inputs: Iterable[str | Path], output_dir: str | Path, config, *,
 
 
 def _plan_locked(jobs: list[Job], ignored: int, output_dir: Path, config, force: bool) -> FolderPlan:
-    from ..errors import OutputExistsError
-    from ..pipeline import settings_record
+    from ...errors import OutputExistsError
+    from ...pipeline import settings_record
 
     remove_partials(output_dir)  # a killed run's; each job's FileSink also cleans its own folder
     manifest = Manifest(output_dir) if not force else _fresh_manifest(output_dir)

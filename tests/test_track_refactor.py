@@ -1,39 +1,20 @@
 """Persistence split into named steps over a track table (issue 22) gives, frame by
 frame, exactly what the 125-line ``update`` it replaced (85f9e2a) gave: the same
 faces, births, gaps, and boxes painted back onto every earlier frame."""
-import functools
-import importlib.util
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-import blurcam.track
 from blurcam.track import Persistence, TrackConfig
 from blurcam.types import Faces
+from old_code import module_at
 from test_track_sparse import random_crowd
 
-ROOT = Path(__file__).parent.parent
 BEFORE_COMMIT = "85f9e2a"  # the last track.py with the one-piece Persistence.update
 
 
-@functools.cache
 def _before_module():
-    try:
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{BEFORE_COMMIT}:blurcam/track.py"],
-                                capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip(f"git history with {BEFORE_COMMIT} is not available")
-    path = Path(blurcam.track.__file__).with_name("_track_before_split.py")
-    spec = importlib.util.spec_from_loader("blurcam._track_before_split", loader=None)
-    module = importlib.util.module_from_spec(spec)
-    module.__package__ = "blurcam"
-    module.__file__ = str(path)
-    sys.modules[spec.name] = module
-    exec(compile(source, str(path), "exec"), module.__dict__)
-    return module
+    return module_at(BEFORE_COMMIT, "track")
 
 
 def scripted_scene(seed: int, frames: int = 40, resolution_wh=(640, 360)):

@@ -1,10 +1,6 @@
 """The tracker's pair-wise update (issue 17: a crowd frame costs O(pairs that can
 interact), not O(detections x tracks)) gives exactly the TrackUpdate of the dense
 formulation it replaced, on random crowds."""
-import importlib.util
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +9,8 @@ import blurcam.track
 from blurcam.boxes import meeting_pairs
 from blurcam.track import Persistence, TrackConfig
 from blurcam.types import Faces
+from old_code import module_at
 
-ROOT = Path(__file__).parent.parent
 DENSE_COMMIT = "5db8a40"  # the last track.py with (D, T) matrices in Persistence.update
 
 
@@ -90,19 +86,7 @@ def test_sparse_update_equals_all_pairs(seed, monkeypatch):
 
 
 def _dense_module():
-    try:
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{DENSE_COMMIT}:blurcam/track.py"],
-                                capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip(f"git history with {DENSE_COMMIT} is not available")
-    path = Path(blurcam.track.__file__).with_name("_track_dense_reference.py")
-    spec = importlib.util.spec_from_loader("blurcam._track_dense_reference", loader=None)
-    module = importlib.util.module_from_spec(spec)
-    module.__package__ = "blurcam"
-    module.__file__ = str(path)
-    sys.modules[spec.name] = module
-    exec(compile(source, str(path), "exec"), module.__dict__)
-    return module
+    return module_at(DENSE_COMMIT, "track")
 
 
 @pytest.mark.parametrize("seed", range(40))

@@ -176,16 +176,21 @@ def _fill_atomically(path: Path, fill, overwrite: bool) -> None:
         unlock(lock)
 
 
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether ``a`` and ``b`` name one file, by any spelling (a symlink, ``./``, a hard
+    link); for a path that does not exist yet, whether both resolve to the same place."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return Path(a).resolve() == Path(b).resolve()
+
+
 def refuse_same_file(input_path: str | Path, output_path: str | Path, what: str = "output",
                      whose: str = "input") -> None:
     """SameFileError if ``output_path`` names the file ``input_path`` is (a symlink,
     another spelling, a hard link): writing it would destroy the original. ``whose``
     names ``input_path`` in the message (``input``, or ``output`` for a report)."""
-    try:
-        same = os.path.samefile(input_path, output_path)
-    except OSError:  # one of them does not exist (yet)
-        same = Path(input_path).resolve() == Path(output_path).resolve()
-    if same:
+    if same_file(input_path, output_path):
         raise SameFileError(f"{output_path}: the {what} would replace the {whose} {input_path}; "
                             "write it somewhere else")
 

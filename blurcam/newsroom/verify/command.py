@@ -8,19 +8,11 @@ BlurcamError for cli.py.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ...errors import ResidualFacesError, SameFileError, SourceError, UsageError
 from .folder import FileVerdict, FolderEvents
 from .measure import VerifyConfig
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet)
-        return a.resolve() == b.resolve()
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -34,15 +26,15 @@ def check_write_paths(input: Path, output: Path, *, sheet: Path | None, json_out
     (SameFileError, exit 11), an existing file without ``overwrite`` (exit 7), or one whose
     folder is missing or not writable (exit 6). For a folder run ``sheet`` is a folder,
     which must lie outside both INPUT and OUTPUT."""
-    from ...io.atomic import check_output_path
+    from ...io.atomic import check_output_path, same_file
 
-    if sheet is not None and json_out is not None and _same(sheet, json_out):
+    if sheet is not None and json_out is not None and same_file(sheet, json_out):
         raise UsageError(f"{sheet}: --sheet and --json name the same file")
     for path, what in ((sheet, "sheet"), (json_out, "JSON")):
         if path is None:
             continue
         for protected, role in ((input, "input"), (output, "output")):
-            if _same(path, protected) or (folders and what == "sheet" and _inside(path, protected)):
+            if same_file(path, protected) or (folders and what == "sheet" and _inside(path, protected)):
                 raise SameFileError(f"{path}: the {what} would be written {'into' if folders and what == 'sheet' else 'over'} "
                                     f"the {role} {protected}; write it somewhere else")
         if folders and what == "sheet":

@@ -99,6 +99,12 @@ class Desk:
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._process = None
+        # OpenCV's import puts its own folder first on sys.path for a moment, and a process
+        # spawned then copies that sys.path: its `import typing` finds cv2/typing and the
+        # job dies at start ("the job stopped unexpectedly"). So cv2 is imported before the
+        # runner thread can spawn a worker while another thread imports it.
+        import cv2  # noqa: F401
+
         self._runner = threading.Thread(target=self._run, name="blurcam-review-jobs", daemon=True)
         self._runner.start()
 

@@ -91,13 +91,14 @@ def main() -> None:
     ap.add_argument("--no-folder", action="store_true", help="skip the folder runs")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
+    from blurcam.detect import DetectorConfig
     from blurcam.newsroom.batch import default_jobs
 
     rows = []
     load_before = os.getloadavg()[0]
     if not args.no_folder:
         folder = make_folder(args.clips, args.seconds)
-        default = default_jobs(args.quality, args.clips)
+        default = default_jobs(DetectorConfig(name=args.quality), args.clips)
         rows.append(blur_folder(folder, "--jobs 1", ["--jobs", "1"], args.quality))
         rows.append(blur_folder(folder, f"default --jobs ({default})", [], args.quality))
         if default != 2:

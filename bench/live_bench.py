@@ -55,7 +55,11 @@ def play(clip: Path, detector, mode: str, label: str, delay_s: float | None = No
     :func:`detector_setting`."""
     from blurcam.io.source import MediaSource
     from blurcam.io.stream import StreamSink
-    from blurcam.loop import LiveStats, warm_up
+    from blurcam.loop import warm_up
+    try:
+        from blurcam.runstats import LiveStats
+    except ImportError:  # an earlier checkout (a --before child): before the loop's split
+        from blurcam.loop import LiveStats
     from blurcam.pipeline import LiveConfig, live_detector, run_live
     from blurcam.redact import RedactConfig
 

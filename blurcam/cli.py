@@ -113,9 +113,9 @@ def blur(
     Folders: blurcam blur CARD/ [MORE...] -o OUT/ mirrors every video and image under OUT/, several files at once, skipping those done before with the same settings (OUT/blurcam-manifest.json).
     """
     from .errors import EXIT_SALVAGED
-    from .io.media import frame_count
+    from .io.media import frame_count, is_image_path
     from .io.sink import EncoderConfig
-    from .pipeline import PipelineConfig, default_output_path, is_image_path, redact_path
+    from .pipeline import PipelineConfig, default_output_path, redact_path
     from .progress import progress_display
     from .redact import RedactConfig
     from .regions import load_regions

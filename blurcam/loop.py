@@ -34,17 +34,13 @@ from .flight import DETECTION, KEPT, LATE, REDACTION, SINK, Flight
 from .io.convert import view_size
 from .io.sink import Sink
 from .io.source import MediaSource
-from .policy import FilePolicy, LivePolicy, Pending, Policy
+from .policy import Pending, Policy
 from .redact import RedactConfig, obscure_whole, redact_faces, regions_for
-from .runstats import FrameRecord, LiveStats, RunStats
+from .runstats import FrameRecord, RunStats
 from .stages import END, Stages, Stop, drain
 from .track import Persistence, TrackConfig, one_box_per_face
 from .types import Faces, Frame
 from .view import detect_frame, make_view
-
-# The loop's vocabulary, importable from here as before the split.
-__all__ = ["DETECTION", "KEPT", "LATE", "REDACTION", "SINK", "FilePolicy", "Flight", "FrameRecord", "LivePolicy",
-           "LiveStats", "Pending", "Policy", "RunStats", "run_frames", "warm_up"]
 
 log = logging.getLogger(__name__)
 

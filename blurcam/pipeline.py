@@ -31,7 +31,9 @@ from .io.source import MediaSource, open_live_source
 from .io.destination import parse_destinations
 from .io.fanout import FanOut
 from .io.stream import StreamConfig, StreamSink
-from .loop import FilePolicy, FrameRecord, LivePolicy, LiveStats, RunStats, run_frames
+from .loop import run_frames
+from .policy import FilePolicy, LivePolicy
+from .runstats import FrameRecord, LiveStats, RunStats
 from .redact import RedactConfig, redact_faces
 from .regions import RegionPass, Regions
 from .track import TrackConfig
@@ -77,7 +79,7 @@ def _check_detector(detector) -> None:
 
 
 DEFAULT_DELAY_S = 1.0  # bench/live_bench.py, README "Live: the delay"
-MAX_DELAY_S = 30.0  # frames held in memory: 30 s of 1080p is ~2.8 GB
+MAX_DELAY_S = 30.0  # frames kept in memory: 30 s of 1080p is ~2.8 GB
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,7 +89,7 @@ class LiveConfig:
     detector: which detector and how (default: the live preset), see
         :class:`blurcam.detect.DetectorConfig`; its CenterFace cadence is the run's own
         (see :func:`live_detector`).
-    delay_s: seconds each frame (and its audio) is held before it is sent, so a face
+    delay_s: seconds each frame (and its audio) is kept before it is sent, so a face
         found late is painted back over the frames before it and CenterFace may skip
         frames when the machine is behind (the file pipeline's protection); 0: sent as
         soon as redacted, CenterFace on every frame, nothing looked back.

@@ -12,7 +12,8 @@ and every counter.
                  looks back
 
 A policy is called from the loop's threads: ``items`` from the reader, ``deadline_s``
-and ``cadence`` from the detector's, everything else from the caller's.
+and ``cadence`` from the detector's, ``dropped`` from the reader's and the caller's,
+everything else from the caller's.
 """
 from __future__ import annotations
 

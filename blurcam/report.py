@@ -30,7 +30,7 @@ from pathlib import Path
 from . import __version__
 from .io.atomic import write_atomically
 from .urls import mask_url
-from .loop import FrameRecord, RunStats
+from .runstats import FrameRecord, RunStats
 from .regions import REGION_TRACK_BASE, RegionPass
 
 SCHEMA_VERSION = 1

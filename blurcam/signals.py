@@ -5,7 +5,7 @@ A closed terminal (SIGHUP), ``timeout`` or ``docker stop`` (SIGTERM) and Ctrl-C
 aborts sinks and removes partial outputs on KeyboardInterrupt runs for each of them.
 Later signals during that cleanup are recorded but not raised again, so the cleanup
 finishes (kill -9 still ends the process at once; the next run in that folder
-removes what it left, see ``blurcam.io.sink.remove_stale_partials``).
+removes what it left, see ``blurcam.io.atomic.remove_stale_partials``).
 """
 from __future__ import annotations
 

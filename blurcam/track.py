@@ -194,16 +194,6 @@ class TrackUpdate:
     refound: Gaps = field(default_factory=Gaps.none)
     growth_per_frame: float = 0.0
 
-    # The records' columns under the flat names callers and tests use.
-    births = property(lambda self: self.born.faces, doc="(N) faces confirmed now, box at birth")
-    births_age = property(lambda self: self.born.age, doc="(N,) frames since birth")
-    births_now = property(lambda self: self.born.now_xyxy, doc="(N, 4) their boxes now")
-    births_velocity = property(lambda self: self.born.velocity, doc="(N, 2) px/frame")
-    gap_from = property(lambda self: self.refound.before_xyxy, doc="(M, 4) box before the gap")
-    gap_to = property(lambda self: self.refound.now_xyxy, doc="(M, 4) box now")
-    gaps = property(lambda self: self.refound.frames, doc="(M,) frames between the sightings")
-    gap_ids = property(lambda self: self.refound.track_id, doc="(M,) track ids")
-
     @property
     def reach(self) -> int | None:
         """How many frames back this update owes boxes: 0 none, None unbounded (a

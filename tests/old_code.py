@@ -34,3 +34,20 @@ def module_at(commit: str, module: str):
     sys.modules[name] = loaded
     exec(compile(source, str(path), "exec"), loaded.__dict__)
     return loaded
+
+
+# TrackUpdate's columns as the trackers before 85f9e2a's successor named them (flat
+# attributes) -> where today's TrackUpdate keeps them (its Births and Gaps records).
+TRACK_UPDATE_NAMES = {"births": ("born", "faces"), "births_age": ("born", "age"),
+                      "births_now": ("born", "now_xyxy"), "births_velocity": ("born", "velocity"),
+                      "gap_from": ("refound", "before_xyxy"), "gap_to": ("refound", "now_xyxy"),
+                      "gaps": ("refound", "frames"), "gap_ids": ("refound", "track_id")}
+
+
+def update_column(update, old_name: str):
+    """The column an earlier tracker called ``old_name``, from an update of that tracker
+    or of today's."""
+    if not hasattr(update, "born"):  # an earlier tracker's: flat names
+        return getattr(update, old_name)
+    record, column = TRACK_UPDATE_NAMES[old_name]
+    return getattr(getattr(update, record), column)

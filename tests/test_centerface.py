@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blurcam.detect.centerface import MODEL_FILES, CenterFaceDetector, decode
+from blurcam.detect import CENTERFACE_MODELS
+from blurcam.detect.centerface import CenterFaceDetector, decode
 from blurcam.models import model_bytes
 
 
@@ -42,7 +43,7 @@ def test_decode_merges_neighbouring_cells_of_one_face():
 def test_shipped_models_take_any_input_size_and_list_no_weights_as_inputs(precision):
     import onnxruntime as ort
 
-    session = ort.InferenceSession(model_bytes(MODEL_FILES[precision]), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model_bytes(CENTERFACE_MODELS[precision]), providers=["CPUExecutionProvider"])
     (inp,) = session.get_inputs()  # the export listed all 195 weights as inputs too
     assert inp.name == "input.1" and inp.shape[1] == 3 and not isinstance(inp.shape[2], int)
     assert [o.name for o in session.get_outputs()] == ["537", "538", "539"]

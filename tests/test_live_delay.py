@@ -15,7 +15,7 @@ from blurcam.detect import make_detector
 from blurcam.detect.ensemble import cadenced
 from blurcam.io.source import MediaSource
 from blurcam.io.stream import StreamSink
-from blurcam.loop import LiveStats
+from blurcam.runstats import LiveStats
 from blurcam.pipeline import LiveConfig, run_live
 from blurcam.track import TrackConfig
 from conftest import Clip, two_faces_clip
@@ -223,7 +223,7 @@ def test_control_slow_detector_drops_frames_without_a_delay(faces_clip, tmp_path
 def test_cadence_follows_detection_time_and_drops():
     """The policy's choice alone: CenterFace every frame when it fits the frame interval,
     every 2nd/3rd when not, the slowest after a drop, always every frame without a delay."""
-    from blurcam.loop import LivePolicy
+    from blurcam.policy import LivePolicy
 
     policy = LivePolicy(500, delay_s=1.0, frame_s=1 / 30)
     assert policy.cadence(True, 0.020) == 1  # 20 ms of 33: every frame

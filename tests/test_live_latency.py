@@ -20,7 +20,7 @@ import pytest
 from blurcam.detect import make_detector
 from blurcam.io.source import MediaSource
 from blurcam.io.stream import StreamSink
-from blurcam.loop import LiveStats
+from blurcam.runstats import LiveStats
 from blurcam.pipeline import LiveConfig, run_live
 from conftest import Clip, two_faces_clip
 from leak import assert_no_face_leaks

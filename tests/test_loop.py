@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from blurcam.loop import FilePolicy, LivePolicy, Pending
+from blurcam.policy import FilePolicy, LivePolicy, Pending
 from blurcam.track import Persistence, TrackConfig
 from blurcam.types import Faces, Frame
 
@@ -68,7 +68,7 @@ def test_live_policy_never_keeps_a_frame_back():
 ])
 def test_flight_admits_a_frame_only_if_it_would_leave_within_the_bound(stage_ms, sink_frame_ms, held, backlog,
                                                                         expected_ms, admitted):
-    from blurcam.loop import DETECTION, REDACTION, SINK, Flight
+    from blurcam.flight import DETECTION, REDACTION, SINK, Flight
 
     flight = Flight(0.4, 8)
     for stage, ms in zip((DETECTION, REDACTION, SINK), stage_ms):
@@ -84,7 +84,7 @@ def test_flight_admits_a_frame_only_if_it_would_leave_within_the_bound(stage_ms,
 
 
 def test_flight_never_admits_more_than_its_cap():
-    from blurcam.loop import Flight
+    from blurcam.flight import Flight
 
     flight = Flight(10.0, 3)
     sink = type("Sink", (), {"backlog": 1, "frame_s": 0.0})()
@@ -95,7 +95,7 @@ def test_flight_never_admits_more_than_its_cap():
 
 
 def test_flight_names_the_stage_where_frames_wait():
-    from blurcam.loop import DETECTION, REDACTION, SINK, Flight
+    from blurcam.flight import DETECTION, REDACTION, SINK, Flight
 
     flight = Flight(0.4, 8)
     flight.took(REDACTION, 0.2)

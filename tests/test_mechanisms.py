@@ -240,6 +240,19 @@ def test_folder_run_writes_a_video_in_a_container_blurcam_only_reads(tmp_path, s
         assert leak.detail_kept(rendered[i][0], redacted[i], rendered[i][1][0]) < 0.4
 
 
+def test_a_container_blurcam_only_reads_beside_its_mp4_namesake_keeps_its_whole_name(tmp_path):
+    """clip.mpg and clip.mp4 in one folder: clip.mpg's output would have been clip.mp4 too,
+    and the collision stopped the whole folder run before any file was redacted."""
+    (tmp_path / "in" / "day2").mkdir(parents=True)
+    for name in ("clip.mpg", "clip.mp4", "day2/CLIP.3gp", "other.mpg"):
+        (tmp_path / "in" / name).write_bytes(b"")
+    jobs, _ = plan_jobs([tmp_path / "in"], tmp_path / "out")
+    assert {job.source: job.key for job in jobs} == {
+        "clip.mpg": "clip.mpg.mp4", "clip.mp4": "clip.mp4", "day2/CLIP.3gp": "day2/CLIP.mp4",
+        "other.mpg": "other.mp4"}
+    assert all(job.output == tmp_path / "out" / job.key for job in jobs)
+
+
 # --- the frame count ----------------------------------------------------------------------
 
 def test_frame_count_from_the_header_image_or_unknown(tmp_path, face_clip):

@@ -47,14 +47,14 @@ def test_box_held_through_detector_blinks_then_released():
 def test_same_face_keeps_its_track_and_new_face_is_confirmed_on_second_sight():
     p = Persistence()
     a = p.update(faces([10, 10, 50, 50]))
-    assert len(a.births) == 0  # one sighting: not yet owed a look-back
+    assert len(a.born.faces) == 0  # one sighting: not yet owed a look-back
     b = p.update(faces([12, 10, 52, 50], [200, 200, 240, 240]))
     assert b.faces.track_id[0] == a.faces.track_id[0]
-    assert len(b.births) == 1 and b.births.track_id[0] == a.faces.track_id[0]
-    np.testing.assert_array_equal(b.births.xyxy[0], [10, 10, 50, 50])  # its box at birth
-    assert b.births_age.tolist() == [1]
+    assert len(b.born.faces) == 1 and b.born.faces.track_id[0] == a.faces.track_id[0]
+    np.testing.assert_array_equal(b.born.faces.xyxy[0], [10, 10, 50, 50])  # its box at birth
+    assert b.born.age.tolist() == [1]
     c = p.update(faces([14, 10, 54, 50], [201, 200, 241, 240]))
-    assert len(c.births) == 1 and c.births.track_id[0] == b.faces.track_id[1]
+    assert len(c.born.faces) == 1 and c.born.faces.track_id[0] == b.faces.track_id[1]
 
 
 def test_detector_failure_keeps_tracks_without_ageing():
@@ -74,9 +74,9 @@ def test_split_detection_of_a_known_face_gets_no_lookback():
     p.update(faces([10, 10, 50, 50]))
     p.update(faces([12, 10, 52, 50]))
     p.update(faces([14, 10, 54, 50], [30, 30, 60, 60]))  # second box overlaps the known face
-    assert len(p.update(faces([16, 10, 56, 50], [31, 30, 61, 60])).births) == 0
+    assert len(p.update(faces([16, 10, 56, 50], [31, 30, 61, 60])).born.faces) == 0
     p.update(faces([18, 10, 58, 50], [300, 300, 340, 340]))  # a new face elsewhere
-    assert len(p.update(faces([20, 10, 60, 50], [301, 300, 341, 340])).births) == 1
+    assert len(p.update(faces([20, 10, 60, 50], [301, 300, 341, 340])).born.faces) == 1
 
 
 def test_duplicate_track_of_a_detected_face_adds_no_carried_box():
@@ -98,12 +98,12 @@ def test_face_found_again_reports_the_gap_and_its_two_sightings():
     p = Persistence(TrackConfig(hold_frames=5))
     p.update(faces([0, 0, 40, 40]))
     for _ in range(3):
-        assert len(p.update(Faces.empty()).gaps) == 0
+        assert len(p.update(Faces.empty()).refound.frames) == 0
     again = p.update(faces([24, 0, 64, 40]))
-    assert again.gaps.tolist() == [4]
-    np.testing.assert_array_equal(again.gap_from, [[0, 0, 40, 40]])
-    np.testing.assert_array_equal(again.gap_to, [[24, 0, 64, 40]])
-    assert len(p.update(faces([30, 0, 70, 40])).gaps) == 0  # seen on consecutive frames: no gap
+    assert again.refound.frames.tolist() == [4]
+    np.testing.assert_array_equal(again.refound.before_xyxy, [[0, 0, 40, 40]])
+    np.testing.assert_array_equal(again.refound.now_xyxy, [[24, 0, 64, 40]])
+    assert len(p.update(faces([30, 0, 70, 40])).refound.frames) == 0  # seen on consecutive frames: no gap
 
 
 def test_bridge_boxes_follow_the_straight_path_between_sightings():
@@ -124,7 +124,7 @@ def test_face_unseen_for_frames_is_matched_beyond_iou_reach():
     for _ in range(3):
         p.update(Faces.empty())
     again = p.update(faces([30, 0, 70, 40]))
-    assert again.faces.track_id[0] == first.faces.track_id[0] and again.gaps.tolist() == [4]
+    assert again.faces.track_id[0] == first.faces.track_id[0] and again.refound.frames.tolist() == [4]
     stranger = Persistence(TrackConfig(hold_frames=5))
     first = stranger.update(faces([0, 0, 40, 40]))
     stranger.update(Faces.empty())
@@ -137,9 +137,9 @@ def test_failed_frame_does_not_repeat_the_last_births_or_bridges():
     p.update(faces([0, 0, 40, 40]))
     p.update(Faces.empty())
     both = p.update(faces([2, 0, 42, 40]))  # second sighting after a gap: a birth and a bridge
-    assert len(both.births) == 1 and len(both.gaps) == 1
+    assert len(both.born.faces) == 1 and len(both.refound.frames) == 1
     failed = p.update(None)  # detector failed: nothing new was learnt
-    assert len(failed.births) == 0 and len(failed.gaps) == 0 and failed.reach == 0
+    assert len(failed.born.faces) == 0 and len(failed.refound.frames) == 0 and failed.reach == 0
 
 
 def test_face_matched_by_distance_still_gets_the_lookback_of_a_new_face():
@@ -150,10 +150,10 @@ def test_face_matched_by_distance_still_gets_the_lookback_of_a_new_face():
     p.update(faces([0, 0, 40, 40]))
     for _ in range(3):
         p.update(Faces.empty())
-    assert len(p.update(faces([50, 0, 90, 40])).births) == 0  # 50 px away after 4 frames: matched by distance
+    assert len(p.update(faces([50, 0, 90, 40])).born.faces) == 0  # 50 px away after 4 frames: matched by distance
     confirmed = p.update(faces([51, 0, 91, 40]))
-    assert len(confirmed.births) == 1
-    np.testing.assert_array_equal(confirmed.births.xyxy, [[50, 0, 90, 40]])
+    assert len(confirmed.born.faces) == 1
+    np.testing.assert_array_equal(confirmed.born.faces.xyxy, [[50, 0, 90, 40]])
 
 
 def test_lookback_spans_a_new_face_back_to_its_birth_and_grows_before_it():
@@ -180,8 +180,8 @@ def test_lookback_of_a_plain_gap_reaches_only_inside_it():
     for _ in range(2):
         p.update(Faces.empty())
     update = p.update(faces([12, 0, 52, 40]))  # still overlapping: the same face, no new birth
-    assert update.gaps.tolist() == [3] and update.reach == 2 and len(update.births) == 0
-    np.testing.assert_allclose(update.owed_to(1).xyxy, bridge_boxes(update.gap_from, update.gap_to, update.gaps, 1, 0.03))
+    assert update.refound.frames.tolist() == [3] and update.reach == 2 and len(update.born.faces) == 0
+    np.testing.assert_allclose(update.owed_to(1).xyxy, bridge_boxes(update.refound.before_xyxy, update.refound.now_xyxy, update.refound.frames, 1, 0.03))
     assert len(update.owed_to(3)) == 0
 
 
@@ -202,10 +202,10 @@ def test_young_face_whose_box_outgrows_its_lookback_is_painted_back_again():
     over the frames since its birth, not only the sliver."""
     p = Persistence()
     p.update(faces([620, 100, 640, 120]))
-    assert len(p.update(faces([620, 100, 640, 121])).births) == 1
-    assert len(p.update(faces([617, 100, 640, 122])).births) == 0  # about the same size: painted already
+    assert len(p.update(faces([620, 100, 640, 121])).born.faces) == 1
+    assert len(p.update(faces([617, 100, 640, 122])).born.faces) == 0  # about the same size: painted already
     again = p.update(faces([600, 100, 640, 160]))
-    assert len(again.births) == 1
+    assert len(again.born.faces) == 1
     np.testing.assert_allclose(again.owed_to(2).xyxy[0], [600, 100, 640, 160])
 
 

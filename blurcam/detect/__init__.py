@@ -173,7 +173,8 @@ class DetectorConfig:
     threshold: None keeps the preset's (a backend's own default: MediaPipe 0.5,
         CenterFace 0.2). For a preset it replaces the threshold of the CenterFace passes
         for faces above their small-face size (the small-face threshold is capped at it);
-        MediaPipe keeps the preset's. In [0, 1].
+        MediaPipe keeps the preset's, except in ``fast`` (MediaPipe alone), where it is
+        MediaPipe's. In [0, 1].
     centerface_every: run a preset's CenterFace passes on every k-th frame only
         (MediaPipe runs on every frame); None: the preset's ``every``.
     precision: CenterFace's model, int8 (faster) or fp32 (the reference).

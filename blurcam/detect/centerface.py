@@ -28,7 +28,6 @@ from ..boxes import scale_about_centre
 from ..types import Faces
 from . import CENTERFACE_MODELS, DEFAULT_RUNTIME, PRECISIONS, RUNTIMES
 
-MODEL_FILES = CENTERFACE_MODELS  # precision -> model file
 _INPUT = "input.1"
 _OUTPUTS = ("537", "538", "539")  # heatmap, scale, offset
 _STRIDE = 4  # output cell size in input pixels
@@ -60,7 +59,7 @@ class CenterFaceDetector:
         WIDER's face-box convention (forehead to chin); 0.93 matches it (measured on
         WIDER: same coverage, 7 % less area). Redaction pads boxes 1.5x afterwards.
     threads: inference threads; None picks :func:`blurcam.cpu.detector_threads`.
-    precision: the model, ``int8`` or ``fp32`` (see MODEL_FILES); runtime: ``onnxruntime``
+    precision: the model, ``int8`` or ``fp32`` (see CENTERFACE_MODELS); runtime: ``onnxruntime``
         or ``openvino``.
 
     The resized frame is padded (not stretched) to multiples of 32. Box heights for
@@ -100,7 +99,7 @@ class CenterFaceDetector:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
-        self.model_file = MODEL_FILES[self.precision]
+        self.model_file = CENTERFACE_MODELS[self.precision]
         self._session = _shared_session(self.precision, self.runtime, threads or detector_threads())
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
@@ -149,9 +148,9 @@ def _shared_session(precision: str, runtime: str, threads: int):
     key = (precision, runtime, threads)
     with _sessions_lock:
         if key not in _sessions:
-            data = model_bytes(MODEL_FILES[precision])
+            data = model_bytes(CENTERFACE_MODELS[precision])
             loader = _OnnxRuntimeModel if runtime == "onnxruntime" else _OpenVinoModel
-            _sessions[key] = loader(data, MODEL_FILES[precision], precision, threads)
+            _sessions[key] = loader(data, CENTERFACE_MODELS[precision], precision, threads)
         return _sessions[key]
 
 

@@ -34,7 +34,7 @@ class Destination:
             raise UsageError(f"{scheme}://: unsupported live destination (use rtmp://, udp://, tcp://, a file or -)")
         fmt = format or RECORDING_FORMATS.get(Path(text).suffix.lower())
         if fmt is None:
-            raise UsageError(f"{text}: a live recording must be .ts, .mkv or .flv (a streamable container)")
+            raise UsageError(f"{text}: a live recording must be {', '.join(RECORDING_FORMATS)} (a streamable container)")
         return cls(text, fmt, False, text)
 
     def identity(self) -> tuple:

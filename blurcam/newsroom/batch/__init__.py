@@ -3,7 +3,7 @@
     scan_inputs(inputs, output_dir)       which file goes where (collisions are errors), and
                                           what could not be read (listed; the run exits 20)
     Manifest(output_dir)                  what is done, with which settings and models
-    run_local(jobs, config, ...)          each file in a worker process (spawn), results back
+    run_local(plan, config, jobs=...)     each file in a worker process (spawn), results back
     run_job(job, config)                  one file, in whatever process runs it (pool or Ray)
 
 The manifest (``blurcam-manifest.json`` in OUTPUT_DIR) is written only by the

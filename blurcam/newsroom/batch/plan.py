@@ -76,7 +76,7 @@ class FolderLock:
 
 def remove_partials(output_dir: str | Path, *, settle_s: float = 0.0) -> list[Path]:
     """Delete, in every folder under ``output_dir``, the hidden partial outputs whose writer
-    is gone (:func:`blurcam.io.sink.remove_stale_partials`: unlocked, and at least a few
+    is gone (:func:`blurcam.io.atomic.remove_stale_partials`: unlocked, and at least a few
     seconds old, so a file another run has just created is left alone). ``settle_s``:
     first wait until the youngest partial is old enough, for callers that know every
     writer of theirs has ended (a Ray driver after its last task)."""

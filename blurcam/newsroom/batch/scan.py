@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ...errors import OutputCollisionError, SameFileError, SourceError
+from ...io.atomic import refuse_same_file, same_file
 from ...io.media import is_image_path, is_media_path, output_suffix
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def scan_inputs(inputs: Iterable[str | Path], output_dir: str | Path) -> tuple[l
         root = Path(given)
         if not root.exists():
             raise SourceError(f"{root}: no such file or folder")
-        if root.resolve() == out_resolved:
+        if same_file(root, out_resolved):
             raise SameFileError(f"{output_dir}: the output folder is the input {root}; "
                                 "write it somewhere else")
         if root.is_file():
@@ -85,14 +86,17 @@ def scan_inputs(inputs: Iterable[str | Path], output_dir: str | Path) -> tuple[l
                 continue
             key = str(PurePosixPath(rel).with_suffix(output_suffix(rel)))  # clip.mpg -> clip.mp4
             jobs.append(Job(path.absolute(), output_dir / key, key, rel))
+    # clip.mpg beside clip.mp4: the one whose container changes keeps its whole name (clip.mpg.mp4)
+    own_names = {job.key.casefold() for job in jobs if job.key == job.source}
+    jobs = [job if job.key == job.source or job.key.casefold() not in own_names else
+            Job(job.input, output_dir / f"{job.source}{output_suffix(job.source)}",
+                f"{job.source}{output_suffix(job.source)}", job.source) for job in jobs]
     seen: dict[str, Job] = {}
     for job in jobs:
         other = seen.setdefault(job.key.casefold(), job)
         if other is not job:
             raise OutputCollisionError(f"{other.input} and {job.input} would both be written to {job.output}")
-        if job.input.resolve() == job.output.resolve():
-            raise SameFileError(f"{job.output}: the output would replace the input {job.input}; "
-                                "write it somewhere else")
+        refuse_same_file(job.input, job.output)
     return sorted(jobs, key=lambda j: j.key), ignored, left_out
 
 

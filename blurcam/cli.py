@@ -407,7 +407,9 @@ def _quiet_ffmpeg() -> None:
 def main() -> None:
     from . import signals
     from .memory import tune_allocator
+    from .quiet import separate_python_stderr
 
     signals.install()
+    separate_python_stderr()  # before any logging handler or console takes sys.stderr
     tune_allocator()
     app()

@@ -1,7 +1,6 @@
 """MediaPipe Tasks FaceDetector (BlazeFace) adapter, VIDEO running mode."""
 from __future__ import annotations
 
-import contextlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -12,6 +11,7 @@ import numpy as np
 
 from ..errors import DetectorError
 from ..models import model_bytes
+from ..quiet import native_quiet
 from ..types import Faces
 
 # glog/absl and LiteRT print INFO lines on stderr at model load; keep the CLI's stderr for users.
@@ -76,23 +76,6 @@ def _import_mediapipe():
     return mediapipe
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silence native libraries' stderr chatter (fd 2) for the duration."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 class MediaPipeDetector:
     """BlazeFace through ``mediapipe.tasks.vision.FaceDetector`` in VIDEO mode.
 
@@ -120,7 +103,7 @@ class MediaPipeDetector:
             min_detection_confidence=threshold,
             min_suppression_threshold=0.3,
         )
-        with _quiet_stderr():
+        with native_quiet(always=True):  # loading: blurcam's own moment
             try:
                 self._task = vision.FaceDetector.create_from_options(options)
             except Exception as exc:
@@ -134,7 +117,8 @@ class MediaPipeDetector:
         # MediaPipe demands strictly increasing timestamps; pts can repeat or start at 0.
         self._last_ms = max(self._last_ms + 1, int(timestamp_ms) + 1)
         mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=image)
-        result = self._task.detect_for_video(mp_image, self._last_ms)
+        with native_quiet():  # its rare native log line (blurcam.quiet)
+            result = self._task.detect_for_video(mp_image, self._last_ms)
         n = len(result.detections)
         if n == 0:
             return Faces.empty()
@@ -149,5 +133,5 @@ class MediaPipeDetector:
     def close(self) -> None:
         task, self._task = getattr(self, "_task", None), None
         if task is not None:
-            with _quiet_stderr():
+            with native_quiet(always=True):
                 task.close()

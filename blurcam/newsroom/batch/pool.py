@@ -49,8 +49,10 @@ def _worker_init(progress_q, stop_event, parent_pid: int, cpus: int) -> None:
     import signal
 
     from ...cpu import SHARE_ENV
+    from ...quiet import separate_python_stderr
 
     os.environ[SHARE_ENV] = str(cpus)  # before any detector or encoder picks its threads
+    separate_python_stderr()  # MediaPipe's native log lines stay off the terminal (blurcam.quiet)
     # Ctrl-C (and a closed terminal's SIGHUP) reach the whole process group: the parent
     # alone decides, and tells the workers through stop_event, so each removes its
     # partial output and reports back.

@@ -464,7 +464,10 @@ def serve_one_job(jobs, messages) -> None:
     one job it is given (see :func:`work`); None instead of a job: leave."""
     import signal
 
+    from ...quiet import separate_python_stderr
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the desk, and the desk stops this job
+    separate_python_stderr()  # MediaPipe's native log lines stay off the desk's terminal (blurcam.quiet)
     try:
         import numpy as np
 

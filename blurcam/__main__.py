@@ -19,6 +19,8 @@ def main() -> None:
         code = signals.exit_code(exc)
         sys.stderr.write(signals.stopped_line(code) + "\n")
         sys.exit(code)
+    finally:
+        signals.settle()  # a Ctrl-C as the run ends: exit 130, not death by SIGINT at shutdown
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ removes what it left, see ``blurcam.io.atomic.remove_stale_partials``).
 """
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 
 _HANDLED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -39,6 +41,26 @@ def install() -> None:
         return
     for sig in _HANDLED:
         signal.signal(sig, _handler)
+
+
+def settle() -> None:
+    """The command is over and its exit status chosen: a stop signal from now on (while
+    the interpreter shuts down and joins threads) ends the process at once with 128 +
+    the signal, instead of escaping as a KeyboardInterrupt that Python turns into death
+    by SIGINT (exit -2, as if the run had crashed). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in _HANDLED:
+        signal.signal(sig, _after_the_command)
+
+
+def _after_the_command(signum: int, _frame) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(128 + signum)
 
 
 def exit_code(exc: BaseException | None = None) -> int:

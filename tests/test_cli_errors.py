@@ -250,3 +250,26 @@ def test_cli_errors_lets_a_command_choose_its_own_exit(capsys):
         with cli_errors():
             raise typer.Exit(12)  # --salvage lost frames
     assert stopped.value.exit_code == 12 and capsys.readouterr().err == ""
+
+
+def test_ctrl_c_while_python_shuts_down_after_the_command_exits_130_without_a_traceback(tmp_path):
+    """Regression: a Ctrl-C that landed after the command had finished, while Python joined
+    the threads still running at exit, printed an "Exception ignored ... Interrupted"
+    traceback (or the process died by SIGINT, exit -2, as seen once in CI)."""
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import threading, time\n"
+        "import blurcam.cli\n"
+        "def finished_command():\n"
+        "    threading.Thread(target=time.sleep, args=(2.0,)).start()  # joined as Python exits\n"
+        "    print('done', flush=True)\n"
+        "blurcam.cli.main = finished_command\n"
+        "from blurcam.__main__ import main\n"
+        "main()\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.readline().strip() == "done"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err, err

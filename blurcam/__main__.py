@@ -18,7 +18,11 @@ def main() -> None:
     except KeyboardInterrupt as exc:  # before a command's own handling (blurcam.cli.cli_errors, which says more)
         code = signals.exit_code(exc)
         sys.stderr.write(signals.stopped_line(code) + "\n")
-        sys.exit(code)
+        signals.leave(code)
+    except SystemExit as exc:
+        if signals.received is not None and exc.code in (129, 130, 143):
+            signals.leave(exc.code)  # stopped: the command has cleaned up; skip native teardown
+        raise
     finally:
         signals.settle()  # a Ctrl-C as the run ends: exit 130, not death by SIGINT at shutdown
 

@@ -55,12 +55,21 @@ def settle() -> None:
 
 
 def _after_the_command(signum: int, _frame) -> None:
+    leave(128 + signum)
+
+
+def leave(code: int) -> None:
+    """End a stopped run now with exit status ``code``, its output flushed, without the
+    interpreter's teardown: native libraries (MediaPipe, onnxruntime) interrupted while
+    they load can abort or crash there (seen: "terminate called without an active
+    exception", exit -6; exit -11; a hang), turning a clean stop into a crash. Call it
+    only once the command has removed what it must (partial outputs, workers)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError, AttributeError):
             pass
-    os._exit(128 + signum)
+    os._exit(code)
 
 
 def exit_code(exc: BaseException | None = None) -> int:
